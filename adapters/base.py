@@ -1,0 +1,222 @@
+"""The webhook adapter protocol: verify, handshake, normalize. Values in, values out, no I/O.
+
+The hub reads the request, hands an `InboundRequest` and the connector's secrets to the adapter,
+and builds envelopes, claims dedupe keys and publishes from what the adapter returns. An adapter
+never imports `hub`; a new provider is one module in `adapters/webhooks/` plus one line in
+`adapters/registry.py`.
+"""
+
+from __future__ import annotations
+
+import hmac
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Generic, Self, TypeVar
+
+import orjson
+from multidict import CIMultiDict, CIMultiDictProxy
+from pydantic import BaseModel, ConfigDict
+
+from adapters.errors import PayloadError, SignatureError
+
+
+@dataclass(frozen=True, slots=True)
+class SigningSecret:
+    """One of a connector's secrets; `key_id` names it (for `hubkeyid`), `value` never prints."""
+
+    key_id: str
+    value: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """What verification proved: the scheme, which secret matched, the signed timestamp if any."""
+
+    scheme: str
+    key_id: str | None
+    signed_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NormalizedEvent:
+    """One provider event, ready for the hub to wrap in an envelope.
+
+    `data` is a JSON-serializable value, or an `orjson.Fragment` of bytes already validated as
+    JSON (the hub embeds them without re-serializing).
+    """
+
+    id: str
+    type: str
+    data: Any
+    subject: str | None = None
+    time: datetime | None = None
+    datacontenttype: str = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeReply:
+    """The answer a provider's handshake requires; the hub sends it and publishes nothing."""
+
+    status: int = 200
+    body: bytes = b""
+    content_type: str = "text/plain"
+
+
+@dataclass(frozen=True, slots=True)
+class SchemeInfo:
+    """A provider's signing facts as data, for docs and `connector-hub providers`."""
+
+    signature_header: str
+    algorithm: str
+    signed_content: str
+    encoding: str
+    timestamp: str | None
+    dedupe_key: str
+    handshake: str | None = None
+    default_replay_window_s: float | None = None
+    delivery_timeout_s: float = 10.0
+    """How long the provider waits for our answer; the publish deadline stays well inside it."""
+
+
+@dataclass(frozen=True, slots=True)
+class TestRequest:
+    """Headers and body of a request signed exactly as the provider would send it."""
+
+    __test__: ClassVar[bool] = False  # not a pytest test class despite the name
+
+    headers: dict[str, str]
+    body: bytes
+
+
+class InboundRequest:
+    """The raw request as received: the only input an adapter gets."""
+
+    __slots__ = ("_json", "body", "headers", "method", "query", "received_at", "url")
+
+    def __init__(
+        self,
+        *,
+        method: str,
+        url: str,
+        headers: CIMultiDictProxy[str] | Mapping[str, str] | Iterable[tuple[str, str]],
+        body: bytes,
+        received_at: float,
+        query: Mapping[str, str] | None = None,
+    ) -> None:
+        self.method = method
+        self.url = url
+        self.headers: CIMultiDictProxy[str] = (
+            headers if isinstance(headers, CIMultiDictProxy) else CIMultiDictProxy(CIMultiDict(headers))
+        )
+        self.body = body
+        self.received_at = received_at
+        self.query: Mapping[str, str] = query or {}
+        self._json: Any = _UNPARSED
+
+    def header(self, name: str) -> str | None:
+        """The first value of an informational header, or None."""
+        return self.headers.get(name)
+
+    def signed_header(self, name: str, provider: str) -> str:
+        """A header that verification depends on: present exactly once, or a SignatureError."""
+        values = self.headers.getall(name, [])
+        if not values:
+            raise SignatureError(provider, "missing_header", f"header {name} is missing")
+        if len(values) > 1:
+            raise SignatureError(provider, "duplicate_header", f"header {name} appears {len(values)} times")
+        return values[0]
+
+    def json(self) -> Any:
+        """The body parsed as JSON (once); hostile input is a PayloadError, never a crash."""
+        if self._json is _UNPARSED:
+            try:
+                self._json = orjson.loads(self.body)
+            except orjson.JSONDecodeError as exc:
+                raise PayloadError("invalid_json", str(exc)) from None
+        return self._json
+
+    def json_object(self) -> dict[str, Any]:
+        """The body as a JSON object (the common case), or a PayloadError."""
+        value = self.json()
+        if not isinstance(value, dict):
+            raise PayloadError("invalid_json", "the body is not a JSON object")
+        return value
+
+
+_UNPARSED: Any = object()
+
+
+class NoOptions(BaseModel):
+    """Options model of a provider that takes none."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
+
+
+class WebhookAdapter(ABC, Generic[OptionsT]):
+    """A provider's verifier, handshake and normalizer, configured for one connector."""
+
+    name: ClassVar[str]
+    scheme: ClassVar[SchemeInfo]
+    options_model: ClassVar[type[BaseModel]] = NoOptions
+
+    def __init__(self, options: OptionsT) -> None:
+        self.options = options
+
+    @classmethod
+    def configure(cls, options: Mapping[str, Any] | None = None) -> Self:
+        """Validate a connector's `spec.webhook.options` and build the adapter (pydantic errors propagate)."""
+        return cls(cls.options_model.model_validate(dict(options or {})))  # type: ignore[arg-type]
+
+    @property
+    def replay_window_s(self) -> float | None:
+        """The provider's own window where it is stricter than the hub's default, else None."""
+        return self.scheme.default_replay_window_s
+
+    def check_secret(self, secret: SigningSecret) -> None:
+        """Raise ValueError (without the value) if a secret's format cannot work for this provider."""
+        if not secret.value:
+            raise ValueError(f"secret {secret.key_id} is empty")
+
+    @abstractmethod
+    def verify(self, request: InboundRequest, secrets: Sequence[SigningSecret]) -> Verification:
+        """Prove the request was signed by one of `secrets`, or raise SignatureError."""
+
+    def handshake(self, request: InboundRequest) -> HandshakeReply | None:
+        """The reply to a verified handshake request, or None for an ordinary event."""
+        return None
+
+    @abstractmethod
+    def normalize(self, request: InboundRequest) -> list[NormalizedEvent]:
+        """The events a verified request carries (several for batching providers)."""
+
+    @abstractmethod
+    def sample(self, now: float) -> TestRequest:
+        """A realistic, unsigned sample request of this provider (for `send-test`)."""
+
+    @abstractmethod
+    def sign(self, request: TestRequest, secret: SigningSecret, now: float) -> TestRequest:
+        """`request` with the headers the provider adds when it signs it at time `now`."""
+
+
+def matching_key(
+    provider: str,
+    secrets: Sequence[SigningSecret],
+    candidates: Sequence[bytes],
+    expected: Any,
+) -> str:
+    """The key id of the first secret whose expected signature equals one of `candidates`.
+
+    `expected(secret) -> bytes` computes the signature that secret would give. Every comparison
+    is constant-time, and every secret is tried against every candidate (rotation on both sides).
+    """
+    for secret in secrets:
+        want = expected(secret)
+        for candidate in candidates:
+            if hmac.compare_digest(want, candidate):
+                return secret.key_id
+    raise SignatureError(provider, "no_match", "no active secret produced a matching signature")

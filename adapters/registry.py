@@ -1,0 +1,35 @@
+"""The provider registry: one explicit, read-only mapping from provider name to adapter class.
+
+Registering a provider is one line here; nothing in `hub/` changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from adapters.base import WebhookAdapter
+from adapters.webhooks.generic_hmac import HmacAdapter
+from adapters.webhooks.github import GitHubAdapter
+from adapters.webhooks.standard_webhooks import StandardWebhooksAdapter
+from adapters.webhooks.stripe import StripeAdapter
+
+WEBHOOK_PROVIDERS: Mapping[str, type[WebhookAdapter]] = MappingProxyType(  # type: ignore[type-arg]
+    {adapter.name: adapter for adapter in (GitHubAdapter, StripeAdapter, StandardWebhooksAdapter, HmacAdapter)}
+)
+
+
+class UnknownProviderError(LookupError):
+    """No adapter is registered under that name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"unknown provider {name!r}; known: {', '.join(sorted(WEBHOOK_PROVIDERS))}")
+
+
+def webhook_adapter(name: str) -> type[WebhookAdapter]:  # type: ignore[type-arg]
+    """The adapter class registered under `name`."""
+    try:
+        return WEBHOOK_PROVIDERS[name]
+    except KeyError:
+        raise UnknownProviderError(name) from None

@@ -1,0 +1,201 @@
+"""The Connector document (DESIGN §8): what a connector is, as a pydantic model.
+
+The webhook part is complete and acted on. Routes and the poll part are modelled so specs can
+carry them and `connector-hub validate` checks them; the gate consumers and the poll scheduler
+that act on them come with their own issues. Provider-specific options are validated by the
+provider's own options model (in its adapter module), not here.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
+
+from schemas.durations import Duration
+from schemas.secrets import SecretEntry
+
+NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+Name = Annotated[str, Field(pattern=NAME_PATTERN, description="[a-z0-9-], 1-63, no leading or trailing -")]
+
+DEFAULT_REPLAY_WINDOW = timedelta(seconds=300)
+MAX_BODY_BYTES_LIMIT = 64 * 1024 * 1024
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Metadata(_Model):
+    """Who the connector belongs to and what it is called."""
+
+    name: Name
+    tenant: Name
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class WebhookSettings(_Model):
+    """How the ingress treats this connector's deliveries."""
+
+    replayWindow: Duration | None = Field(
+        default=None,
+        description="Reject signed timestamps older or newer than this (default: the provider's, else 300s)",
+    )
+    dedupeWindow: Duration = Field(
+        default=timedelta(hours=72), description="How long a delivered id is remembered as done"
+    )
+    maxBodyBytes: int = Field(
+        default=1_048_576,
+        ge=1,
+        le=MAX_BODY_BYTES_LIMIT,
+        description="Body cap in bytes, also applied after inflating a compressed body",
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Provider options, checked by the provider's own model"
+    )
+
+    @model_validator(mode="after")
+    def _windows_are_sane(self) -> Self:
+        if self.replayWindow is not None and not timedelta(seconds=1) <= self.replayWindow <= timedelta(days=1):
+            raise ValueError("replayWindow must be between 1s and 24h")
+        if not timedelta(minutes=1) <= self.dedupeWindow <= timedelta(days=30):
+            raise ValueError("dedupeWindow must be between 1m and 30d")
+        return self
+
+
+class Match(_Model):
+    """Which events a route takes."""
+
+    types: list[str] = Field(min_length=1, description="Event types; `*` matches one token")
+    when: str | None = Field(default=None, description="Optional JMESPath condition over the envelope")
+
+
+class HttpTarget(_Model):
+    """An HTTP endpoint invoked with the event."""
+
+    url: AnyHttpUrl
+    method: Literal["POST", "PUT", "PATCH"] = "POST"
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: Duration = timedelta(seconds=5)
+
+
+class Target(_Model):
+    """Where an invocation goes: a NATS subject or an HTTP endpoint (exactly one)."""
+
+    subject: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+    http: HttpTarget | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.subject is None) == (self.http is None):
+            raise ValueError("a target is exactly one of subject or http")
+        return self
+
+
+class Rate(_Model):
+    """Sustained rate and burst."""
+
+    perSecond: float = Field(gt=0)
+    burst: int = Field(default=1, ge=1)
+
+
+class Limits(_Model):
+    """How fast and how many at once a route may invoke its target."""
+
+    rate: Rate | None = None
+    maxParallel: int | None = Field(default=None, ge=1)
+
+
+class Retry(_Model):
+    """Retries of transient dispatch failures, with exponential backoff."""
+
+    maxAttempts: int = Field(default=8, ge=1, le=100)
+    initial: Duration = timedelta(seconds=1)
+    max: Duration = timedelta(minutes=5)
+    jitter: bool = True
+
+
+class Route(_Model):
+    """An event-to-invocation rule (acted on by the gate consumers)."""
+
+    name: Name
+    match: Match
+    target: Target
+    limits: Limits = Field(default_factory=Limits)
+    retry: Retry = Field(default_factory=Retry)
+
+
+class PollRequest(_Model):
+    """The request a poller sends."""
+
+    url: str = Field(min_length=1, description="URL template; may use the cursor")
+    method: Literal["GET", "POST"] = "GET"
+    headers: dict[str, str] = Field(default_factory=dict)
+    query: dict[str, str] = Field(default_factory=dict)
+
+
+class Egress(_Model):
+    """Where a poller may connect."""
+
+    allowedHosts: list[str] = Field(default_factory=list)
+    allowPrivateNetworks: bool = False
+
+
+class PollSettings(_Model):
+    """A poll source (acted on by the poll scheduler)."""
+
+    kind: str = Field(min_length=1, description="The poller: http_json, rss, ...")
+    interval: Duration | None = None
+    cron: str | None = None
+    request: PollRequest
+    egress: Egress = Field(default_factory=Egress)
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> Self:
+        if (self.interval is None) == (self.cron is None):
+            raise ValueError("a poll schedule is exactly one of interval or cron")
+        return self
+
+
+class ConnectorSpec(_Model):
+    """What the connector does."""
+
+    type: Literal["webhook", "poll"]
+    provider: str = Field(min_length=1, max_length=63, description="The adapter (see `connector-hub providers`)")
+    enabled: bool = True
+    secrets: list[SecretEntry] = Field(default_factory=list)
+    webhook: WebhookSettings | None = None
+    poll: PollSettings | None = None
+    routes: list[Route] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _parts_fit_the_type(self) -> Self:
+        if self.type == "webhook" and self.poll is not None:
+            raise ValueError("a webhook connector has no `poll` section")
+        if self.type == "poll" and (self.poll is None or self.webhook is not None):
+            raise ValueError("a poll connector has a `poll` section and no `webhook` section")
+        for kind, names in (("secret", [s.key_id for s in self.secrets]), ("route", [r.name for r in self.routes])):
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise ValueError(f"{kind} names must be unique: {', '.join(duplicates)}")
+        return self
+
+    @property
+    def webhook_settings(self) -> WebhookSettings:
+        """The webhook section, defaults filled in when the spec omits it."""
+        return self.webhook or WebhookSettings()
+
+
+class ConnectorDocument(_Model):
+    """`apiVersion: hub/v1`, `kind: Connector`."""
+
+    apiVersion: Literal["hub/v1"]
+    kind: Literal["Connector"]
+    metadata: Metadata
+    spec: ConnectorSpec
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(tenant, name): the connector's identity."""
+        return self.metadata.tenant, self.metadata.name
