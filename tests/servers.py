@@ -1,0 +1,56 @@
+"""Pytest fixtures that run real nats-server and valkey-server processes (no mocks, no Docker).
+
+Loaded by the top-level conftest with `pytest_plugins = ["tests.servers"]`. Every server gets its
+own data directory and a free loopback port, and is stopped by its own PID at teardown, also when
+the test failed. The servers come from `hub.embedded`, which uses the pip-installed binaries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hub.embedded import RunningServer, start_nats, start_valkey
+
+
+def _serve(server: RunningServer) -> Iterator[RunningServer]:
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[RunningServer]:
+    """A JetStream nats-server (fsync always) with its store under this test's tmp_path."""
+    yield from _serve(start_nats(tmp_path / "embedded-nats"))
+
+
+@pytest.fixture
+def valkey_server(tmp_path: Path) -> Iterator[RunningServer]:
+    """A valkey-server for this test only."""
+    yield from _serve(start_valkey(tmp_path / "embedded-valkey"))
+
+
+@pytest.fixture
+def nats_url(nats_server: RunningServer) -> str:
+    return nats_server.url
+
+
+@pytest.fixture
+def redis_url(valkey_server: RunningServer) -> str:
+    return valkey_server.url
+
+
+@pytest.fixture(scope="session")
+def nats_server_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One nats-server shared by the whole session: use unique stream/subject names per test."""
+    yield from _serve(start_nats(tmp_path_factory.mktemp("embedded-nats")))
+
+
+@pytest.fixture(scope="session")
+def valkey_server_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One valkey-server shared by the whole session: use unique key prefixes per test."""
+    yield from _serve(start_valkey(tmp_path_factory.mktemp("embedded-valkey")))
