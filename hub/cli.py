@@ -1,0 +1,140 @@
+"""`connector-hub` (also `python -m hub`): run, validate, send-test, tail, schemas.
+
+Every setting is an `HUB_*` environment variable and also a `--flag` here (the flag wins); the
+flags are generated from the Settings model so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from hub import runner, schemagen
+from hub.embedded import EmbeddedServerError
+from hub.errors import ConfigError
+from hub.logs import configure_logging
+from hub.settings import Settings
+from hub.validate import validate_paths
+from schemas.loader import SpecLoadError, field_path
+
+EXIT_USAGE = 2
+
+
+def _settings_flags() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    group = parent.add_argument_group("settings (each also HUB_<NAME> in the environment)")
+    for name, field in Settings.model_fields.items():
+        group.add_argument(
+            f"--{name.replace('_', '-')}", dest=f"setting_{name}", metavar="VALUE", help=field.description
+        )
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
+    settings = _settings_flags()
+    parser = argparse.ArgumentParser(prog="connector-hub", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser(
+        "run", parents=[settings], help="run the hub (embedded NATS and Valkey unless URLs are set)"
+    )
+    run.add_argument("--role", default="ingress", help=f"comma-separated subset of: {', '.join(runner.ROLES)}")
+
+    validate = commands.add_parser("validate", help="check connector spec files; lists every error")
+    validate.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+
+    send = commands.add_parser("send-test", parents=[settings], help="sign a sample as the provider would and post it")
+    send.add_argument("target", metavar="TENANT/CONNECTOR")
+    send.add_argument("--file", type=Path, help="payload to send instead of the provider's sample")
+    send.add_argument("--url", help="hub base URL (default: the running hub's, else --http-host/--http-port)")
+
+    tail = commands.add_parser("tail", parents=[settings], help="print envelopes as they arrive")
+    tail.add_argument("subject", nargs="?", default="hub.events.>")
+    tail.add_argument("--count", type=int, help="exit after this many messages")
+
+    schemas = commands.add_parser("schemas", help="write schemas/json from the models, or --check for drift")
+    schemas.add_argument("--check", action="store_true", help="exit 1 if the checked-in files differ")
+    return parser
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    """Settings from the environment, overridden by any `--flag` given."""
+    overrides = {k.removeprefix("setting_"): v for k, v in vars(args).items() if k.startswith("setting_") and v}
+    return Settings(**overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ValidationError as exc:
+        for error in exc.errors():
+            print(f"connector-hub: setting {field_path(error['loc'])}: {error['msg']}", file=sys.stderr)
+    except ConfigError as exc:
+        print("connector-hub: configuration error:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+    except SpecLoadError as exc:
+        for spec_error in exc.errors:
+            print(f"connector-hub: {spec_error}", file=sys.stderr)
+    except EmbeddedServerError as exc:
+        print(f"connector-hub: embedded {exc.server} failed: {exc.reason}", file=sys.stderr)
+    except KeyboardInterrupt:
+        return 130
+    return EXIT_USAGE
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "validate":
+        return _validate(args.paths)
+    if args.command == "schemas":
+        return _schemas(check=args.check)
+    settings = load_settings(args)
+    configure_logging(settings.log_level, settings.log_format)
+    if args.command == "run":
+        unknown = set(args.role.split(",")) - set(runner.ROLES)
+        if unknown:
+            print(f"connector-hub: unknown role(s): {', '.join(sorted(unknown))}", file=sys.stderr)
+            return EXIT_USAGE
+        runner.run(settings)
+        return 0
+    if args.command == "send-test":
+        from hub.sendtest import send_test
+
+        return asyncio.run(send_test(settings, args.target, args.file, args.url))
+    from hub.tail import tail
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(tail(settings, args.subject, args.count))
+    return 0
+
+
+def _validate(paths: list[Path]) -> int:
+    valid, problems = validate_paths(paths)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    print(f"{valid} connector(s) valid, {len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+def _schemas(*, check: bool) -> int:
+    if check:
+        drifted = schemagen.drifted()
+        for name in drifted:
+            print(f"{schemagen.SCHEMA_DIR / name} is out of date: run `connector-hub schemas`", file=sys.stderr)
+        return 1 if drifted else 0
+    for name in schemagen.write_schemas():
+        print(f"wrote {schemagen.SCHEMA_DIR / name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Errors the hub itself raises: refusals at the edge (beside the adapters' ones) and
+configuration errors at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from adapters.errors import RequestRejected
+
+
+class UnknownConnector(RequestRejected):
+    """No enabled connector at that path (404; nothing else is revealed)."""
+
+    category = "unknown_connector"
+
+
+class BodyTooLarge(RequestRejected):
+    """The body, or the body once inflated, is over the connector's cap (413)."""
+
+    category = "too_large"
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__("too_large", f"the body is over the {limit}-byte limit")
+
+
+class ClaimHeld(RequestRejected):
+    """Another request is delivering the same event right now (409 with Retry-After)."""
+
+    category = "in_flight"
+
+    def __init__(self, retry_after_s: int) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__("in_flight", "the same event is being delivered by another request; retry shortly")
+
+
+class PublishUnavailable(RequestRejected):
+    """JetStream did not confirm the publish in time (503 with Retry-After); nothing was accepted."""
+
+    category = "unavailable"
+
+    def __init__(self, detail: str, retry_after_s: int = 5) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__("unavailable", detail)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One configuration problem: where (connector and field) and what."""
+
+    connector: str
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"connector {self.connector}: {self.field}: {self.message}" if self.connector else self.message
+
+
+class ConfigError(Exception):
+    """The hub cannot start with this configuration; `problems` names every connector and field."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))

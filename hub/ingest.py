@@ -1,0 +1,139 @@
+"""The one place events enter the bus: envelope, dedupe claim, publish with PubAck, done mark.
+
+Webhooks (and later pollers) hand over normalized events; `Ingestor.ingest` returns only after
+every new event is acknowledged by JetStream, so a 2xx built on its result means "durably in the
+stream". If any publish fails, every claim of the request is released before the error reaches
+the sender, so the sender's retry can deliver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from adapters.base import NormalizedEvent, Verification
+from events.envelope import Envelope, rfc3339
+from events.subjects import event_subject
+from hub.dedupe import Claim, DedupeStore, dedupe_key
+from hub.errors import ClaimHeld
+from hub.metrics import HubMetrics
+from hub.publisher import Publisher
+from hub.registry import Connector
+
+_SAFE_ID = re.compile(r"[\x21-\x7e]{1,200}")
+_TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """What the edge established about one request, shared by all the events it carries."""
+
+    verification: Verification
+    received_at: float
+    body_sha256: str
+    traceparent: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """Ids accepted now and ids already delivered before."""
+
+    accepted: list[str]
+    duplicates: list[str]
+
+
+def safe_event_id(raw: str) -> str:
+    """The id as given when it is printable ASCII of at most 200 characters, else `sha256:<hex>`.
+
+    The id becomes a Valkey key and a `Nats-Msg-Id` header, so it must not carry control characters.
+    """
+    if _SAFE_ID.fullmatch(raw):
+        return raw
+    return "sha256:" + hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def traceparent_for(incoming: str | None) -> str:
+    """The caller's W3C traceparent when well-formed, else a new trace."""
+    if incoming and _TRACEPARENT.fullmatch(incoming):
+        return incoming
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+def build_envelope(connector: Connector, event: NormalizedEvent, provenance: Provenance) -> Envelope:
+    """The canonical envelope of one event (DESIGN §4)."""
+    received = rfc3339(provenance.received_at)
+    return Envelope(
+        id=safe_event_id(event.id),
+        source=f"hub://{connector.tenant}/{connector.name}",
+        type=event.type,
+        time=rfc3339(event.time) if event.time else received,
+        subject=event.subject,
+        datacontenttype=event.datacontenttype,
+        data=event.data,
+        hubtenant=connector.tenant,
+        hubconnector=connector.name,
+        hubprovider=connector.provider,
+        hubreceivedat=received,
+        hubverified=provenance.verification.scheme,
+        hubkeyid=provenance.verification.key_id,
+        hubbodysha256=provenance.body_sha256,
+        traceparent=provenance.traceparent,
+    )
+
+
+class Ingestor:
+    """Claims, publishes and marks events, in that order, for one request at a time."""
+
+    def __init__(self, dedupe: DedupeStore, publisher: Publisher, metrics: HubMetrics, *, claim_ttl_s: float) -> None:
+        self._dedupe = dedupe
+        self._publisher = publisher
+        self._metrics = metrics
+        self._retry_after_s = max(1, round(claim_ttl_s / 10))
+
+    async def ingest(self, connector: Connector, envelopes: Sequence[Envelope]) -> IngestResult:
+        """Publish the envelopes not delivered before; raise ClaimHeld or PublishUnavailable."""
+        envelopes = list({e.id: e for e in envelopes}.values())  # one event twice in a batch is one event
+        keys = [dedupe_key(connector.tenant, connector.name, e.id) for e in envelopes]
+        token = secrets.token_hex(16)
+        claims = await self._dedupe.claim(keys, token)
+        ours = [key for key, claim in zip(keys, claims, strict=True) if claim is Claim.CLAIMED]
+        if Claim.HELD in claims:
+            await self._dedupe.release(ours, token)
+            raise ClaimHeld(self._retry_after_s)
+        fresh = [(e, k) for e, k, c in zip(envelopes, keys, claims, strict=True) if c is not Claim.DONE]
+        results = await asyncio.gather(
+            *(self._publish(connector, envelope) for envelope, _ in fresh), return_exceptions=True
+        )
+        failure = next((r for r in results if isinstance(r, BaseException)), None)
+        if failure is not None:
+            await self._dedupe.release(ours, token)
+            raise failure
+        await self._dedupe.mark_done(ours, connector.dedupe_window_s)
+        jetstream_duplicates = {e.id for (e, _), duplicate in zip(fresh, results, strict=True) if duplicate}
+        self._count(connector, len(fresh) - len(jetstream_duplicates), len(jetstream_duplicates))
+        already = {e.id for e, c in zip(envelopes, claims, strict=True) if c is Claim.DONE} | jetstream_duplicates
+        return IngestResult(
+            accepted=[e.id for e in envelopes if e.id not in already],
+            duplicates=[e.id for e in envelopes if e.id in already],
+        )
+
+    async def _publish(self, connector: Connector, envelope: Envelope) -> bool:
+        """Publish one envelope; True when JetStream already had it (same Nats-Msg-Id)."""
+        ack = await self._publisher.publish(
+            event_subject(connector.tenant, connector.name, envelope.type),
+            envelope.to_json(),
+            envelope.to_headers(),
+            msg_id=f"{connector.tenant}:{connector.name}:{envelope.id}",
+            deadline_s=connector.publish_deadline_s,
+        )
+        return bool(ack.duplicate)
+
+    def _count(self, connector: Connector, published: int, duplicates: int) -> None:
+        if published:
+            self._metrics.published.labels(connector.tenant, connector.name).inc(published)
+        if duplicates:
+            self._metrics.jetstream_duplicates.labels(connector.tenant, connector.name).inc(duplicates)

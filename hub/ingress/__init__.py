@@ -1,0 +1,1 @@
+"""Webhook ingress: `POST /hooks/{tenant}/{connector}` and the operational endpoints."""

@@ -1,0 +1,23 @@
+"""The ingress aiohttp application: routes only; connections are opened by the runner."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from hub.context import HUB, HubContext
+from hub.ingress.handler import handle_webhook
+from hub.ingress.health import healthz, metrics, readyz
+
+HOOK_PATH = "/hooks/{tenant}/{connector}"
+
+
+def build_app(context: HubContext) -> web.Application:
+    """Routes for webhooks (POST, and GET for providers whose handshake is a GET) and operations."""
+    app = web.Application(client_max_size=1024)  # bodies are streamed under each connector's own cap
+    app[HUB] = context
+    app.router.add_post(HOOK_PATH, handle_webhook)
+    app.router.add_get(HOOK_PATH, handle_webhook, allow_head=False)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app

@@ -1,0 +1,91 @@
+"""`POST /hooks/{tenant}/{connector}`: DESIGN §3's nine steps, in order, for one request.
+
+Look up, read under a cap, verify with the connector's own secrets, check the replay window,
+answer a handshake, normalize, claim, publish with PubAck, and answer 202 only after every ack.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+
+import orjson
+from aiohttp import web
+
+from adapters.base import InboundRequest
+from adapters.errors import ReplayWindowError, RequestRejected
+from hub.context import HUB, HubContext
+from hub.errors import UnknownConnector
+from hub.ingest import Provenance, build_envelope, traceparent_for
+from hub.ingress.body import read_capped_body
+from hub.ingress.responses import rejection_response
+from hub.metrics import UNKNOWN
+from hub.registry import Connector
+
+log = logging.getLogger(__name__)
+
+
+def check_replay_window(signed_at: float | None, received_at: float, window_s: float) -> None:
+    """Refuse a signed timestamp older or newer than the window (no timestamp: nothing to check)."""
+    if signed_at is None:
+        return
+    age_s = received_at - signed_at
+    if abs(age_s) > window_s:
+        raise ReplayWindowError(age_s, window_s)
+
+
+async def handle_webhook(request: web.Request) -> web.StreamResponse:
+    """Answer one webhook delivery; every refusal is a 4xx/503 with a machine-readable reason."""
+    context = request.app[HUB]
+    started = time.perf_counter()
+    connector = context.registry.get(request.match_info["tenant"], request.match_info["connector"])
+    try:
+        if connector is None:
+            raise UnknownConnector()
+        response, outcome = await _deliver(context, connector, request)
+    except RequestRejected as rejection:
+        response, outcome = rejection_response(rejection), rejection.category
+        if connector is not None:
+            log.info(
+                "webhook refused",
+                extra={"connector": connector.label, "error": outcome, "reason": rejection.reason},
+            )
+    tenant, name = (connector.tenant, connector.name) if connector else (UNKNOWN, UNKNOWN)
+    context.metrics.requests.labels(tenant, name, outcome).inc()
+    context.metrics.latency.labels(outcome).observe(time.perf_counter() - started)
+    return response
+
+
+async def _deliver(context: HubContext, connector: Connector, request: web.Request) -> tuple[web.Response, str]:
+    body = await read_capped_body(request, connector.max_body_bytes)
+    inbound = InboundRequest(
+        method=request.method,
+        url=str(request.url),
+        headers=request.headers,
+        body=body,
+        received_at=time.time(),
+        query=request.query,
+    )
+    verification = connector.verify(inbound)
+    check_replay_window(verification.signed_at, inbound.received_at, connector.replay_window_s)
+    reply = connector.adapter.handshake(inbound)
+    if reply is not None:
+        return web.Response(status=reply.status, body=reply.body, headers={"Content-Type": reply.content_type}), (
+            "handshake"
+        )
+    provenance = Provenance(
+        verification=verification,
+        received_at=inbound.received_at,
+        body_sha256=hashlib.sha256(body).hexdigest(),
+        traceparent=traceparent_for(request.headers.get("traceparent")),
+    )
+    envelopes = [build_envelope(connector, event, provenance) for event in connector.adapter.normalize(inbound)]
+    result = await context.ingestor.ingest(connector, envelopes)
+    answer = {
+        "accepted": len(result.accepted),
+        "duplicates": len(result.duplicates),
+        "ids": [*result.accepted, *result.duplicates],
+    }
+    status, outcome = (202, "accepted") if result.accepted else (200, "duplicate")
+    return web.Response(status=status, body=orjson.dumps(answer), content_type="application/json"), outcome

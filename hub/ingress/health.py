@@ -1,0 +1,52 @@
+"""`/healthz` (the process answers), `/readyz` (NATS, Valkey and the streams are there), `/metrics`."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
+
+from events.streams import missing_streams
+from hub.context import HUB
+
+READY_CHECK_TIMEOUT_S = 1.0
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """The process is up."""
+    return _json({"status": "ok"}, 200)
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when NATS and Valkey answer and every stream exists; says which check failed."""
+    context = request.app[HUB]
+    checks = {"nats": "ok", "valkey": "ok", "streams": "ok"}
+    if not context.nats.is_connected:
+        checks["nats"] = "disconnected"
+        checks["streams"] = "unknown"
+    else:
+        try:
+            missing = await asyncio.wait_for(missing_streams(context.js), READY_CHECK_TIMEOUT_S)
+            if missing:
+                checks["streams"] = "missing: " + ", ".join(missing)
+        except Exception as exc:
+            checks["streams"] = f"error: {type(exc).__name__}"
+    try:
+        await asyncio.wait_for(context.redis.ping(), READY_CHECK_TIMEOUT_S)
+    except (RedisError, TimeoutError) as exc:
+        checks["valkey"] = f"error: {type(exc).__name__}"
+    ready = all(v == "ok" for v in checks.values())
+    return _json({"ready": ready, "checks": checks, "warnings": context.warnings}, 200 if ready else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format."""
+    body = generate_latest(request.app[HUB].metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _json(payload: object, status: int) -> web.Response:
+    return web.Response(body=orjson.dumps(payload), status=status, content_type="application/json")

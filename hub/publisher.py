@@ -1,0 +1,58 @@
+"""Publish to JetStream and wait for the PubAck, within a deadline.
+
+An attempt that times out has an unknown outcome (the message may be stored), so it is retried
+with the same `Nats-Msg-Id`: JetStream recognizes the retry as a duplicate if the first one
+landed. When the deadline passes without an ack, `PublishUnavailable` tells the sender to retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from nats.errors import ConnectionClosedError, NoRespondersError, OutboundBufferLimitError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import PubAck
+from nats.js.errors import APIError
+
+from hub.errors import PublishUnavailable
+from hub.metrics import HubMetrics
+
+log = logging.getLogger(__name__)
+
+MSG_ID_HEADER = "Nats-Msg-Id"
+ATTEMPTS = 2
+_TRANSIENT = (
+    NatsTimeoutError,
+    asyncio.TimeoutError,
+    NoRespondersError,
+    ConnectionClosedError,
+    OutboundBufferLimitError,
+    APIError,
+)
+
+
+class Publisher:
+    """JetStream publishes with PubAck, a deadline and a same-id retry."""
+
+    def __init__(self, js: JetStreamContext, metrics: HubMetrics) -> None:
+        self._js = js
+        self._metrics = metrics
+
+    async def publish(
+        self, subject: str, payload: bytes, headers: dict[str, str], msg_id: str, deadline_s: float
+    ) -> PubAck:
+        """The PubAck of `payload`, or PublishUnavailable when none came within `deadline_s`."""
+        headers[MSG_ID_HEADER] = msg_id
+        attempt_timeout = deadline_s / ATTEMPTS
+        last: Exception | None = None
+        for attempt in range(ATTEMPTS):
+            if attempt:
+                self._metrics.publish_retries.inc()
+            try:
+                return await self._js.publish(subject, payload, timeout=attempt_timeout, headers=headers)
+            except _TRANSIENT as exc:
+                last = exc
+        log.warning("publish not acknowledged in time", extra={"subject": subject, "error": type(last).__name__})
+        raise PublishUnavailable("the event bus did not confirm the publish in time; retry later")

@@ -1,0 +1,206 @@
+"""`connector-hub run`: load connectors, start embedded servers where no URL is set, connect,
+ensure the streams, serve, and on SIGINT/SIGTERM stop in order (in-flight requests finish first).
+
+Specs and secrets are checked before anything starts, so a bad configuration fails fast with every
+problem listed. Embedded servers run in their own session and die with the hub even if it crashes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import nats
+import nats.errors
+import orjson
+from aiohttp import web
+from nats.aio.client import Client as NATS
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from events.streams import ensure_streams
+from hub import embedded
+from hub.context import HubContext
+from hub.dedupe import DedupeStore
+from hub.errors import ConfigError, Problem
+from hub.ingest import Ingestor
+from hub.ingress.app import build_app
+from hub.metrics import HubMetrics
+from hub.publisher import Publisher
+from hub.registry import ConnectorRegistry, build_registry
+from hub.settings import Settings
+from schemas.loader import SpecLoadError, load_specs
+
+log = logging.getLogger(__name__)
+
+ROLES = ("ingress",)
+SHUTDOWN_GRACE_S = 10.0
+FIRST_CONNECT_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """Where the hub's NATS and Valkey are."""
+
+    nats_url: str
+    redis_url: str
+
+
+def load_registry(settings: Settings) -> ConnectorRegistry:
+    """The connectors of `HUB_CONNECTORS`, or ConfigError listing every problem."""
+    if settings.connectors is None:
+        log.warning("HUB_CONNECTORS is unset: no connectors loaded, every webhook will be 404")
+        return ConnectorRegistry([])
+    try:
+        specs = load_specs(settings.connectors)
+    except SpecLoadError as exc:
+        raise ConfigError([Problem("", e.field, str(e)) for e in exc.errors]) from None
+    registry, notes = build_registry(
+        specs,
+        publish_timeout_s=settings.publish_timeout.total_seconds(),
+        claim_ttl_s=settings.claim_ttl.total_seconds(),
+        duplicate_window_s=settings.duplicate_window.total_seconds(),
+    )
+    for note in notes:
+        log.warning(note)
+    log.info("connectors loaded", extra={"count": len(registry), "source": str(settings.connectors)})
+    return registry
+
+
+@contextlib.contextmanager
+def servers(settings: Settings) -> Iterator[Endpoints]:
+    """External URLs as given, else embedded servers under HUB_DATA_DIR, stopped on exit."""
+    started: list[embedded.RunningServer] = []
+    try:
+        nats_url, redis_url = settings.nats_url, settings.redis_url
+        if nats_url is None:
+            server = embedded.start_nats(settings.data_dir, sync_interval=settings.nats_sync_interval)
+            started.append(server)
+            nats_url = server.url
+            log.info("HUB_NATS_URL is unset: started embedded nats-server", extra=_described(server))
+        if redis_url is None:
+            server = embedded.start_valkey(settings.data_dir)
+            started.append(server)
+            redis_url = server.url
+            log.info("HUB_REDIS_URL is unset: started embedded valkey-server", extra=_described(server))
+        yield Endpoints(nats_url, redis_url)
+    finally:
+        for server in reversed(started):
+            server.stop()
+            log.info("embedded server stopped", extra={"server": server.name, "pid": server.pid})
+
+
+def _described(server: embedded.RunningServer) -> dict[str, object]:
+    return {"url": server.url, "pid": server.pid, "data_dir": str(server.data_dir)}
+
+
+def endpoints_file(data_dir: Path) -> Path:
+    """Where a running hub records its endpoints, for `tail` and `send-test` on the same machine."""
+    return data_dir / "endpoints.json"
+
+
+async def connect_nats(url: str) -> NATS:
+    """A NATS connection that reconnects forever (publishes meanwhile fail with 503)."""
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats error", extra={"error": f"{type(exc).__name__}: {exc}"})
+
+    async def on_disconnected() -> None:
+        log.warning("nats disconnected")
+
+    async def on_reconnected() -> None:
+        log.info("nats reconnected")
+
+    connecting = nats.connect(
+        url,
+        name="connector-hub",
+        connect_timeout=2,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        error_cb=on_error,
+        disconnected_cb=on_disconnected,
+        reconnected_cb=on_reconnected,
+    )
+    try:  # nats-py retries a refused first connection forever; a wrong URL must fail start-up instead
+        return await asyncio.wait_for(connecting, FIRST_CONNECT_TIMEOUT_S)
+    except (TimeoutError, OSError, nats.errors.Error) as exc:
+        raise ConfigError([Problem("", "HUB_NATS_URL", f"cannot connect to {url}: {type(exc).__name__}")]) from None
+
+
+def connect_redis(url: str, timeout_s: float) -> Redis:
+    """A Valkey client that fails fast (no retries, short timeouts): the ingress fails open instead."""
+    return Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0))
+
+
+async def serve(settings: Settings, registry: ConnectorRegistry, endpoints: Endpoints) -> None:
+    """Run the ingress until SIGINT or SIGTERM."""
+    nc = await connect_nats(endpoints.nats_url)
+    redis = connect_redis(endpoints.redis_url, settings.store_timeout.total_seconds())
+    try:
+        js = nc.jetstream()
+        for change in await ensure_streams(js, settings.stream_settings()):
+            log.info("stream changed", extra={"change": change})
+        context = build_context(settings, registry, nc, redis)
+        runner = web.AppRunner(
+            build_app(context), access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_S
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, settings.http_host, settings.http_port)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        http_url = f"http://{host}:{port}"
+        _record_endpoints(settings.data_dir, endpoints, http_url)
+        log.info("listening", extra={"http": http_url, "roles": list(ROLES)})
+        await _until_stopped()
+        log.info("stopping: finishing in-flight requests")
+        await runner.cleanup()
+    finally:
+        endpoints_file(settings.data_dir).unlink(missing_ok=True)
+        with contextlib.suppress(Exception):  # best effort on the way out; the servers stop next
+            await nc.drain()
+        await redis.aclose()
+
+
+def build_context(settings: Settings, registry: ConnectorRegistry, nc: NATS, redis: Redis) -> HubContext:
+    """Wire the ingest path of one hub process."""
+    metrics = HubMetrics()
+    metrics.connectors.set(len(registry))
+    js = nc.jetstream()
+    claim_ttl_s = settings.claim_ttl.total_seconds()
+    dedupe = DedupeStore(redis, metrics, claim_ttl_s=claim_ttl_s)
+    ingestor = Ingestor(dedupe, Publisher(js, metrics), metrics, claim_ttl_s=claim_ttl_s)
+    return HubContext(registry=registry, ingestor=ingestor, metrics=metrics, nats=nc, js=js, redis=redis)
+
+
+def _record_endpoints(data_dir: Path, endpoints: Endpoints, http_url: str) -> None:
+    path = endpoints_file(data_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "nats_url": endpoints.nats_url,
+        "redis_url": endpoints.redis_url,
+        "http_url": http_url,
+        "pid": os.getpid(),
+    }
+    path.write_bytes(orjson.dumps(record))
+
+
+async def _until_stopped() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def run(settings: Settings) -> None:
+    """Load, start, serve; ConfigError and embedded-server errors propagate to the CLI."""
+    registry = load_registry(settings)
+    with servers(settings) as endpoints:
+        asyncio.run(serve(settings, registry, endpoints))

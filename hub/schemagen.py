@@ -1,0 +1,50 @@
+"""The JSON Schemas in `schemas/json/`, generated from the models (`connector-hub schemas`).
+
+Editors and non-Python tools read these files; a test fails when they drift from the models.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter
+
+import schemas
+from events.envelope import Envelope
+from schemas.connector import ConnectorDocument
+
+SCHEMA_DIR = Path(schemas.__file__).parent / "json"
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def schema_documents() -> dict[str, dict[str, Any]]:
+    """File name -> schema, for every published contract."""
+    documents = {
+        "connector.schema.json": ConnectorDocument.model_json_schema(),
+        "envelope.schema.json": TypeAdapter(Envelope).json_schema(),
+    }
+    return {name: {"$schema": DRAFT, "$id": f"connector-hub/{name}", **doc} for name, doc in documents.items()}
+
+
+def render(document: dict[str, Any]) -> str:
+    """Stable text: sorted keys, two-space indent, trailing newline."""
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def drifted(directory: Path = SCHEMA_DIR) -> list[str]:
+    """The schema files that are missing or differ from the models."""
+    return [
+        name
+        for name, document in schema_documents().items()
+        if not (directory / name).is_file() or (directory / name).read_text() != render(document)
+    ]
+
+
+def write_schemas(directory: Path = SCHEMA_DIR) -> list[str]:
+    """Write every schema file; returns the names written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, document in schema_documents().items():
+        (directory / name).write_text(render(document))
+    return sorted(schema_documents())

@@ -1,0 +1,52 @@
+"""The hub's settings: `HUB_*` environment variables, each also a `--flag` (flags win).
+
+No `.env` file is read: configuration is explicit, from the environment or the command line.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from events.streams import StreamSettings
+from schemas.durations import Duration
+
+
+class Settings(BaseSettings):
+    """Everything `connector-hub` reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="HUB_", extra="forbid", frozen=True)
+
+    nats_url: str | None = Field(default=None, description="NATS server URL; unset: start an embedded nats-server")
+    redis_url: str | None = Field(default=None, description="Valkey/Redis URL; unset: start an embedded valkey-server")
+    data_dir: Path = Field(default=Path(".hub"), description="Where embedded servers keep their data")
+    connectors: Path | None = Field(default=None, description="Connector spec file or folder")
+    http_host: str = Field(default="127.0.0.1", description="Ingress listen address")
+    http_port: int = Field(default=8080, ge=0, le=65535, description="Ingress listen port")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    publish_timeout: Duration = Field(
+        default=timedelta(seconds=5),
+        description="Upper bound of the publish deadline (kept under half the provider's own timeout)",
+    )
+    claim_ttl: Duration = Field(default=timedelta(seconds=30), description="How long an in-flight dedupe claim lives")
+    duplicate_window: Duration = Field(
+        default=timedelta(minutes=15),
+        description="JetStream duplicate window; must exceed the claim TTL and twice every replay window",
+    )
+    stream_replicas: int = Field(default=1, ge=1, le=5, description="Replicas of the hub's streams (R3 in a cluster)")
+    nats_sync_interval: str = Field(
+        default="always", description="Embedded JetStream fsync policy: always (acknowledged = on disk) or e.g. 2m"
+    )
+    store_timeout: Duration = Field(
+        default=timedelta(milliseconds=500), description="Valkey socket timeout before dedupe fails open"
+    )
+
+    def stream_settings(self) -> StreamSettings:
+        """The stream configuration these settings ask for."""
+        return StreamSettings(replicas=self.stream_replicas, duplicate_window_s=self.duplicate_window.total_seconds())

@@ -1,0 +1,138 @@
+"""Shared test harness: real nats-server and valkey-server (tests/servers.py), and the hub's
+ingress running in-process against them, wired exactly as `connector-hub run` wires it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp import web
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.api import RawStreamMsg
+from redis.asyncio import Redis
+
+from events.streams import EVENTS_STREAM, ensure_streams
+from hub.context import HubContext
+from hub.embedded import RunningServer
+from hub.ingress.app import build_app
+from hub.runner import build_context, connect_nats, connect_redis, load_registry
+from hub.settings import Settings
+
+pytest_plugins = ["tests.servers"]
+
+
+async def wait_for(
+    condition: Callable[[], Awaitable[bool]],
+    timeout: float = 10.0,  # noqa: ASYNC109 - a bounded poll of a condition, not one awaited call
+    what: str = "condition",
+) -> None:
+    """Poll an async condition until it holds, failing the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+@dataclass
+class Reply:
+    """A response as the tests look at it."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+@dataclass
+class HubUnderTest:
+    """A running ingress with its real NATS and Valkey."""
+
+    url: str
+    context: HubContext
+    nc: NATS
+    js: JetStreamContext
+    redis: Redis
+    session: aiohttp.ClientSession
+
+    async def post(
+        self, path: str, body: bytes, headers: dict[str, str] | list[tuple[str, str]] | None = None
+    ) -> Reply:
+        """POST `body` to `/hooks/<path>` (path is `tenant/connector`)."""
+        async with self.session.post(
+            f"{self.url}/hooks/{path}", data=body, headers=headers or {}, allow_redirects=False
+        ) as response:
+            return Reply(response.status, await response.read(), dict(response.headers))
+
+    async def get(self, path: str) -> Reply:
+        async with self.session.get(f"{self.url}{path}", allow_redirects=False) as response:
+            return Reply(response.status, await response.read(), dict(response.headers))
+
+    async def event_count(self) -> int:
+        """Messages stored in HUB_EVENTS."""
+        return int((await self.js.stream_info(EVENTS_STREAM)).state.messages)
+
+    async def events(self) -> list[RawStreamMsg]:
+        """Every message stored in HUB_EVENTS, in order."""
+        state = (await self.js.stream_info(EVENTS_STREAM)).state
+        return [await self.js.get_msg(EVENTS_STREAM, seq) for seq in range(state.first_seq, state.last_seq + 1)]
+
+
+HubFactory = Callable[..., Awaitable[HubUnderTest]]
+
+
+@pytest.fixture
+async def make_hub(
+    nats_server: RunningServer, valkey_server: RunningServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[HubFactory]:
+    """Start the ingress for a connectors YAML text; `env` sets the secrets it references."""
+    cleanups: list[Callable[[], Awaitable[None]]] = []
+
+    async def start(connectors_yaml: str, env: dict[str, str] | None = None, **settings: Any) -> HubUnderTest:
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
+        spec_file = tmp_path / f"connectors-{len(cleanups)}.yaml"
+        spec_file.write_text(connectors_yaml)
+        hub_settings = Settings(
+            nats_url=nats_server.url,
+            redis_url=valkey_server.url,
+            data_dir=tmp_path / "hub",
+            connectors=spec_file,
+            http_port=0,
+            **settings,
+        )
+        registry = load_registry(hub_settings)
+        nc = await connect_nats(nats_server.url)
+        redis = connect_redis(valkey_server.url, hub_settings.store_timeout.total_seconds())
+        js = nc.jetstream()
+        await ensure_streams(js, hub_settings.stream_settings())
+        context = build_context(hub_settings, registry, nc, redis)
+        runner = web.AppRunner(build_app(context), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        session = aiohttp.ClientSession()
+
+        async def stop() -> None:
+            await session.close()
+            await runner.cleanup()
+            await nc.close()
+            await redis.aclose()
+
+        cleanups.append(stop)
+        return HubUnderTest(f"http://{host}:{port}", context, nc, js, redis, session)
+
+    yield start
+    for cleanup in reversed(cleanups):
+        await cleanup()
