@@ -19,9 +19,9 @@ class BodyTooLarge(RequestRejected):
 
     category = "too_large"
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, reason: str = "too_large") -> None:
         self.limit = limit
-        super().__init__("too_large", f"the body is over the {limit}-byte limit")
+        super().__init__(reason, f"the body is over the {limit}-byte limit")
 
 
 class ClaimHeld(RequestRejected):

@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from nats.errors import ConnectionClosedError, NoRespondersError, OutboundBufferLimitError
+from nats.aio.client import Client as NATS
+from nats.errors import ConnectionClosedError, MaxPayloadError, NoRespondersError, OutboundBufferLimitError
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from nats.js.errors import APIError
 
-from hub.errors import PublishUnavailable
+from hub.errors import BodyTooLarge, PublishUnavailable
 from hub.metrics import HubMetrics
 
 log = logging.getLogger(__name__)
@@ -36,8 +36,9 @@ _TRANSIENT = (
 class Publisher:
     """JetStream publishes with PubAck, a deadline and a same-id retry."""
 
-    def __init__(self, js: JetStreamContext, metrics: HubMetrics) -> None:
-        self._js = js
+    def __init__(self, nc: NATS, metrics: HubMetrics) -> None:
+        self._nc = nc
+        self._js = nc.jetstream()
         self._metrics = metrics
 
     async def publish(
@@ -52,6 +53,8 @@ class Publisher:
                 self._metrics.publish_retries.inc()
             try:
                 return await self._js.publish(subject, payload, timeout=attempt_timeout, headers=headers)
+            except MaxPayloadError:
+                raise BodyTooLarge(self._nc.max_payload, "too_large_for_bus") from None
             except _TRANSIENT as exc:
                 last = exc
         log.warning("publish not acknowledged in time", extra={"subject": subject, "error": type(last).__name__})

@@ -147,6 +147,7 @@ async def serve(settings: Settings, registry: ConnectorRegistry, endpoints: Endp
         js = nc.jetstream()
         for change in await ensure_streams(js, settings.stream_settings()):
             log.info("stream changed", extra={"change": change})
+        _warn_about_bus_limits(registry, nc.max_payload)
         context = build_context(settings, registry, nc, redis)
         runner = web.AppRunner(
             build_app(context), access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_S
@@ -175,8 +176,21 @@ def build_context(settings: Settings, registry: ConnectorRegistry, nc: NATS, red
     js = nc.jetstream()
     claim_ttl_s = settings.claim_ttl.total_seconds()
     dedupe = DedupeStore(redis, metrics, claim_ttl_s=claim_ttl_s)
-    ingestor = Ingestor(dedupe, Publisher(js, metrics), metrics, claim_ttl_s=claim_ttl_s)
+    ingestor = Ingestor(dedupe, Publisher(nc, metrics), metrics, claim_ttl_s=claim_ttl_s)
     return HubContext(registry=registry, ingestor=ingestor, metrics=metrics, nats=nc, js=js, redis=redis)
+
+
+ENVELOPE_OVERHEAD_BYTES = 16 * 1024
+"""Room for the envelope's attributes and headers around the embedded body."""
+
+
+def _warn_about_bus_limits(registry: ConnectorRegistry, max_payload: int) -> None:
+    for connector in registry:
+        if connector.max_body_bytes + ENVELOPE_OVERHEAD_BYTES > max_payload:
+            log.warning(
+                "maxBodyBytes does not fit the NATS server's max_payload: larger bodies will be refused (413)",
+                extra={"connector": connector.label, "max_body_bytes": connector.max_body_bytes, "nats": max_payload},
+            )
 
 
 def _record_endpoints(data_dir: Path, endpoints: Endpoints, http_url: str) -> None:
