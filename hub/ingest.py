@@ -26,6 +26,7 @@ from hub.registry import Connector
 
 _SAFE_ID = re.compile(r"[\x21-\x7e]{1,200}")
 _TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+_ALL_ZERO_ID = re.compile(r"^00-0{32}-|-0{16}-")  # W3C: an all-zero trace-id or parent-id is invalid
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +59,7 @@ def safe_event_id(raw: str) -> str:
 
 def traceparent_for(incoming: str | None) -> str:
     """The caller's W3C traceparent when well-formed, else a new trace."""
-    if incoming and _TRACEPARENT.fullmatch(incoming):
+    if incoming and _TRACEPARENT.fullmatch(incoming) and not _ALL_ZERO_ID.search(incoming):
         return incoming
     return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
 

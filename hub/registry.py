@@ -78,9 +78,12 @@ def configure_adapter(document: ConnectorDocument) -> WebhookAdapter:  # type: i
     try:
         return adapter_cls.configure(document.spec.webhook_settings.options)
     except ValidationError as exc:
-        raise ConfigError(
-            [Problem(label, f"spec.webhook.options.{field_path(e['loc'])}", e["msg"]) for e in exc.errors()]
-        ) from None
+        raise ConfigError([Problem(label, _options_field(e["loc"]), e["msg"]) for e in exc.errors()]) from None
+
+
+def _options_field(loc: tuple[int | str, ...]) -> str:
+    """`spec.webhook.options.<field>`, or the options as a whole for a cross-field rule."""
+    return "spec.webhook.options" + (f".{field_path(loc)}" if loc else "")
 
 
 def build_connector(

@@ -8,27 +8,20 @@ from pathlib import Path
 
 from hub.errors import ConfigError
 from hub.registry import configure_adapter
-from schemas.loader import SpecError, SpecLoadError, read_specs
+from schemas.loader import SpecError, read_specs
 
 
 def validate_paths(paths: list[Path]) -> tuple[int, list[str]]:
-    """(connectors found valid, problems) over all the paths."""
-    problems: list[str] = []
+    """(connectors found valid, problems) over all the paths together."""
+    loaded, errors = read_specs(paths)
+    problems = [str(e) for e in errors]
     valid = 0
-    for path in paths:
-        try:
-            loaded, errors = read_specs(path)
-        except SpecLoadError as exc:
-            problems.extend(str(e) for e in exc.errors)
-            continue
-        problems.extend(str(e) for e in errors)
-        for spec in loaded:
-            if spec.connector.spec.type != "webhook":
-                valid += 1
-                continue
+    for spec in loaded:
+        if spec.connector.spec.type == "webhook":
             try:
                 configure_adapter(spec.connector)
-                valid += 1
             except ConfigError as exc:
                 problems.extend(str(SpecError(spec.file, spec.document, p.field, p.message)) for p in exc.problems)
+                continue
+        valid += 1
     return valid, problems

@@ -11,6 +11,7 @@ from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 DURATION_PATTERN = r"^(\d+(\.\d+)?(ms|s|m|h|d))+$"
+MAX_SECONDS = 100 * 365 * 86400.0
 
 
 def parse_duration(value: Any) -> timedelta:
@@ -20,10 +21,13 @@ def parse_duration(value: Any) -> timedelta:
     if isinstance(value, bool):
         raise ValueError("a duration is a string like 300s or 72h, or a number of seconds")
     if isinstance(value, int | float):
-        return timedelta(seconds=value)
-    if not isinstance(value, str) or not re.fullmatch(DURATION_PATTERN, value.strip()):
+        seconds = float(value)
+    elif isinstance(value, str) and re.fullmatch(DURATION_PATTERN, value.strip()):
+        seconds = sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _PART.findall(value.strip()))
+    else:
         raise ValueError(f"{value!r} is not a duration like 300s, 5m, 72h or 1h30m")
-    seconds = sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _PART.findall(value.strip()))
+    if not 0 <= seconds <= MAX_SECONDS:
+        raise ValueError(f"{value!r} is out of range for a duration (0 to 100 years)")
     return timedelta(seconds=seconds)
 
 

@@ -6,7 +6,7 @@ Every error names the file, the document's 1-based index within it, and the fiel
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,13 +58,22 @@ def spec_files(path: Path) -> list[Path]:
     raise SpecLoadError([SpecError(path, 0, "path", "no such file or folder")])
 
 
-def read_specs(path: Path) -> tuple[list[LoadedSpec], list[SpecError]]:
-    """Every valid connector under `path`, and every error found (none are skipped silently)."""
+def read_specs(paths: Path | Iterable[Path]) -> tuple[list[LoadedSpec], list[SpecError]]:
+    """Every valid connector under the path(s), and every error found (none are skipped silently).
+
+    A connector defined twice is an error, also when the two definitions are under different paths.
+    """
     loaded: list[LoadedSpec] = []
     errors: list[SpecError] = []
-    for file in spec_files(path):
-        for index, document in _documents(file, errors):
-            _check_document(file, index, document, loaded, errors)
+    for path in [paths] if isinstance(paths, Path) else paths:
+        try:
+            files = spec_files(path)
+        except SpecLoadError as exc:
+            errors.extend(exc.errors)
+            continue
+        for file in files:
+            for index, document in _documents(file, errors):
+                _check_document(file, index, document, loaded, errors)
     errors.extend(_duplicates(loaded))
     return loaded, errors
 
