@@ -15,6 +15,7 @@ import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nats
 import nats.errors
@@ -47,10 +48,11 @@ FIRST_CONNECT_TIMEOUT_S = 10.0
 
 @dataclass(frozen=True, slots=True)
 class Endpoints:
-    """Where the hub's NATS and Valkey are."""
+    """Where the hub's NATS and Valkey are, and the PIDs of those it started itself."""
 
     nats_url: str
     redis_url: str
+    embedded_pids: dict[str, int]
 
 
 def load_registry(settings: Settings) -> ConnectorRegistry:
@@ -90,7 +92,7 @@ def servers(settings: Settings) -> Iterator[Endpoints]:
             started.append(server)
             redis_url = server.url
             log.info("HUB_REDIS_URL is unset: started embedded valkey-server", extra=_described(server))
-        yield Endpoints(nats_url, redis_url)
+        yield Endpoints(nats_url, redis_url, {server.name: server.pid for server in started})
     finally:
         for server in reversed(started):
             server.stop()
@@ -104,6 +106,16 @@ def _described(server: embedded.RunningServer) -> dict[str, object]:
 def endpoints_file(data_dir: Path) -> Path:
     """Where a running hub records its endpoints, for `tail` and `send-test` on the same machine."""
     return data_dir / "endpoints.json"
+
+
+def running_hub_endpoints(data_dir: Path) -> dict[str, Any] | None:
+    """The record of the hub running with this data dir, or None (no record, or its process is gone)."""
+    try:
+        record: dict[str, Any] = orjson.loads(endpoints_file(data_dir).read_bytes())
+        os.kill(int(record["pid"]), 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return record
 
 
 async def connect_nats(url: str) -> NATS:
@@ -201,6 +213,7 @@ def _record_endpoints(data_dir: Path, endpoints: Endpoints, http_url: str) -> No
         "redis_url": endpoints.redis_url,
         "http_url": http_url,
         "pid": os.getpid(),
+        "embedded_pids": endpoints.embedded_pids,
     }
     path.write_bytes(orjson.dumps(record))
 

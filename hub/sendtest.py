@@ -3,25 +3,25 @@ would and post it to a running hub, printing the answer."""
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
 import aiohttp
-import orjson
 
 from adapters.base import TestRequest
 from hub.errors import ConfigError, Problem
 from hub.registry import build_connector
-from hub.runner import endpoints_file
+from hub.runner import running_hub_endpoints
 from hub.settings import Settings
 from schemas.loader import load_specs
 
 
 def hub_url(settings: Settings) -> str:
     """The running hub's base URL: from its endpoints record, else the configured host and port."""
-    record = endpoints_file(settings.data_dir)
-    if record.is_file():
-        return str(orjson.loads(record.read_bytes())["http_url"])
+    record = running_hub_endpoints(settings.data_dir)
+    if record is not None:
+        return str(record["http_url"])
     return f"http://{settings.http_host}:{settings.http_port}"
 
 
@@ -50,10 +50,14 @@ async def send_test(settings: Settings, target: str, payload: Path | None, base_
     """Post the signed request; prints the status and body; 0 on a 2xx answer."""
     request = signed_request(settings, target, payload)
     url = f"{(base_url or hub_url(settings)).rstrip('/')}/hooks/{target}"
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(url, data=request.body, headers=request.headers, allow_redirects=False) as response,
-    ):
-        print(f"POST {url} -> {response.status}")
-        print(await response.text())
-        return 0 if 200 <= response.status < 300 else 1
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
+            session.post(url, data=request.body, headers=request.headers, allow_redirects=False) as response,
+        ):
+            print(f"POST {url} -> {response.status}")
+            print(await response.text())
+            return 0 if 200 <= response.status < 300 else 1
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        print(f"connector-hub: cannot reach the hub at {url}: {type(exc).__name__}", file=sys.stderr)
+        return 2

@@ -2,30 +2,43 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 import nats
-import orjson
+import nats.errors
 
-from hub.runner import endpoints_file
+from hub.runner import running_hub_endpoints
 from hub.settings import Settings
 
 DEFAULT_SUBJECT = "hub.events.>"
+CONNECT_TIMEOUT_S = 5.0
 
 
 def nats_url(settings: Settings) -> str:
     """HUB_NATS_URL, else the embedded server a local `connector-hub run` recorded."""
     if settings.nats_url:
         return settings.nats_url
-    record = endpoints_file(settings.data_dir)
-    if not record.is_file():
-        raise SystemExit(f"connector-hub: no HUB_NATS_URL and no running hub recorded in {record}")
-    return str(orjson.loads(record.read_bytes())["nats_url"])
+    record = running_hub_endpoints(settings.data_dir)
+    if record is None:
+        raise SystemExit(
+            f"connector-hub: HUB_NATS_URL is unset and no hub is running with data dir {settings.data_dir}"
+        )
+    return str(record["nats_url"])
+
+
+async def _quiet(exc: Exception) -> None:
+    """nats-py's default error callback logs a traceback per attempt; the error below says it once."""
 
 
 async def tail(settings: Settings, subject: str, count: int | None) -> None:
     """Print each message on `subject` (one JSON envelope per line) until `count` or Ctrl-C."""
-    nc = await nats.connect(nats_url(settings), name="connector-hub-tail", connect_timeout=2)
+    url = nats_url(settings)
+    try:
+        connecting = nats.connect(url, name="connector-hub-tail", connect_timeout=2, error_cb=_quiet)
+        nc = await asyncio.wait_for(connecting, CONNECT_TIMEOUT_S)  # nats-py would retry a refused connect
+    except (OSError, TimeoutError, nats.errors.Error) as exc:
+        raise SystemExit(f"connector-hub: cannot connect to NATS at {url}: {type(exc).__name__}") from None
     try:
         subscription = await nc.subscribe(subject)
         print(f"# tailing {subject}", file=sys.stderr, flush=True)
