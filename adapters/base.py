@@ -116,8 +116,11 @@ class InboundRequest:
         self._json: Any = _UNPARSED
 
     def header(self, name: str) -> str | None:
-        """The first value of an informational header, or None."""
-        return self.headers.get(name)
+        """The first value of an informational header, or None; non-UTF-8 bytes are a PayloadError."""
+        value = self.headers.get(name)
+        if value is not None and not _is_utf8(value):
+            raise PayloadError("invalid_header", f"header {name} is not valid UTF-8")
+        return value
 
     def signed_header(self, name: str, provider: str) -> str:
         """A header that verification depends on: present exactly once, or a SignatureError."""
@@ -126,6 +129,8 @@ class InboundRequest:
             raise SignatureError(provider, "missing_header", f"header {name} is missing")
         if len(values) > 1:
             raise SignatureError(provider, "duplicate_header", f"header {name} appears {len(values)} times")
+        if not _is_utf8(values[0]):
+            raise SignatureError(provider, "malformed_signature", f"header {name} is not valid UTF-8")
         return values[0]
 
     def json(self) -> Any:
@@ -146,6 +151,17 @@ class InboundRequest:
 
 
 _UNPARSED: Any = object()
+
+
+def _is_utf8(value: str) -> bool:
+    """False for header text that aiohttp decoded from invalid UTF-8 (it keeps such bytes as surrogates)."""
+    if value.isascii():
+        return True
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class NoOptions(BaseModel):

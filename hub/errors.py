@@ -24,6 +24,15 @@ class BodyTooLarge(RequestRejected):
         super().__init__(reason, f"the body is over the {limit}-byte limit")
 
 
+class UnsupportedEncoding(RequestRejected):
+    """A Content-Encoding the ingress does not inflate (415)."""
+
+    category = "unsupported_encoding"
+
+    def __init__(self, encoding: str) -> None:
+        super().__init__("unsupported_encoding", f"Content-Encoding {encoding[:32]!r} is not gzip or deflate")
+
+
 class ClaimHeld(RequestRejected):
     """Another request is delivering the same event right now (409 with Retry-After)."""
 

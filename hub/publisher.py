@@ -10,11 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import nats.errors
 from nats.aio.client import Client as NATS
-from nats.errors import ConnectionClosedError, MaxPayloadError, NoRespondersError, OutboundBufferLimitError
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import PubAck
-from nats.js.errors import APIError
 
 from hub.errors import BodyTooLarge, PublishUnavailable
 from hub.metrics import HubMetrics
@@ -23,14 +21,9 @@ log = logging.getLogger(__name__)
 
 MSG_ID_HEADER = "Nats-Msg-Id"
 ATTEMPTS = 2
-_TRANSIENT = (
-    NatsTimeoutError,
-    asyncio.TimeoutError,
-    NoRespondersError,
-    ConnectionClosedError,
-    OutboundBufferLimitError,
-    APIError,
-)
+_TRANSIENT = (nats.errors.Error, asyncio.TimeoutError)
+"""Every nats-py error (timeouts, no responders, no stream, closed connection, API errors) leaves
+the outcome unknown or the bus unable; the sender is told to retry, never given a 500."""
 
 
 class Publisher:
@@ -53,7 +46,7 @@ class Publisher:
                 self._metrics.publish_retries.inc()
             try:
                 return await self._js.publish(subject, payload, timeout=attempt_timeout, headers=headers)
-            except MaxPayloadError:
+            except nats.errors.MaxPayloadError:
                 raise BodyTooLarge(self._nc.max_payload, "too_large_for_bus") from None
             except _TRANSIENT as exc:
                 last = exc

@@ -89,6 +89,8 @@ class HubUnderTest:
     async def events(self) -> list[RawStreamMsg]:
         """Every message stored in HUB_EVENTS, in order."""
         state = (await self.js.stream_info(EVENTS_STREAM)).state
+        if not state.messages:
+            return []
         return [await self.js.get_msg(EVENTS_STREAM, seq) for seq in range(state.first_seq, state.last_seq + 1)]
 
 

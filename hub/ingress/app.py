@@ -13,7 +13,10 @@ HOOK_PATH = "/hooks/{tenant}/{connector}"
 
 def build_app(context: HubContext) -> web.Application:
     """Routes for webhooks (POST, and GET for providers whose handshake is a GET) and operations."""
-    app = web.Application(client_max_size=1024)  # bodies are streamed under each connector's own cap
+    app = web.Application(
+        client_max_size=1024,  # bodies are streamed under each connector's own cap
+        handler_args={"auto_decompress": False},  # body.py inflates, strictly and under the cap
+    )
     app[HUB] = context
     app.router.add_post(HOOK_PATH, handle_webhook)
     app.router.add_get(HOOK_PATH, handle_webhook, allow_head=False)

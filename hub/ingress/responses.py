@@ -9,11 +9,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from adapters.errors import PayloadError, ReplayWindowError, RequestRejected, SignatureError
-from hub.errors import BodyTooLarge, ClaimHeld, PublishUnavailable, UnknownConnector
+from hub.errors import BodyTooLarge, ClaimHeld, PublishUnavailable, UnknownConnector, UnsupportedEncoding
 
 STATUS: dict[type[RequestRejected], int] = {
     UnknownConnector: 404,
     BodyTooLarge: 413,
+    UnsupportedEncoding: 415,
     SignatureError: 401,
     ReplayWindowError: 401,
     PayloadError: 400,
