@@ -7,7 +7,6 @@ landed. When the deadline passes without an ack, `PublishUnavailable` tells the 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import nats.errors
@@ -21,7 +20,7 @@ log = logging.getLogger(__name__)
 
 MSG_ID_HEADER = "Nats-Msg-Id"
 ATTEMPTS = 2
-_TRANSIENT = (nats.errors.Error, asyncio.TimeoutError)
+_TRANSIENT = (nats.errors.Error, TimeoutError)
 """Every nats-py error (timeouts, no responders, no stream, closed connection, API errors) leaves
 the outcome unknown or the bus unable; the sender is told to retry, never given a 500."""
 
