@@ -54,3 +54,17 @@ def nats_server_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ru
 def valkey_server_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """One valkey-server shared by the whole session: use unique key prefixes per test."""
     yield from _serve(start_valkey(tmp_path_factory.mktemp("embedded-valkey")))
+
+
+@pytest.fixture
+def own_servers() -> Iterator[list[RunningServer]]:
+    """Servers a test starts or restarts by hand; each is stopped by its PID at teardown, even on failure.
+
+    Request it before `make_hub` so that the hub (torn down first) stops before these servers do.
+    """
+    servers: list[RunningServer] = []
+    try:
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()

@@ -12,7 +12,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import nats
@@ -79,17 +79,6 @@ def _raw_line(port: int, send: bytes = b"") -> bytes:
 async def _connect(url: str) -> NATS:
     """Fail fast: nats-py retries a refused first connect forever unless reconnects are off."""
     return await nats.connect(url, allow_reconnect=False, connect_timeout=5)
-
-
-@pytest.fixture
-def own_servers() -> Iterator[list[RunningServer]]:
-    """Servers a test starts itself; stopped at teardown even if the test failed."""
-    servers: list[RunningServer] = []
-    try:
-        yield servers
-    finally:
-        for server in servers:
-            server.stop()
 
 
 async def test_nats_starts_on_loopback_with_jetstream(nats_server: RunningServer, nats_url: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -14,17 +13,6 @@ from tests.conftest import HubFactory, HubUnderTest, wait_for
 from tests.integration.signing import GITHUB, STRIPE, TENANT, Provider, SecretSpec, new_secret, specs_yaml
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def restarted() -> Iterator[list[RunningServer]]:
-    """Servers a test restarts by hand; stopped by PID after the hub (requested before make_hub)."""
-    servers: list[RunningServer] = []
-    try:
-        yield servers
-    finally:
-        for server in servers:
-            server.stop()
 
 
 async def start(make_hub: HubFactory, provider: Provider, **settings: object) -> tuple[HubUnderTest, str]:
@@ -45,7 +33,7 @@ def metric(text: str, name: str) -> float:
 
 @pytest.mark.parametrize("provider", [GITHUB, STRIPE], ids=["github", "stripe"])
 async def test_nats_down_is_503_then_the_retry_lands_once(
-    restarted: list[RunningServer], make_hub: HubFactory, nats_server: RunningServer, provider: Provider
+    own_servers: list[RunningServer], make_hub: HubFactory, nats_server: RunningServer, provider: Provider
 ) -> None:
     hub, secret = await start(make_hub, provider, publish_timeout="2s")
     path = f"{TENANT}/{provider.connector}"
@@ -61,7 +49,7 @@ async def test_nats_down_is_503_then_the_retry_lands_once(
     assert int(reply.headers["Retry-After"]) >= 1
     assert await hub.redis.exists(key) == 0, "the dedupe claim must be released so the retry can deliver"
 
-    restarted.append(start_nats(nats_server.data_dir, port=nats_server.port))
+    own_servers.append(start_nats(nats_server.data_dir, port=nats_server.port))
     await wait_for(lambda: _async(hub.nc.is_connected), timeout=15, what="the hub to reconnect to NATS")
     retry = await hub.post(path, delivery.body, delivery.headers)
 
@@ -76,7 +64,7 @@ async def test_nats_down_is_503_then_the_retry_lands_once(
 
 
 async def test_acknowledged_events_survive_a_nats_restart(
-    restarted: list[RunningServer], make_hub: HubFactory, nats_server: RunningServer
+    own_servers: list[RunningServer], make_hub: HubFactory, nats_server: RunningServer
 ) -> None:
     """A 2xx means on disk: the stream still holds the event after nats-server restarts."""
     hub, secret = await start(make_hub, GITHUB)
@@ -85,7 +73,7 @@ async def test_acknowledged_events_survive_a_nats_restart(
 
     nats_server.stop()
     await wait_for(lambda: _async(not hub.nc.is_connected), timeout=10, what="the hub to see NATS gone")
-    restarted.append(start_nats(nats_server.data_dir, port=nats_server.port))
+    own_servers.append(start_nats(nats_server.data_dir, port=nats_server.port))
     await wait_for(lambda: _async(hub.nc.is_connected), timeout=15, what="the hub to reconnect to NATS")
 
     assert await count_msg_id(hub, f"{TENANT}:gh:{delivery.event_id}") == 1
