@@ -62,27 +62,23 @@ class RunningServer:
     port: int
     pid: int
     data_dir: Path
-    _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
+    process: subprocess.Popen[bytes] = field(repr=False, compare=False)
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, wait up to `timeout`, then SIGKILL. Safe to call twice or after death."""
-        proc = self._proc
-        if proc is None:
-            _stop_foreign_pid(self.pid, timeout)
-        elif proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)  # Popen skips the signal if already reaped
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)  # Popen skips the signal if already reaped
             try:
-                proc.wait(timeout)
+                self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                self.process.kill()
+                self.process.wait()
         with _registry_lock:
             _registry[:] = [server for server in _registry if server is not self]
 
     def is_running(self) -> bool:
-        if self._proc is not None:
-            return self._proc.poll() is None
-        return _pid_alive(self.pid)
+        """The process has not exited."""
+        return self.process.poll() is None
 
 
 _registry: list[RunningServer] = []
@@ -96,26 +92,6 @@ def _stop_all() -> None:
         servers = list(reversed(_registry))
     for server in servers:
         server.stop()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _stop_foreign_pid(pid: int, timeout: float) -> None:
-    """Stop a PID that is not our Popen child (e.g. a RunningServer built by hand)."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-        deadline = time.monotonic() + timeout
-        while _pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(_POLL)
-        if not _pid_alive(pid):
-            return
 
 
 def free_port(host: str = "127.0.0.1") -> int:
