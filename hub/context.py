@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aiohttp import web
 from nats.aio.client import Client as NATS
@@ -24,7 +24,6 @@ class HubContext:
     nats: NATS
     js: JetStreamContext
     redis: Redis
-    warnings: list[str] = field(default_factory=list)
 
 
 HUB = web.AppKey("hub", HubContext)

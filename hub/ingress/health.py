@@ -39,7 +39,7 @@ async def readyz(request: web.Request) -> web.Response:
     except (RedisError, TimeoutError) as exc:
         checks["valkey"] = f"error: {type(exc).__name__}"
     ready = all(v == "ok" for v in checks.values())
-    return _json({"ready": ready, "checks": checks, "warnings": context.warnings}, 200 if ready else 503)
+    return _json({"ready": ready, "checks": checks}, 200 if ready else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
