@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import nats.errors
 import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -32,7 +33,7 @@ async def readyz(request: web.Request) -> web.Response:
             missing = await asyncio.wait_for(missing_streams(context.js), READY_CHECK_TIMEOUT_S)
             if missing:
                 checks["streams"] = "missing: " + ", ".join(missing)
-        except Exception as exc:
+        except (nats.errors.Error, TimeoutError) as exc:
             checks["streams"] = f"error: {type(exc).__name__}"
     try:
         await asyncio.wait_for(context.redis.ping(), READY_CHECK_TIMEOUT_S)
