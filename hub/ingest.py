@@ -105,16 +105,14 @@ class Ingestor:
         if Claim.HELD in claims:
             await self._dedupe.release(ours, token)
             raise ClaimHeld(self._retry_after_s)
-        fresh = [(e, k) for e, k, c in zip(envelopes, keys, claims, strict=True) if c is not Claim.DONE]
-        results = await asyncio.gather(
-            *(self._publish(connector, envelope) for envelope, _ in fresh), return_exceptions=True
-        )
+        fresh = [e for e, c in zip(envelopes, claims, strict=True) if c is not Claim.DONE]
+        results = await asyncio.gather(*(self._publish(connector, e) for e in fresh), return_exceptions=True)
         failure = next((r for r in results if isinstance(r, BaseException)), None)
         if failure is not None:
             await self._dedupe.release(ours, token)
             raise failure
         await self._dedupe.mark_done(ours, connector.dedupe_window_s)
-        jetstream_duplicates = {e.id for (e, _), duplicate in zip(fresh, results, strict=True) if duplicate}
+        jetstream_duplicates = {e.id for e, duplicate in zip(fresh, results, strict=True) if duplicate}
         self._count(connector, len(fresh) - len(jetstream_duplicates), len(jetstream_duplicates))
         already = {e.id for e, c in zip(envelopes, claims, strict=True) if c is Claim.DONE} | jetstream_duplicates
         return IngestResult(
