@@ -124,8 +124,11 @@ async def connect_nats(url: str) -> NATS:
     async def on_error(exc: Exception) -> None:
         log.warning("nats error", extra={"error": f"{type(exc).__name__}: {exc}"})
 
+    client: list[NATS] = []  # set once connected; a disconnect while closing is no news
+
     async def on_disconnected() -> None:
-        log.warning("nats disconnected")
+        if not (client and client[0].is_closed):
+            log.warning("nats disconnected")
 
     async def on_reconnected() -> None:
         log.info("nats reconnected")
@@ -141,9 +144,10 @@ async def connect_nats(url: str) -> NATS:
         reconnected_cb=on_reconnected,
     )
     try:  # nats-py retries a refused first connection forever; a wrong URL must fail start-up instead
-        return await asyncio.wait_for(connecting, FIRST_CONNECT_TIMEOUT_S)
+        client.append(await asyncio.wait_for(connecting, FIRST_CONNECT_TIMEOUT_S))
     except (TimeoutError, OSError, nats.errors.Error) as exc:
         raise ConfigError([Problem("", "HUB_NATS_URL", f"cannot connect to {url}: {type(exc).__name__}")]) from None
+    return client[0]
 
 
 def connect_redis(url: str, timeout_s: float) -> Redis:
