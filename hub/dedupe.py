@@ -1,7 +1,8 @@
 """Two-phase dedupe claims in Valkey: claim (`SET NX PX`), then `done` after the PubAck, or
 release (only by the claim's owner) when the publish failed.
 
-Each phase is one atomic script per key, pipelined so a request costs one round trip. When
+Each phase is one atomic script per key, one round trip per request (EVALSHA for one key, a
+pipeline for a batch). When
 Valkey is unreachable the store fails open: claims come back `UNAVAILABLE`, the ingress publishes
 anyway, and JetStream's duplicate window (keyed by the same `Nats-Msg-Id`) keeps a retried
 delivery from landing twice. After a failure the store skips Valkey for a short cool-down, so an
