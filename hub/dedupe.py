@@ -2,11 +2,11 @@
 release (only by the claim's owner) when the publish failed.
 
 Each phase is one atomic script per key, one round trip per request (EVALSHA for one key, a
-pipeline for a batch). When
-Valkey is unreachable the store fails open: claims come back `UNAVAILABLE`, the ingress publishes
-anyway, and JetStream's duplicate window (keyed by the same `Nats-Msg-Id`) keeps a retried
-delivery from landing twice. After a failure the store skips Valkey for a short cool-down, so an
-outage costs one timeout per cool-down rather than one per request.
+pipeline for a batch). When Valkey is unreachable the store fails open: claims come back
+`UNAVAILABLE`, the ingress publishes anyway, and JetStream's duplicate window (keyed by the
+same `Nats-Msg-Id`) keeps a retried delivery from landing twice. After a failure the store skips
+Valkey for a short cool-down, so an outage costs one timeout per cool-down rather than one per
+request.
 """
 
 from __future__ import annotations
