@@ -14,6 +14,7 @@ from pydantic import TypeAdapter
 import schemas
 from events.envelope import Envelope
 from schemas.connector import ConnectorDocument
+from schemas.policy import PolicyDocument
 
 SCHEMA_DIR = Path(schemas.__file__).parent / "json"
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
@@ -24,6 +25,7 @@ def schema_documents() -> dict[str, dict[str, Any]]:
     documents = {
         "connector.schema.json": ConnectorDocument.model_json_schema(),
         "envelope.schema.json": TypeAdapter(Envelope).json_schema(),
+        "policy.schema.json": PolicyDocument.model_json_schema(),
     }
     return {name: {"$schema": DRAFT, "$id": f"connector-hub/{name}", **doc} for name, doc in documents.items()}
 

@@ -30,7 +30,7 @@ def signed_request(settings: Settings, target: str, payload: Path | None) -> Tes
     tenant, _, name = target.partition("/")
     if settings.connectors is None:
         raise ConfigError([Problem("", "", "set HUB_CONNECTORS (or --connectors) to the connector specs")])
-    documents = [s.connector for s in load_specs(settings.connectors) if s.connector.key == (tenant, name)]
+    documents = [s.connector for s in load_specs(settings.connectors).connectors if s.connector.key == (tenant, name)]
     if not documents:
         raise ConfigError([Problem("", "", f"no connector {target} in {settings.connectors}")])
     connector = build_connector(

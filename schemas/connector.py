@@ -1,8 +1,8 @@
 """The Connector document (DESIGN §8): what a connector is, as a pydantic model.
 
-The webhook part is complete and acted on. Routes and the poll part are modelled so specs can
-carry them and `connector-hub validate` checks them; the gate consumers and the poll scheduler
-that act on them come with their own issues. Provider-specific options are validated by the
+The webhook part and the routes are acted on (ingress, gate consumers). The poll part is modelled
+so specs can carry it and `connector-hub validate` checks it; the poll scheduler comes with its
+own issue. Provider-specific options are validated by the
 provider's own options model (in its adapter module), not here.
 """
 
@@ -11,9 +11,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
 
 from schemas.durations import Duration
+from schemas.expressions import check_jmespath
+from schemas.patterns import check_pattern, is_within
 from schemas.secrets import SecretEntry
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
@@ -21,6 +23,8 @@ Name = Annotated[str, Field(pattern=NAME_PATTERN, description="[a-z0-9-], 1-63, 
 
 DEFAULT_REPLAY_WINDOW = timedelta(seconds=300)
 MAX_BODY_BYTES_LIMIT = 64 * 1024 * 1024
+MAX_DISPATCH_TIMEOUT = timedelta(seconds=60)
+HUB_SUBJECT_ROOT = "hub"
 
 
 class _Model(BaseModel):
@@ -67,44 +71,76 @@ class WebhookSettings(_Model):
 class Match(_Model):
     """Which events a route takes."""
 
-    types: list[str] = Field(min_length=1, description="Event types; `*` matches one token")
-    when: str | None = Field(default=None, description="Optional JMESPath condition over the envelope")
+    types: list[Annotated[str, AfterValidator(check_pattern)]] = Field(
+        min_length=1, description="Event types; `*` matches one token, a final `>` one or more"
+    )
+    when: Annotated[str | None, AfterValidator(check_jmespath)] = Field(
+        default=None, description="Optional JMESPath condition over the envelope; the route matches when it is truthy"
+    )
+
+
+RESERVED_HEADERS = ("content-type", "idempotency-key", "content-length", "host")
 
 
 class HttpTarget(_Model):
-    """An HTTP endpoint invoked with the event."""
+    """An HTTP endpoint invoked with the event (CloudEvents binary mode)."""
 
     url: AnyHttpUrl
     method: Literal["POST", "PUT", "PATCH"] = "POST"
-    headers: dict[str, str] = Field(default_factory=dict)
-    timeout: Duration = timedelta(seconds=5)
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Extra request headers (not ce-*, Content-Type or Idempotency-Key)"
+    )
+    timeout: Duration = Field(default=timedelta(seconds=5), description="Whole request, 100ms to 60s")
+
+    @model_validator(mode="after")
+    def _sane(self) -> Self:
+        if not timedelta(milliseconds=100) <= self.timeout <= MAX_DISPATCH_TIMEOUT:
+            raise ValueError("timeout must be between 100ms and 60s")
+        reserved = sorted(h for h in self.headers if h.lower() in RESERVED_HEADERS or h.lower().startswith("ce-"))
+        if reserved:
+            raise ValueError(f"headers set by the hub cannot be overridden: {', '.join(reserved)}")
+        return self
 
 
 class Target(_Model):
     """Where an invocation goes: a NATS subject or an HTTP endpoint (exactly one)."""
 
-    subject: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+    subject: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$",
+        description="A literal subject outside `hub.` (no wildcards)",
+    )
     http: HttpTarget | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:
         if (self.subject is None) == (self.http is None):
             raise ValueError("a target is exactly one of subject or http")
+        if self.subject is not None and is_within(self.subject, HUB_SUBJECT_ROOT):
+            raise ValueError(f"a target subject cannot be under `{HUB_SUBJECT_ROOT}.`: those are the hub's own streams")
         return self
+
+    @property
+    def label(self) -> str:
+        """`subject:<subject>` or `http:<host>`: what policy rules, metrics and breakers key on."""
+        if self.subject is not None:
+            return f"subject:{self.subject}"
+        assert self.http is not None
+        return f"http:{self.http.url.host}"
 
 
 class Rate(_Model):
     """Sustained rate and burst."""
 
-    perSecond: float = Field(gt=0)
-    burst: int = Field(default=1, ge=1)
+    perSecond: float = Field(gt=0, le=1_000_000)
+    burst: int = Field(default=1, ge=1, le=1_000_000)
 
 
 class Limits(_Model):
-    """How fast and how many at once a route may invoke its target."""
+    """How fast and how many at once a route (or a whole tenant) may invoke."""
 
     rate: Rate | None = None
-    maxParallel: int | None = Field(default=None, ge=1)
+    maxParallel: int | None = Field(default=None, ge=1, le=100_000)
 
 
 class Retry(_Model):
@@ -115,15 +151,51 @@ class Retry(_Model):
     max: Duration = timedelta(minutes=5)
     jitter: bool = True
 
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if not timedelta(milliseconds=10) <= self.initial <= self.max <= timedelta(days=1):
+            raise ValueError("retry delays need 10ms <= initial <= max <= 24h")
+        return self
+
+
+class Circuit(_Model):
+    """A circuit breaker per target: after consecutive failures, stop calling it for a cooldown."""
+
+    failureThreshold: int = Field(default=5, ge=1, le=1000)
+    cooldown: Duration = Field(default=timedelta(seconds=30), description="Open time before a half-open probe")
+
+    @model_validator(mode="after")
+    def _sane(self) -> Self:
+        if not timedelta(milliseconds=100) <= self.cooldown <= timedelta(hours=1):
+            raise ValueError("cooldown must be between 100ms and 1h")
+        return self
+
+
+class Debounce(_Model):
+    """Coalesce events with the same key inside a window into one invocation of the latest."""
+
+    key: Annotated[str, AfterValidator(check_jmespath)] = Field(
+        description="JMESPath over the envelope; events whose key is null are not debounced"
+    )
+    window: Duration = Field(description="From the first event of a key to the invocation, 100ms to 1h")
+
+    @model_validator(mode="after")
+    def _sane(self) -> Self:
+        if not timedelta(milliseconds=100) <= self.window <= timedelta(hours=1):
+            raise ValueError("window must be between 100ms and 1h")
+        return self
+
 
 class Route(_Model):
-    """An event-to-invocation rule (acted on by the gate consumers)."""
+    """An event-to-invocation rule, acted on by the gate consumers."""
 
     name: Name
     match: Match
     target: Target
     limits: Limits = Field(default_factory=Limits)
     retry: Retry = Field(default_factory=Retry)
+    circuit: Circuit = Field(default_factory=Circuit)
+    debounce: Debounce | None = None
 
 
 class PollRequest(_Model):

@@ -1,4 +1,4 @@
-"""Load spec documents from a YAML file or a folder of them, with errors that say where.
+"""Load spec documents (Connector and Policy) from a YAML file or a folder, with errors that say where.
 
 Every error names the file, the document's 1-based index within it, and the field path
 (`spec.webhook.replayWindow`), so `connector-hub validate` can list them all at once.
@@ -6,15 +6,16 @@ Every error names the file, the document's 1-based index within it, and the fiel
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from pydantic import ValidationError
 
 from schemas.connector import ConnectorDocument
+from schemas.policy import PolicyDocument
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 
@@ -41,6 +42,30 @@ class LoadedSpec:
     connector: ConnectorDocument
 
 
+@dataclass(frozen=True, slots=True)
+class LoadedPolicy:
+    """A valid Policy document and where it came from."""
+
+    file: Path
+    document: int
+    policy: PolicyDocument
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedSpecs:
+    """Every valid document found, by kind."""
+
+    connectors: list[LoadedSpec]
+    policies: list[LoadedPolicy]
+
+
+class _Located(Protocol):
+    @property
+    def file(self) -> Path: ...
+    @property
+    def document(self) -> int: ...
+
+
 class SpecLoadError(Exception):
     """The specs have errors; `errors` lists every one."""
 
@@ -58,12 +83,13 @@ def spec_files(path: Path) -> list[Path]:
     raise SpecLoadError([SpecError(path, 0, "path", "no such file or folder")])
 
 
-def read_specs(paths: Path | Iterable[Path]) -> tuple[list[LoadedSpec], list[SpecError]]:
-    """Every valid connector under the path(s), and every error found (none are skipped silently).
+def read_specs(paths: Path | Iterable[Path]) -> tuple[LoadedSpecs, list[SpecError]]:
+    """Every valid document under the path(s), and every error found (none are skipped silently).
 
-    A connector defined twice is an error, also when the two definitions are under different paths.
+    A connector defined twice, or a second Policy for a tenant, is an error, also when the two
+    definitions are under different paths.
     """
-    loaded: list[LoadedSpec] = []
+    loaded = LoadedSpecs([], [])
     errors: list[SpecError] = []
     for path in [paths] if isinstance(paths, Path) else paths:
         try:
@@ -74,12 +100,13 @@ def read_specs(paths: Path | Iterable[Path]) -> tuple[list[LoadedSpec], list[Spe
         for file in files:
             for index, document in _documents(file, errors):
                 _check_document(file, index, document, loaded, errors)
-    errors.extend(_duplicates(loaded))
+    errors.extend(_duplicates(loaded.connectors, lambda s: s.connector.key, "connector", "metadata.name"))
+    errors.extend(_duplicates(loaded.policies, lambda s: (s.policy.tenant,), "policy for tenant", "metadata.tenant"))
     return loaded, errors
 
 
-def load_specs(path: Path) -> list[LoadedSpec]:
-    """Every connector under `path`, or SpecLoadError listing all the errors."""
+def load_specs(path: Path) -> LoadedSpecs:
+    """Every document under `path`, or SpecLoadError listing all the errors."""
     loaded, errors = read_specs(path)
     if errors:
         raise SpecLoadError(errors)
@@ -101,16 +128,19 @@ def _documents(file: Path, errors: list[SpecError]) -> Iterator[tuple[int, Any]]
         errors.append(SpecError(file, 0, "file", str(exc)))
 
 
-def _check_document(file: Path, index: int, document: Any, loaded: list[LoadedSpec], errors: list[SpecError]) -> None:
+def _check_document(file: Path, index: int, document: Any, loaded: LoadedSpecs, errors: list[SpecError]) -> None:
     if not isinstance(document, dict):
         errors.append(SpecError(file, index, "(document)", "a spec document is a mapping"))
         return
     kind = document.get("kind")
-    if kind != "Connector":
-        errors.append(SpecError(file, index, "kind", f"unknown kind {kind!r}; expected Connector"))
+    if kind not in ("Connector", "Policy"):
+        errors.append(SpecError(file, index, "kind", f"unknown kind {kind!r}; expected Connector or Policy"))
         return
     try:
-        loaded.append(LoadedSpec(file, index, ConnectorDocument.model_validate(document)))
+        if kind == "Connector":
+            loaded.connectors.append(LoadedSpec(file, index, ConnectorDocument.model_validate(document)))
+        else:
+            loaded.policies.append(LoadedPolicy(file, index, PolicyDocument.model_validate(document)))
     except ValidationError as exc:
         errors.extend(SpecError(file, index, field_path(e["loc"]), e["msg"]) for e in exc.errors())
 
@@ -123,19 +153,15 @@ def field_path(loc: tuple[int | str, ...]) -> str:
     return path or "(document)"
 
 
-def _duplicates(loaded: list[LoadedSpec]) -> list[SpecError]:
-    first: dict[tuple[str, str], LoadedSpec] = {}
+def _duplicates(
+    loaded: Sequence[_Located], identity: Callable[[Any], tuple[str, ...]], what: str, field: str
+) -> list[SpecError]:
+    first: dict[tuple[str, ...], _Located] = {}
     errors = []
     for spec in loaded:
-        earlier = first.setdefault(spec.connector.key, spec)
+        earlier = first.setdefault(identity(spec), spec)
         if earlier is not spec:
-            tenant, name = spec.connector.key
-            errors.append(
-                SpecError(
-                    spec.file,
-                    spec.document,
-                    "metadata.name",
-                    f"connector {tenant}/{name} is already defined in {earlier.file} document {earlier.document}",
-                )
-            )
+            where = f"{earlier.file} document {earlier.document}"
+            message = f"{what} {'/'.join(identity(spec))} is already defined in {where}"
+            errors.append(SpecError(spec.file, spec.document, field, message))
     return errors

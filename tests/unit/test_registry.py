@@ -42,7 +42,7 @@ def connector(
 def specs(tmp_path: Path, *documents: str) -> list[LoadedSpec]:
     file = tmp_path / "connectors.yaml"
     file.write_text("---\n".join(documents))
-    return load_specs(file)
+    return load_specs(file).connectors
 
 
 def build(loaded: list[LoadedSpec], **overrides: float) -> tuple[ConnectorRegistry, list[str]]:

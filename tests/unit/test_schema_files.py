@@ -11,7 +11,7 @@ import yaml
 from hub import cli, schemagen
 
 ROOT = Path(__file__).resolve().parents[2]
-NAMES = ["connector.schema.json", "envelope.schema.json"]
+NAMES = ["connector.schema.json", "envelope.schema.json", "policy.schema.json"]
 
 
 def test_checked_in_schemas_have_not_drifted() -> None:
@@ -65,14 +65,17 @@ def test_envelope_schema_lists_the_contract() -> None:
     assert {"id", "source", "type", "time", "hubverified"} <= set(document["required"])
 
 
-def test_examples_match_the_connector_schema() -> None:
+def test_examples_match_their_schemas() -> None:
     jsonschema = pytest.importorskip("jsonschema")
-    schema = json.loads((schemagen.SCHEMA_DIR / "connector.schema.json").read_text())
-    validator = jsonschema.Draft202012Validator(schema)
+    validators = {
+        kind: jsonschema.Draft202012Validator(json.loads((schemagen.SCHEMA_DIR / name).read_text()))
+        for kind, name in (("Connector", "connector.schema.json"), ("Policy", "policy.schema.json"))
+    }
     documents = [d for d in yaml.safe_load_all((ROOT / "examples" / "connectors.yaml").read_text()) if d]
-    assert len(documents) == 4
+    assert [d["kind"] for d in documents] == ["Connector"] * 4 + ["Policy"]
     for document in documents:
-        errors = list(validator.iter_errors(json.loads(json.dumps(document))))
+        errors = list(validators[document["kind"]].iter_errors(json.loads(json.dumps(document))))
         assert errors == [], [e.message for e in errors]
+    validator = validators["Connector"]
     broken = {**documents[0], "metadata": {"name": "Not Valid", "tenant": "demo"}}
     assert list(validator.iter_errors(broken))

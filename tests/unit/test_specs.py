@@ -125,7 +125,7 @@ def with_spec(extra: str, name: str = "gh") -> str:
 
 def test_several_documents_in_one_file(tmp_path: Path) -> None:
     file = write(tmp_path / "c.yaml", good("a"), good("b"), good("c", tenant="other"))
-    specs = load_specs(file)
+    specs = load_specs(file).connectors
     assert [(s.document, s.connector.key) for s in specs] == [
         (1, ("acme", "a")),
         (2, ("acme", "b")),
@@ -135,7 +135,7 @@ def test_several_documents_in_one_file(tmp_path: Path) -> None:
 
 
 def test_defaults_are_filled_in(tmp_path: Path) -> None:
-    (spec,) = load_specs(write(tmp_path / "c.yaml", good()))
+    (spec,) = load_specs(write(tmp_path / "c.yaml", good())).connectors
     assert spec.connector.spec.enabled is True
     assert spec.connector.spec.webhook_settings.dedupeWindow == timedelta(hours=72)
     assert spec.connector.spec.webhook_settings.maxBodyBytes == 1_048_576
@@ -145,7 +145,7 @@ def test_defaults_are_filled_in(tmp_path: Path) -> None:
 def test_empty_documents_are_skipped_but_counted(tmp_path: Path) -> None:
     file = tmp_path / "c.yaml"
     file.write_text(good("a") + "---\n# nothing here\n---\n" + good("b"))
-    assert [s.document for s in load_specs(file)] == [1, 3]
+    assert [s.document for s in load_specs(file).connectors] == [1, 3]
 
 
 def test_folder_with_nested_files(tmp_path: Path) -> None:
@@ -154,7 +154,7 @@ def test_folder_with_nested_files(tmp_path: Path) -> None:
     write(tmp_path / "team" / "c.yaml", good("c"))
     (tmp_path / "notes.txt").write_text("not: [yaml")
     (tmp_path / "team" / "README.md").write_text("# nope")
-    specs = load_specs(tmp_path)
+    specs = load_specs(tmp_path).connectors
     assert sorted(s.connector.metadata.name for s in specs) == ["a", "b", "c"]
     assert {s.file.name for s in specs} == {"a.yml", "b.yaml", "c.yaml"}
     assert spec_files(tmp_path) == sorted(spec_files(tmp_path))
@@ -188,7 +188,7 @@ def test_field_errors_name_the_field(tmp_path: Path, extra: str, field: str, mes
 def test_error_in_document_two_names_file_document_and_field(tmp_path: Path) -> None:
     file = write(tmp_path / "c.yaml", good("a"), with_spec("webhook: {replayWindow: soon}\n", name="b"), good("c"))
     loaded, errors = read_specs(file)
-    assert [s.connector.metadata.name for s in loaded] == ["a", "c"]
+    assert [s.connector.metadata.name for s in loaded.connectors] == ["a", "c"]
     (error,) = errors
     assert str(error).startswith(f"{file}: document 2: spec.webhook.replayWindow: ")
 
@@ -223,7 +223,7 @@ def test_all_errors_are_reported_not_just_the_first(tmp_path: Path) -> None:
         tmp_path / "a.yaml",
         good().replace("name: gh,", "name: BAD,") + "  webhook: {replayWindow: 5 minutes, maxBodyBytes: -1}\n",
         good("fine"),
-        "apiVersion: hub/v1\nkind: Policy\n",
+        "apiVersion: hub/v1\nkind: Route\n",
     )
     second = write(tmp_path / "b.yaml", with_spec("routes: [{name: r}]\n", name="two"))
     errors = errors_of(tmp_path)
@@ -242,7 +242,7 @@ def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
         tmp_path / "c.yaml", good("a"), "apiVersion: hub/v1\nkind: Connector\nmetadata: {name: b\n  tenant: t\n"
     )
     loaded, errors = read_specs(file)
-    assert [s.connector.metadata.name for s in loaded] == ["a"]
+    assert [s.connector.metadata.name for s in loaded.connectors] == ["a"]
     (error,) = errors
     assert (error.document, error.field) == (2, "yaml")
     assert "line 13" in error.message  # `tenant: t` of document 2
@@ -275,7 +275,7 @@ def test_undecodable_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("document", "field", "message"),
     [
-        ("apiVersion: hub/v1\nkind: Policy\n", "kind", "unknown kind 'Policy'"),
+        ("apiVersion: hub/v1\nkind: Route\n", "kind", "unknown kind 'Route'"),
         ("apiVersion: hub/v1\nmetadata: {name: a, tenant: b}\n", "kind", "unknown kind None"),
         ("- a\n- b\n", "(document)", "mapping"),
         ("just text\n", "(document)", "mapping"),
@@ -341,7 +341,7 @@ def test_poll_connector_without_a_poll_section(tmp_path: Path) -> None:
 
 
 def test_valid_poll_connector(tmp_path: Path) -> None:
-    (spec,) = load_specs(write(tmp_path / "c.yaml", with_spec(POLL).replace("type: webhook", "type: poll")))
+    (spec,) = load_specs(write(tmp_path / "c.yaml", with_spec(POLL).replace("type: webhook", "type: poll"))).connectors
     assert spec.connector.spec.poll is not None
     assert spec.connector.spec.poll.interval == timedelta(minutes=5)
 
@@ -365,7 +365,7 @@ def routes(*entries: tuple[str, str]) -> str:
 
 def test_valid_routes(tmp_path: Path) -> None:
     extra = routes(("a", "{subject: svc.a}"), ("b", "{http: {url: 'https://svc.example/x', timeout: 2s}}"))
-    (spec,) = load_specs(write(tmp_path / "c.yaml", with_spec(extra)))
+    (spec,) = load_specs(write(tmp_path / "c.yaml", with_spec(extra))).connectors
     first, second = spec.connector.spec.routes
     assert first.target.subject == "svc.a"
     assert second.target.http is not None
@@ -433,7 +433,7 @@ def test_huge_duration_in_a_spec_is_an_error_not_a_crash(tmp_path: Path, value: 
     """read_specs reports every problem; an out-of-range duration must not escape as OverflowError."""
     file = write(tmp_path / "c.yaml", with_spec(f"webhook: {{replayWindow: {value}}}\n"), good("other"))
     loaded, errors = read_specs(file)
-    assert [s.connector.metadata.name for s in loaded] == ["other"]
+    assert [s.connector.metadata.name for s in loaded.connectors] == ["other"]
     assert fields_of(errors) == [(1, "spec.webhook.replayWindow")]
 
 

@@ -113,7 +113,7 @@ def test_every_error_of_every_file_is_listed(tmp_path: Path, capsys: pytest.Capt
         connector("two", "hmac", "options: {header: X-Sig, algorithm: md5}\n"),
         connector("three"),
     )
-    second = write(tmp_path / "b.yaml", connector("four", "unknown-provider"), "kind: Policy\n", "key: [broken\n")
+    second = write(tmp_path / "b.yaml", connector("four", "unknown-provider"), "kind: Route\n", "key: [broken\n")
     status, out, err = validate(capsys, tmp_path)
     assert status == 1
     assert sorted(line.split(": ", 3)[:3] for line in err) == sorted(
