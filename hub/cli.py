@@ -1,4 +1,4 @@
-"""`connector-hub` (also `python -m hub`): run, validate, send-test, tail, schemas.
+"""`connector-hub` (also `python -m hub`): run, validate, send-test, tail, policy explain, schemas.
 
 Every setting is an `HUB_*` environment variable and also a `--flag` here (the flag wins); the
 flags are generated from the Settings model so the two can never disagree.
@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import orjson
 from pydantic import ValidationError
 
 from hub import runner, schemagen
@@ -21,7 +22,7 @@ from hub.errors import ConfigError
 from hub.logs import configure_logging
 from hub.settings import Settings
 from hub.validate import validate_paths
-from schemas.loader import SpecLoadError, field_path
+from schemas.loader import SpecLoadError, field_path, load_specs
 
 EXIT_USAGE = 2
 
@@ -45,7 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run", parents=[settings], help="run the hub (embedded NATS and Valkey unless URLs are set)"
     )
-    run.add_argument("--role", default="ingress", help=f"comma-separated subset of: {', '.join(runner.ROLES)}")
+    run.add_argument(
+        "--role",
+        default=",".join(runner.ROLES),
+        help=f"comma-separated subset of: {', '.join(runner.ROLES)} (default: all)",
+    )
 
     validate = commands.add_parser("validate", help="check connector spec files; lists every error")
     validate.add_argument("paths", nargs="+", type=Path, metavar="PATH")
@@ -58,6 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     tail = commands.add_parser("tail", parents=[settings], help="print envelopes as they arrive")
     tail.add_argument("subject", nargs="?", default="hub.events.>")
     tail.add_argument("--count", type=int, help="exit after this many messages")
+
+    policy = commands.add_parser("policy", help="inspect the gate's policy decisions")
+    policy_commands = policy.add_subparsers(dest="policy_command", required=True)
+    explain = policy_commands.add_parser(
+        "explain", parents=[settings], help="for each route of a connector: matched or not, allowed or denied, and why"
+    )
+    explain.add_argument("--connector", required=True, metavar="TENANT/CONNECTOR")
+    explain.add_argument("--event", required=True, type=Path, metavar="FILE", help="an event envelope (JSON)")
+    explain.add_argument("--json", action="store_true", help="print JSON instead of lines")
 
     schemas = commands.add_parser("schemas", help="write schemas/json from the models, or --check for drift")
     schemas.add_argument("--check", action="store_true", help="exit 1 if the checked-in files differ")
@@ -100,12 +114,15 @@ def _dispatch(args: argparse.Namespace) -> int:
     settings = load_settings(args)
     configure_logging(settings.log_level, settings.log_format)
     if args.command == "run":
-        unknown = set(args.role.split(",")) - set(runner.ROLES)
-        if unknown:
-            print(f"connector-hub: unknown role(s): {', '.join(sorted(unknown))}", file=sys.stderr)
+        roles = [role.strip() for role in args.role.split(",") if role.strip()]
+        unknown = set(roles) - set(runner.ROLES)
+        if unknown or not roles:
+            print(f"connector-hub: unknown role(s): {', '.join(sorted(unknown)) or '(none given)'}", file=sys.stderr)
             return EXIT_USAGE
-        runner.run(settings)
+        runner.run(settings, roles)
         return 0
+    if args.command == "policy":
+        return _explain(settings, args.connector, args.event, as_json=args.json)
     if args.command == "send-test":
         from hub.sendtest import send_test
 
@@ -117,12 +134,39 @@ def _dispatch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explain(settings: Settings, target: str, event_file: Path, *, as_json: bool) -> int:
+    from hub.gate.catalog import build_catalog
+    from hub.gate.explain import ExplainError, explain, read_event
+
+    if settings.connectors is None:
+        print("connector-hub: set HUB_CONNECTORS (or --connectors) to the spec files", file=sys.stderr)
+        return EXIT_USAGE
+    tenant, _, name = target.partition("/")
+    try:
+        explanations = explain(build_catalog(load_specs(settings.connectors)), tenant, name, read_event(event_file))
+    except ExplainError as exc:
+        print(f"connector-hub: {exc}", file=sys.stderr)
+        return 1
+    if as_json:
+        print(orjson.dumps([e.to_dict() for e in explanations], option=orjson.OPT_INDENT_2).decode())
+    elif not explanations:
+        print(f"{target} has no routes")
+    for explanation in [] if as_json else explanations:
+        print(explanation.line())
+    return 0
+
+
 def _validate(paths: list[Path]) -> int:
-    valid, problems = validate_paths(paths)
-    for problem in problems:
+    report = validate_paths(paths)
+    for problem in report.problems:
         print(problem, file=sys.stderr)
-    print(f"{valid} connector(s) valid, {len(problems)} problem(s)")
-    return 1 if problems else 0
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(
+        f"{report.connectors} connector(s) valid, {len(report.problems)} problem(s); "
+        f"{report.policies} policy document(s)"
+    )
+    return 1 if report.problems else 0
 
 
 def _schemas(*, check: bool) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from hub.gate.metrics import GateMetrics
+
 UNKNOWN = "_unknown"
 """The tenant/connector label of requests for connectors that do not exist."""
 
@@ -52,3 +54,4 @@ class HubMetrics:
         )
         self.dedupe_store_available.set(1)
         self.connectors = Gauge("hub_connectors", "Webhook connectors loaded and enabled", registry=self.registry)
+        self.gate = GateMetrics(self.registry)

@@ -1,5 +1,6 @@
-"""`connector-hub run`: load connectors, start embedded servers where no URL is set, connect,
-ensure the streams, serve, and on SIGINT/SIGTERM stop in order (in-flight requests finish first).
+"""`connector-hub run`: load specs, start embedded servers where no URL is set, connect, ensure the
+streams, serve the roles asked for (ingress, policy and dispatch consumers), and on SIGINT/SIGTERM
+stop in order (the consumers stop taking messages, in-flight requests and handlers finish first).
 
 Specs and secrets are checked before anything starts, so a bad configuration fails fast with every
 problem listed. Embedded servers run in their own session and die with the hub even if it crashes.
@@ -12,7 +13,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,17 +32,19 @@ from hub import embedded
 from hub.context import HubContext
 from hub.dedupe import DedupeStore
 from hub.errors import ConfigError, Problem
+from hub.gate.catalog import GateCatalog, build_catalog
+from hub.gate.consumers import Gate, start_gate
 from hub.ingest import Ingestor
 from hub.ingress.app import build_app
 from hub.metrics import HubMetrics
 from hub.publisher import Publisher
 from hub.registry import ConnectorRegistry, build_registry
 from hub.settings import Settings
-from schemas.loader import SpecLoadError, load_specs
+from schemas.loader import LoadedSpecs, SpecLoadError, load_specs
 
 log = logging.getLogger(__name__)
 
-ROLES = ("ingress",)
+ROLES = ("ingress", "policy", "dispatch")
 SHUTDOWN_GRACE_S = 10.0
 FIRST_CONNECT_TIMEOUT_S = 10.0
 
@@ -55,17 +58,38 @@ class Endpoints:
     embedded_pids: dict[str, int]
 
 
-def load_registry(settings: Settings) -> ConnectorRegistry:
-    """The connectors of `HUB_CONNECTORS`, or ConfigError listing every problem."""
+@dataclass(frozen=True, slots=True)
+class Configuration:
+    """What the specs of `HUB_CONNECTORS` configure: the ingress's connectors and the gate's catalog."""
+
+    registry: ConnectorRegistry
+    catalog: GateCatalog
+
+
+def load_configuration(settings: Settings, roles: Sequence[str] = ROLES) -> Configuration:
+    """The specs of `HUB_CONNECTORS`, or ConfigError listing every problem.
+
+    Webhook connectors (and their secrets) are resolved only for the ingress role: a process that
+    runs only the gate consumers needs the routes and policies, not the signing secrets.
+    """
     if settings.connectors is None:
         log.warning("HUB_CONNECTORS is unset: no connectors loaded, every webhook will be 404")
-        return ConnectorRegistry([])
+        return Configuration(ConnectorRegistry([]), build_catalog(LoadedSpecs([], [])))
     try:
         specs = load_specs(settings.connectors)
     except SpecLoadError as exc:
         raise ConfigError([Problem("", e.field, str(e)) for e in exc.errors]) from None
+    catalog = build_catalog(specs)
+    for tenant in catalog.tenants_without_policy():
+        log.warning("tenant has routes but no Policy document: every route is denied", extra={"tenant": tenant})
+    registry = load_registry(settings, specs) if "ingress" in roles else ConnectorRegistry([])
+    return Configuration(registry, catalog)
+
+
+def load_registry(settings: Settings, specs: LoadedSpecs) -> ConnectorRegistry:
+    """The enabled webhook connectors, or ConfigError listing every problem."""
     registry, notes = build_registry(
-        specs,
+        specs.connectors,
         publish_timeout_s=settings.publish_timeout.total_seconds(),
         claim_ttl_s=settings.claim_ttl.total_seconds(),
         duplicate_window_s=settings.duplicate_window.total_seconds(),
@@ -155,18 +179,35 @@ def connect_redis(url: str, timeout_s: float) -> Redis:
     return Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0))
 
 
-async def serve(settings: Settings, registry: ConnectorRegistry, endpoints: Endpoints) -> None:
-    """Run the ingress until SIGINT or SIGTERM."""
+async def serve(
+    settings: Settings, configuration: Configuration, endpoints: Endpoints, roles: Sequence[str] = ROLES
+) -> None:
+    """Run the roles until SIGINT or SIGTERM."""
+    registry = configuration.registry
     nc = await connect_nats(endpoints.nats_url)
     redis = connect_redis(endpoints.redis_url, settings.store_timeout.total_seconds())
+    gate: Gate | None = None
     try:
         js = nc.jetstream()
         for change in await ensure_streams(js, settings.stream_settings()):
             log.info("stream changed", extra={"change": change})
         _warn_about_bus_limits(registry, nc.max_payload)
         context = build_context(settings, registry, nc, redis)
+        if "policy" in roles or "dispatch" in roles:
+            gate = await start_gate(
+                endpoints.nats_url,
+                nc,
+                redis,
+                configuration.catalog,
+                context.metrics.gate,
+                policy="policy" in roles,
+                dispatch="dispatch" in roles,
+            )
         runner = web.AppRunner(
-            build_app(context), access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_S
+            build_app(context, ingress="ingress" in roles),
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=SHUTDOWN_GRACE_S,
         )
         await runner.setup()
         site = web.TCPSite(runner, settings.http_host, settings.http_port)
@@ -174,11 +215,17 @@ async def serve(settings: Settings, registry: ConnectorRegistry, endpoints: Endp
         host, port = runner.addresses[0][:2]
         http_url = f"http://{host}:{port}"
         _record_endpoints(settings.data_dir, endpoints, http_url)
-        log.info("listening", extra={"http": http_url, "roles": list(ROLES)})
+        log.info("listening", extra={"http": http_url, "roles": list(roles)})
         await _until_stopped()
-        log.info("stopping: finishing in-flight requests")
+        log.info("stopping: finishing in-flight requests and handlers")
+        if gate is not None:
+            await gate.stop()
+            gate = None
         await runner.cleanup()
     finally:
+        if gate is not None:
+            with contextlib.suppress(Exception):  # start-up failed half way; the error propagates
+                await gate.stop()
         endpoints_file(settings.data_dir).unlink(missing_ok=True)
         with contextlib.suppress(Exception):  # best effort on the way out; the servers stop next
             await nc.drain()
@@ -230,8 +277,8 @@ async def _until_stopped() -> None:
     await stop.wait()
 
 
-def run(settings: Settings) -> None:
+def run(settings: Settings, roles: Sequence[str] = ROLES) -> None:
     """Load, start, serve; ConfigError and embedded-server errors propagate to the CLI."""
-    registry = load_registry(settings)
+    configuration = load_configuration(settings, roles)
     with servers(settings) as endpoints:
-        asyncio.run(serve(settings, registry, endpoints))
+        asyncio.run(serve(settings, configuration, endpoints, roles))

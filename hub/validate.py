@@ -1,27 +1,44 @@
 """`connector-hub validate PATH...`: every problem in every spec file, each naming file,
-document and field. Checks the models and each provider's own options; secrets are a start-up
-concern (they may not exist where specs are validated, e.g. in CI)."""
+document and field. Checks the models (Connector and Policy documents) and each provider's own
+options; secrets are a start-up concern (they may not exist where specs are validated, e.g. in CI)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hub.errors import ConfigError
+from hub.gate.catalog import build_catalog
 from hub.registry import configure_adapter
 from schemas.loader import SpecError, read_specs
 
 
-def validate_paths(paths: list[Path]) -> tuple[int, list[str]]:
-    """(connectors found valid, problems) over all the paths together."""
+@dataclass
+class ValidationReport:
+    """What `validate` found: valid documents, problems (errors) and warnings."""
+
+    connectors: int = 0
+    policies: int = 0
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def validate_paths(paths: list[Path]) -> ValidationReport:
+    """Validate every document under all the paths together."""
     loaded, errors = read_specs(paths)
-    problems = [str(e) for e in errors]
-    valid = 0
-    for spec in loaded:
+    report = ValidationReport(policies=len(loaded.policies), problems=[str(e) for e in errors])
+    for spec in loaded.connectors:
         if spec.connector.spec.type == "webhook":
             try:
                 configure_adapter(spec.connector)
             except ConfigError as exc:
-                problems.extend(str(SpecError(spec.file, spec.document, p.field, p.message)) for p in exc.problems)
+                report.problems.extend(
+                    str(SpecError(spec.file, spec.document, p.field, p.message)) for p in exc.problems
+                )
                 continue
-        valid += 1
-    return valid, problems
+        report.connectors += 1
+    report.warnings = [
+        f"tenant {tenant} has routes but no Policy document: every one of its routes is denied"
+        for tenant in build_catalog(loaded).tenants_without_policy()
+    ]
+    return report

@@ -24,7 +24,7 @@ from events.streams import EVENTS_STREAM, ensure_streams
 from hub.context import HubContext
 from hub.embedded import RunningServer
 from hub.ingress.app import build_app
-from hub.runner import build_context, connect_nats, connect_redis, load_registry
+from hub.runner import build_context, connect_nats, connect_redis, load_configuration
 from hub.settings import Settings
 
 pytest_plugins = ["tests.servers"]
@@ -117,7 +117,7 @@ async def make_hub(
             http_port=0,
             **settings,
         )
-        registry = load_registry(hub_settings)
+        registry = load_configuration(hub_settings).registry
         nc = await connect_nats(nats_server.url)
         redis = connect_redis(valkey_server.url, hub_settings.store_timeout.total_seconds())
         js = nc.jetstream()

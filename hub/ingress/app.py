@@ -11,15 +11,19 @@ from hub.ingress.health import healthz, metrics, readyz
 HOOK_PATH = "/hooks/{tenant}/{connector}"
 
 
-def build_app(context: HubContext) -> web.Application:
-    """Routes for webhooks (POST, and GET for providers whose handshake is a GET) and operations."""
+def build_app(context: HubContext, *, ingress: bool = True) -> web.Application:
+    """Routes for webhooks (POST, and GET for providers whose handshake is a GET) and operations.
+
+    Without the ingress role, only the operational routes are served (health, readiness, metrics).
+    """
     app = web.Application(
         client_max_size=1024,  # bodies are streamed under each connector's own cap
         handler_args={"auto_decompress": False},  # body.py inflates, strictly and under the cap
     )
     app[HUB] = context
-    app.router.add_post(HOOK_PATH, handle_webhook)
-    app.router.add_get(HOOK_PATH, handle_webhook, allow_head=False)
+    if ingress:
+        app.router.add_post(HOOK_PATH, handle_webhook)
+        app.router.add_get(HOOK_PATH, handle_webhook, allow_head=False)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

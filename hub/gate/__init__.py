@@ -1,0 +1,1 @@
+"""Gate consumers: policy decisions, rate limits, dispatch and dead letters."""

@@ -1,0 +1,139 @@
+"""What the gate consumers know: each enabled connector's routes, compiled, and each tenant's policy.
+
+Built from validated specs. JMESPath conditions and debounce keys are compiled once here, so an
+event costs one evaluation, and the type patterns of a route are checked on the event's type
+before anything parses the envelope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import jmespath
+import orjson
+from jmespath.parser import ParsedResult
+
+from schemas.connector import Route
+from schemas.loader import LoadedSpecs
+from schemas.patterns import matches
+from schemas.policy import PolicySpec
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRoute:
+    """One route of one connector, ready to match events."""
+
+    tenant: str
+    connector: str
+    provider: str
+    spec: Route
+    condition: ParsedResult | None
+    debounce_key: ParsedResult | None
+
+    @property
+    def name(self) -> str:
+        """The route's name."""
+        return self.spec.name
+
+    @property
+    def label(self) -> str:
+        """`tenant/connector/route`, for logs and limiter keys."""
+        return f"{self.tenant}/{self.connector}/{self.spec.name}"
+
+    def fits_type(self, event_type: str) -> bool:
+        """Whether the event type matches one of the route's type patterns."""
+        return any(matches(pattern, event_type) for pattern in self.spec.match.types)
+
+    def fits_condition(self, envelope: Mapping[str, Any]) -> bool:
+        """Whether the `when` condition (if any) is truthy over the envelope (JMESPath truthiness)."""
+        if self.condition is None:
+            return True
+        return _truthy(self.condition.search(envelope))
+
+    def debounce_value(self, envelope: Mapping[str, Any]) -> str | None:
+        """The debounce key of this event, or None when the route does not debounce it."""
+        if self.debounce_key is None:
+            return None
+        value = self.debounce_key.search(envelope)
+        if value is None:
+            return None
+        return value if isinstance(value, str) else orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _truthy(value: Any) -> bool:
+    """JMESPath's truth: false, null, and empty strings, lists and objects are false; 0 is true."""
+    return value is not None and value is not False and value != "" and value != [] and value != {}
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorRoutes:
+    """An enabled connector's routes."""
+
+    tenant: str
+    name: str
+    provider: str
+    routes: tuple[CompiledRoute, ...]
+
+    def route(self, name: str) -> CompiledRoute | None:
+        """The route with that name, or None."""
+        return next((route for route in self.routes if route.name == name), None)
+
+
+class GateCatalog:
+    """Routes by connector and policies by tenant; read-only once built."""
+
+    def __init__(self, connectors: Iterable[ConnectorRoutes], policies: Mapping[str, PolicySpec]) -> None:
+        self._connectors = MappingProxyType({(c.tenant, c.name): c for c in connectors})
+        self._policies = MappingProxyType(dict(policies))
+
+    def connector(self, tenant: str, name: str) -> ConnectorRoutes | None:
+        """The enabled connector, or None (unknown, deleted or disabled)."""
+        return self._connectors.get((tenant, name))
+
+    def route(self, tenant: str, connector: str, route: str) -> CompiledRoute | None:
+        """One route, or None."""
+        found = self._connectors.get((tenant, connector))
+        return found.route(route) if found else None
+
+    def policy(self, tenant: str) -> PolicySpec | None:
+        """The tenant's policy, or None (then every route of the tenant is denied)."""
+        return self._policies.get(tenant)
+
+    @property
+    def has_routes(self) -> bool:
+        """Whether any connector has a route (else the gate consumers have nothing to do)."""
+        return any(c.routes for c in self._connectors.values())
+
+    def tenants_without_policy(self) -> list[str]:
+        """Tenants with routes but no Policy document: all their routes are denied."""
+        return sorted({c.tenant for c in self._connectors.values() if c.routes and c.tenant not in self._policies})
+
+
+def compile_route(tenant: str, connector: str, provider: str, route: Route) -> CompiledRoute:
+    """A route with its expressions compiled (they were validated when the spec was loaded)."""
+    debounce = route.debounce
+    return CompiledRoute(
+        tenant=tenant,
+        connector=connector,
+        provider=provider,
+        spec=route,
+        condition=jmespath.compile(route.match.when) if route.match.when else None,
+        debounce_key=jmespath.compile(debounce.key) if debounce else None,
+    )
+
+
+def build_catalog(specs: LoadedSpecs) -> GateCatalog:
+    """The catalog of the enabled connectors and every tenant's policy."""
+    connectors = []
+    for loaded in specs.connectors:
+        document = loaded.connector
+        if not document.spec.enabled:
+            continue
+        tenant, name = document.key
+        provider = document.spec.provider
+        routes = tuple(compile_route(tenant, name, provider, route) for route in document.spec.routes)
+        connectors.append(ConnectorRoutes(tenant, name, provider, routes))
+    return GateCatalog(connectors, {p.policy.tenant: p.policy.spec for p in specs.policies})

@@ -1,0 +1,131 @@
+"""The two gate consumers on a FastStream broker: durable pull consumers shared by every hub process.
+
+FastStream owns consumption (fetching, concurrency, the handler lifecycle); publishes go through
+the hub's own nats-py JetStream context, which is the cheaper path per message. Both consumers
+have no MaxDeliver: the policy consumer retries failed publishes for ever (an event is never
+dropped), and the dispatcher counts real attempts itself so that waiting does not use them up.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import aiohttp
+from faststream import AckPolicy
+from faststream.nats import JStream, NatsBroker, PullSub
+from nats.aio.client import Client as NATS
+from nats.js.api import AckPolicy as JetStreamAckPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from redis.asyncio import Redis
+
+from events.streams import EVENTS_STREAM, INVOCATIONS_STREAM
+from events.subjects import EVENTS_PREFIX, INVOCATIONS_PREFIX
+from hub.gate.catalog import GateCatalog
+from hub.gate.dispatch import HttpDispatcher, SubjectDispatcher
+from hub.gate.dispatcher import Dispatcher
+from hub.gate.limiter import Limiter
+from hub.gate.metrics import GateMetrics
+from hub.gate.policy_consumer import PolicyConsumer
+
+log = logging.getLogger(__name__)
+
+POLICY_DURABLE = "hub-policy"
+DISPATCH_DURABLE = "hub-dispatch"
+ACK_WAIT_S = 30.0
+"""A message a crashed process held is redelivered after this; long dispatches send heartbeats."""
+POLICY_WORKERS = 32
+DISPATCH_WORKERS = 64
+MAX_ACK_PENDING = 20_000
+"""Throttled invocations wait as pending acks; the cap must leave room for every route's backlog."""
+HTTP_CONNECTIONS = 256
+
+
+def consumer_config(durable: str, filter_subject: str) -> ConsumerConfig:
+    """A durable explicit-ack consumer that starts at the stream's first message and never gives up."""
+    return ConsumerConfig(
+        durable_name=durable,
+        filter_subject=filter_subject,
+        ack_policy=JetStreamAckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=ACK_WAIT_S,
+        max_deliver=-1,
+        max_ack_pending=MAX_ACK_PENDING,
+    )
+
+
+@dataclass
+class Gate:
+    """The running gate of one hub process."""
+
+    broker: NatsBroker
+    session: aiohttp.ClientSession | None
+    policy: PolicyConsumer | None
+    dispatcher: Dispatcher | None
+
+    async def stop(self) -> None:
+        """Stop consuming (in-flight handlers finish first), then close the HTTP client."""
+        await self.broker.stop()
+        if self.session is not None:
+            await self.session.close()
+
+
+async def start_gate(
+    nats_url: str, nc: NATS, redis: Redis, catalog: GateCatalog, metrics: GateMetrics, *, policy: bool, dispatch: bool
+) -> Gate:
+    """Start the consumers asked for; `nc` is the hub's connection, used for publishing."""
+    broker = NatsBroker(
+        nats_url,
+        name="connector-hub-gate",
+        apply_types=False,
+        logger=logging.getLogger("hub.gate.faststream"),
+        log_level=logging.DEBUG,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=1,
+    )
+    js = nc.jetstream()
+    policy_consumer = PolicyConsumer(catalog, js, metrics) if policy else None
+    session = None
+    dispatcher = None
+    if policy_consumer is not None:
+        _subscribe(broker, EVENTS_STREAM, EVENTS_PREFIX, POLICY_DURABLE, POLICY_WORKERS)(policy_consumer.handle)
+    if dispatch:
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=HTTP_CONNECTIONS),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            trust_env=False,
+        )
+        dispatcher = Dispatcher(
+            catalog,
+            Limiter(redis),
+            SubjectDispatcher(nc),
+            HttpDispatcher(session),
+            js,
+            metrics,
+            ack_wait_s=ACK_WAIT_S,
+        )
+        _subscribe(broker, INVOCATIONS_STREAM, INVOCATIONS_PREFIX, DISPATCH_DURABLE, DISPATCH_WORKERS)(
+            dispatcher.handle
+        )
+    await broker.start()
+    log.info("gate consumers started", extra={"policy": policy, "dispatch": dispatch})
+    return Gate(broker, session, policy_consumer, dispatcher)
+
+
+def _subscribe(broker: NatsBroker, stream: str, prefix: str, durable: str, workers: int):  # type: ignore[no-untyped-def]
+    return broker.subscriber(
+        f"{prefix}.>",
+        stream=JStream(stream, declare=False),
+        durable=durable,
+        config=consumer_config(durable, f"{prefix}.>"),
+        pull_sub=PullSub(batch_size=workers, timeout=1.0),
+        max_workers=workers,
+        ack_policy=AckPolicy.MANUAL,
+        decoder=_raw,
+        title=durable,
+    )
+
+
+def _raw(message: object) -> object:
+    """Hand the handler the message itself (it reads bytes and headers, and acks)."""
+    return message

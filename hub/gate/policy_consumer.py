@@ -1,0 +1,178 @@
+"""The policy consumer: events from `HUB_EVENTS` become gated invocations on `HUB_INVOCATIONS`.
+
+For each event: the connector's routes whose type patterns and `when` condition fit, a decision
+per route, an invocation for each allowed one and an audit record for each denied one. The event
+is acked only after every one of those publishes is acknowledged; if any fails, the event is
+NAKed and redelivered. Every publish carries a `Nats-Msg-Id` derived from the event and the route,
+so a redelivery (after a crash or a failed publish) adds nothing that was already published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import nats.errors
+import orjson
+from faststream.nats import NatsMessage
+from nats.js import JetStreamContext
+
+from events.audit import AuditRecord
+from events.envelope import headers_to_attributes, rfc3339
+from events.subjects import audit_subject, invocation_subject
+from hub.gate.catalog import CompiledRoute, GateCatalog
+from hub.gate.metrics import GateMetrics
+from hub.gate.policy import Decision, decide
+
+log = logging.getLogger(__name__)
+
+MSG_ID = "Nats-Msg-Id"
+ROUTE_HEADER = "Hub-Route"
+RULE_HEADER = "Hub-Policy-Rule"
+RETRY_DELAY_S = 2.0
+"""How long a NAKed event waits before its redelivery when a publish failed."""
+
+
+class PublishFailed(Exception):
+    """At least one invocation or audit publish was not acknowledged."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoutedEvent:
+    """What the consumer did with one event: each matching route and its decision."""
+
+    event_msg_id: str
+    decisions: list[tuple[CompiledRoute, Decision]]
+
+
+@dataclass(frozen=True, slots=True)
+class EventRef:
+    """The attributes of an event the consumer needs, read from its `ce-*` headers."""
+
+    tenant: str
+    connector: str
+    event_id: str
+    event_type: str
+    msg_id: str
+
+    @classmethod
+    def from_message(cls, headers: Mapping[str, str]) -> EventRef | None:
+        """The reference, or None when the message is not a hub envelope."""
+        attributes = headers_to_attributes(dict(headers))
+        try:
+            tenant, connector = attributes["hubtenant"], attributes["hubconnector"]
+            event_id, event_type = attributes["id"], attributes["type"]
+        except KeyError:
+            return None
+        return cls(tenant, connector, event_id, event_type, headers.get(MSG_ID) or f"{tenant}:{connector}:{event_id}")
+
+
+def invocation_id(event_msg_id: str, route: str) -> str:
+    """`<event's Nats-Msg-Id>:<route>`: the same for every redelivery of the event."""
+    return f"{event_msg_id}:{route}"
+
+
+class PolicyConsumer:
+    """Decides and publishes, then acks; one instance per hub process, all sharing one durable consumer."""
+
+    def __init__(
+        self, catalog: GateCatalog, js: JetStreamContext, metrics: GateMetrics, *, publish_timeout_s: float = 5.0
+    ) -> None:
+        self._catalog = catalog
+        self._js = js
+        self._metrics = metrics
+        self._timeout_s = publish_timeout_s
+
+    async def handle(self, message: NatsMessage) -> None:
+        """FastStream handler: ack after every publish is acked, else NAK for a redelivery."""
+        raw = message.raw_message
+        try:
+            await self.route_event(raw.headers or {}, raw.data)
+        except PublishFailed as exc:
+            log.warning("event not routed; redelivering", extra={"subject": raw.subject, "error": str(exc)})
+            self._metrics.events_routed.labels("retried").inc()
+            await message.nack(delay=RETRY_DELAY_S)
+            return
+        await message.ack()
+
+    async def route_event(self, headers: Mapping[str, str], body: bytes) -> RoutedEvent | None:
+        """Decide every matching route of the event and publish the results; None if it is not routable."""
+        ref = EventRef.from_message(headers)
+        if ref is None:
+            self._metrics.events_routed.labels("not_a_hub_event").inc()
+            return None
+        connector = self._catalog.connector(ref.tenant, ref.connector)
+        if connector is None:
+            self._metrics.events_routed.labels("no_connector").inc()
+            return None
+        routes = [route for route in connector.routes if route.fits_type(ref.event_type)]
+        if any(route.condition is not None for route in routes):
+            envelope = _parsed(body)
+            routes = [route for route in routes if route.fits_condition(envelope)]
+        policy = self._catalog.policy(ref.tenant)
+        decisions = [(route, decide(policy, route, ref.event_type)) for route in routes]
+        results = await asyncio.gather(
+            *(self._publish(ref, route, decision, headers, body) for route, decision in decisions),
+            return_exceptions=True,
+        )
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            for failure in failures:
+                if not isinstance(failure, nats.errors.Error | TimeoutError):
+                    raise failure
+            raise PublishFailed(f"{len(failures)} of {len(results)} publishes failed: {type(failures[0]).__name__}")
+        for route, decision in decisions:
+            self._metrics.decisions.labels(ref.tenant, ref.connector, route.name, decision.effect, decision.rule).inc()
+        self._metrics.events_routed.labels("routed" if decisions else "no_route").inc()
+        return RoutedEvent(ref.msg_id, decisions)
+
+    async def _publish(
+        self, ref: EventRef, route: CompiledRoute, decision: Decision, headers: Mapping[str, str], body: bytes
+    ) -> None:
+        msg_id = invocation_id(ref.msg_id, route.name)
+        if decision.allowed:
+            invocation_headers = {k: v for k, v in headers.items() if k.lower().startswith("ce-")}
+            invocation_headers |= {
+                "Content-Type": headers.get("Content-Type", "application/cloudevents+json"),
+                ROUTE_HEADER: route.name,
+                RULE_HEADER: decision.rule,
+                MSG_ID: msg_id,
+            }
+            subject = invocation_subject(ref.tenant, ref.connector, route.name)
+            await self._js.publish(subject, body, timeout=self._timeout_s, headers=invocation_headers)
+            return
+        record = AuditRecord(
+            tenant=ref.tenant,
+            action="policy.deny",
+            target=route.spec.target.label,
+            outcome="denied",
+            time=rfc3339(time.time()),
+            detail={
+                "connector": ref.connector,
+                "route": route.name,
+                "eventId": ref.event_id,
+                "eventType": ref.event_type,
+                "rule": decision.rule,
+                "reason": decision.reason,
+                "invocationId": msg_id,
+            },
+        )
+        await self._js.publish(
+            audit_subject(ref.tenant, "policy"),
+            record.to_json(),
+            timeout=self._timeout_s,
+            headers={MSG_ID: f"{msg_id}:denied", "Content-Type": "application/json"},
+        )
+
+
+def _parsed(body: bytes) -> Mapping[str, Any]:
+    """The envelope as a mapping for JMESPath; an unparsable one matches no condition."""
+    try:
+        envelope = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return {}
+    return envelope if isinstance(envelope, dict) else {}
