@@ -17,5 +17,5 @@ def check_jmespath(expression: str | None) -> str | None:
     try:
         jmespath.compile(expression)
     except JMESPathError as exc:
-        raise ValueError(f"invalid JMESPath: {exc}") from None
+        raise ValueError("invalid JMESPath: " + " ".join(str(exc).split())) from None  # one line per problem
     return expression

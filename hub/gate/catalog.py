@@ -14,6 +14,7 @@ from typing import Any
 
 import jmespath
 import orjson
+from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
 
 from schemas.connector import Route
@@ -48,19 +49,36 @@ class CompiledRoute:
         return any(matches(pattern, event_type) for pattern in self.spec.match.types)
 
     def fits_condition(self, envelope: Mapping[str, Any]) -> bool:
-        """Whether the `when` condition (if any) is truthy over the envelope (JMESPath truthiness)."""
+        """Whether the `when` condition (if any) is truthy over the envelope (JMESPath truthiness).
+
+        A condition that fails on this event (a function given the wrong type, e.g. `contains()` of
+        a missing field, or `>` between a string and a number) is false for it: the event is not
+        the route's, and it must not be held up.
+        """
         if self.condition is None:
             return True
-        return _truthy(self.condition.search(envelope))
+        try:
+            return _truthy(self.condition.search(envelope))
+        except _EVALUATION_ERRORS:
+            return False
 
     def debounce_value(self, envelope: Mapping[str, Any]) -> str | None:
-        """The debounce key of this event, or None when the route does not debounce it."""
+        """The debounce key of this event, or None when the route does not debounce it (also when
+        the key expression fails on this event)."""
         if self.debounce_key is None:
             return None
-        value = self.debounce_key.search(envelope)
+        try:
+            value = self.debounce_key.search(envelope)
+        except _EVALUATION_ERRORS:
+            return None
         if value is None:
             return None
-        return value if isinstance(value, str) else orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()  # JSON keeps "1" and 1 apart
+
+
+_EVALUATION_ERRORS = (JMESPathError, TypeError, ValueError)
+"""What evaluating a valid expression can raise on an unexpected event (jmespath raises a plain
+TypeError when ordering a string against a number)."""
 
 
 def _truthy(value: Any) -> bool:

@@ -58,6 +58,7 @@ LEASE_MARGIN_S = 30.0
 """A concurrency lease outlives the dispatch deadline by this much, then frees itself."""
 SUBJECT_TIMEOUT_S = 5.0
 DLQ_RETRY_DELAY_S = 2.0
+FAILURE_DELAY_S = 30.0
 STORE_RETRY_MAX_S = 2.0
 COALESCED_ATTRIBUTE = "hubcoalesced"
 
@@ -104,7 +105,11 @@ class Dispatcher:
 
     async def handle(self, message: NatsMessage) -> None:
         """FastStream handler: process, then ack or NAK with the computed delay."""
-        verdict = await self.process(message.raw_message, message.in_progress)
+        try:
+            verdict = await self.process(message.raw_message, message.in_progress)
+        except Exception:  # a bug must not stall the invocation silently: log it, keep it, retry later
+            log.exception("invocation handling failed; redelivering", extra={"subject": message.raw_message.subject})
+            verdict = nak(FAILURE_DELAY_S)
         if verdict.ack:
             await message.ack()
         else:
@@ -118,7 +123,9 @@ class Dispatcher:
             log.error("invocation on an unexpected subject; dropped", extra={"subject": raw.subject})
             return ACK
         tenant, connector, route_name = tokens
-        invocation = Invocation(tenant, connector, route_name, headers.get(MSG_ID) or raw.subject, raw.data, headers)
+        invocation = Invocation(
+            tenant, connector, route_name, headers.get(MSG_ID) or raw.subject, raw.data, headers, still_working
+        )
         route = self._catalog.route(tenant, connector, route_name)
         if route is None:
             return await self._dead_letter(invocation, None, FailureClass.VALIDATION_ERROR, "route no longer exists", 0)
@@ -126,8 +133,7 @@ class Dispatcher:
         decision = decide(self._catalog.policy(tenant), route, attributes.get("type", ""))
         if not decision.allowed:
             return await self._dead_letter(invocation, route, FailureClass.POLICY_DENIED, decision.reason, 0)
-        async with _heartbeat(still_working, self._heartbeat_s):
-            return await self._gate_and_dispatch(invocation, route)
+        return await self._gate_and_dispatch(invocation, route)
 
     async def _gate_and_dispatch(self, invocation: Invocation, route: CompiledRoute) -> Verdict:
         if route.debounce_key is not None and route.spec.debounce is not None:
@@ -135,7 +141,8 @@ class Dispatcher:
             if key is not None:
                 window_s = route.spec.debounce.window.total_seconds()
                 result = await self._store(
-                    lambda: self._limiter.debounce(f"{route.label}:{key}", invocation.id, invocation.body, window_s)
+                    lambda: self._limiter.debounce(f"{route.label}:{key}", invocation.id, invocation.body, window_s),
+                    invocation.still_working,
                 )
                 if isinstance(result, Coalesced):
                     self._metrics.invocations.labels(*invocation.route_labels, "coalesced").inc()
@@ -155,7 +162,9 @@ class Dispatcher:
             return nak(wait_s)
         rates, parallels = self._scopes(route)
         lease_ttl_s = _dispatch_timeout_s(route) + LEASE_MARGIN_S
-        admission = await self._store(lambda: self._limiter.admit(invocation.id, rates, parallels, lease_ttl_s))
+        admission = await self._store(
+            lambda: self._limiter.admit(invocation.id, rates, parallels, lease_ttl_s), invocation.still_working
+        )
         if isinstance(admission, Throttled):
             self._metrics.throttle_delay.labels(admission.reason).observe(admission.delay_s)
             return nak(admission.delay_s)
@@ -200,7 +209,10 @@ class Dispatcher:
                 target.subject, invocation.body, invocation.target_headers(), invocation.id, SUBJECT_TIMEOUT_S
             )
         assert target.http is not None
-        return await self._http.send(target.http, invocation.body, invocation.id, extra_attributes=invocation.extra)
+        if target.http.timeout.total_seconds() < self._heartbeat_s:
+            return await self._http.send(target.http, invocation.body, invocation.id, extra_attributes=invocation.extra)
+        async with _heartbeat(invocation.still_working, self._heartbeat_s):
+            return await self._http.send(target.http, invocation.body, invocation.id, extra_attributes=invocation.extra)
 
     def _scopes(self, route: CompiledRoute) -> tuple[list[RateScope], list[ParallelScope]]:
         """The tenant-wide limits (from the Policy) and the route's own: all of them apply."""
@@ -259,28 +271,33 @@ class Dispatcher:
         with contextlib.suppress(RedisError):  # what is left behind expires on its own
             await self._limiter.forget(invocation_id)
 
-    async def _store(self, call: Callable[[], Awaitable[T]]) -> T:
-        """The call's result, waiting as long as Valkey is unreachable (fail closed, no NAK storm)."""
-        delay_s = 0.1
-        while True:
-            try:
-                result = await call()
-            except (StoreConnectionError, StoreTimeoutError, OSError) as exc:
-                if self._store_down_since is None:
-                    self._store_down_since = time.monotonic()
-                    self._metrics.limiter_available.set(0)
-                    log.error("limiter store unreachable: pausing dispatch", extra={"error": type(exc).__name__})
+    async def _store(self, call: Callable[[], Awaitable[T]], still_working: Callable[[], Awaitable[None]]) -> T:
+        """The call's result, waiting as long as Valkey is unreachable (fail closed, no NAK storm).
+
+        While it waits, the message is kept in progress so that JetStream does not redeliver it.
+        """
+        try:
+            return await call()
+        except (StoreConnectionError, StoreTimeoutError, OSError) as exc:
+            if self._store_down_since is None:
+                self._store_down_since = time.monotonic()
+                self._metrics.limiter_available.set(0)
+                log.error("limiter store unreachable: pausing dispatch", extra={"error": type(exc).__name__})
+        async with _heartbeat(still_working, self._heartbeat_s):
+            delay_s = 0.1
+            while True:
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, STORE_RETRY_MAX_S)
-                continue
-            if self._store_down_since is not None:
-                log.warning(
-                    "limiter store reachable again: resuming dispatch",
-                    extra={"paused_s": round(time.monotonic() - self._store_down_since, 1)},
-                )
-                self._store_down_since = None
-                self._metrics.limiter_available.set(1)
-            return result
+                try:
+                    result = await call()
+                except (StoreConnectionError, StoreTimeoutError, OSError):
+                    continue
+                if self._store_down_since is not None:
+                    paused_s = round(time.monotonic() - self._store_down_since, 1)
+                    log.warning("limiter store reachable again: resuming dispatch", extra={"paused_s": paused_s})
+                    self._store_down_since = None
+                    self._metrics.limiter_available.set(1)
+                return result
 
     def _record_breaker(self, breaker: CircuitBreaker, outcome: Outcome, target: str) -> None:
         trips = breaker.trips
@@ -308,6 +325,7 @@ class Invocation:
     id: str
     body: bytes
     headers: Mapping[str, str]
+    still_working: Callable[[], Awaitable[None]]
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -323,9 +341,8 @@ class Invocation:
         envelope[COALESCED_ATTRIBUTE] = str(count)
         body = orjson.dumps(envelope)
         headers = Envelope.from_json(payload).to_headers() | {"ce-" + COALESCED_ATTRIBUTE: str(count)}
-        return Invocation(
-            self.tenant, self.connector, self.route, self.id, body, headers, {COALESCED_ATTRIBUTE: str(count)}
-        )
+        extra = {COALESCED_ATTRIBUTE: str(count)}
+        return Invocation(self.tenant, self.connector, self.route, self.id, body, headers, self.still_working, extra)
 
     def target_headers(self) -> dict[str, str]:
         """Headers for a subject target: the CloudEvents attributes and the content type."""

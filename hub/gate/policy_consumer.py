@@ -35,6 +35,8 @@ ROUTE_HEADER = "Hub-Route"
 RULE_HEADER = "Hub-Policy-Rule"
 RETRY_DELAY_S = 2.0
 """How long a NAKed event waits before its redelivery when a publish failed."""
+FAILURE_DELAY_S = 30.0
+"""How long an event whose routing raised waits before it is tried again (it is never dropped)."""
 
 
 class PublishFailed(Exception):
@@ -96,6 +98,11 @@ class PolicyConsumer:
             log.warning("event not routed; redelivering", extra={"subject": raw.subject, "error": str(exc)})
             self._metrics.events_routed.labels("retried").inc()
             await message.nack(delay=RETRY_DELAY_S)
+            return
+        except Exception:  # a bug must not stall the event silently: log it, keep the event, retry later
+            log.exception("event routing failed; redelivering", extra={"subject": raw.subject})
+            self._metrics.events_routed.labels("failed").inc()
+            await message.nack(delay=FAILURE_DELAY_S)
             return
         await message.ack()
 
