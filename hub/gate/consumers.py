@@ -118,7 +118,7 @@ def _subscribe(broker: NatsBroker, stream: str, prefix: str, durable: str, worke
         stream=JStream(stream, declare=False),
         durable=durable,
         config=consumer_config(durable, f"{prefix}.>"),
-        pull_sub=PullSub(batch_size=workers, timeout=1.0),
+        pull_sub=PullSub(batch_size=workers, timeout=5.0),
         max_workers=workers,
         ack_policy=AckPolicy.MANUAL,
         decoder=_raw,
