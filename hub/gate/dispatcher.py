@@ -48,7 +48,7 @@ from hub.gate.limiter import (
 )
 from hub.gate.metrics import GateMetrics
 from hub.gate.policy import decide
-from hub.gate.policy_consumer import MSG_ID
+from hub.gate.policy_consumer import MSG_ID, SEQUENCE_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +140,11 @@ class Dispatcher:
             key = route.debounce_value(_parsed(invocation.body))
             if key is not None:
                 window_s = route.spec.debounce.window.total_seconds()
+                order = _int(invocation.headers.get(SEQUENCE_HEADER))
                 result = await self._store(
-                    lambda: self._limiter.debounce(f"{route.label}:{key}", invocation.id, invocation.body, window_s),
+                    lambda: self._limiter.debounce(
+                        f"{route.label}:{key}", invocation.id, invocation.body, window_s, order=order
+                    ),
                     invocation.still_working,
                 )
                 if isinstance(result, Coalesced):
@@ -355,6 +358,13 @@ def _parsed(body: bytes) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         return {}
     return envelope if isinstance(envelope, dict) else {}
+
+
+def _int(value: str | None) -> int:
+    try:
+        return int(value or 0)
+    except ValueError:
+        return 0
 
 
 def _dispatch_timeout_s(route: CompiledRoute) -> float:

@@ -9,8 +9,9 @@ consuming a second slot, while later arrivals are queued behind it rather than r
 
 Concurrency caps are sorted sets of lease holders scored by expiry, so the slot of a holder that
 crashed frees itself after `lease_ttl_s`. Debounce keeps one leader per key: followers fold into it
-(count, latest payload) and the leader fires once its window is over; the fired result is kept so
-that a redelivered leader dispatches the same thing again.
+(count, latest payload) and wait, the leader fires once its window is over, and the followers are
+released (acked) only after that; the fired result is kept so that a redelivered leader dispatches
+the same thing again.
 
 Valkey errors propagate unchanged: the consumer pauses while Valkey is away (there is no failing
 open for limits).
@@ -92,25 +93,41 @@ return {'ok', tostring(n), redis.call('HGET', KEYS[2], 'first')}
 """
 )
 
-# KEYS: debounce state, fired record of ARGV[1].
-# ARGV: invocation id, payload, window_ms, grace_ms.
+# KEYS: debounce state, fired record of ARGV[1], joined marker of ARGV[1], done prefix (+ leader id).
+# ARGV: invocation id, payload, window_ms, grace_ms, order, follower_margin_ms.
 # Returns {'fire', payload, count} | {'wait', delay_ms} | {'coalesced'}.
+# The payload kept is the one with the highest order (ties: the later arrival), so events that
+# concurrent handlers see out of order still leave the latest one to be dispatched. A follower is
+# acked ('coalesced') only once its window has fired: until then it waits, so if Valkey loses the
+# window (a restart without persistence) the followers arrive again and form a new one.
 _DEBOUNCE = (
     _CLOCK
     + """
 local fired = redis.call('HMGET', KEYS[2], 'payload', 'count')
 if fired[1] then return {'fire', fired[1], fired[2]} end
-local window, grace = tonumber(ARGV[3]), tonumber(ARGV[4])
-local state = redis.call('HMGET', KEYS[1], 'leader', 'deadline')
+local window, grace, order = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local margin = tonumber(ARGV[6])
+local state = redis.call('HMGET', KEYS[1], 'leader', 'deadline', 'order')
+local joined = redis.call('GET', KEYS[3])
+if joined then
+  if state[1] == joined then return {'wait', fmt(math.max(tonumber(state[2]) - now, 0) + margin)} end
+  if redis.call('EXISTS', KEYS[4] .. joined) == 1 then
+    redis.call('DEL', KEYS[3])
+    return {'coalesced'}
+  end
+  redis.call('DEL', KEYS[3])  -- the window it joined is gone without firing: arrive again
+end
 if not state[1] then
-  redis.call('HSET', KEYS[1], 'leader', ARGV[1], 'deadline', fmt(now + window), 'count', 1, 'payload', ARGV[2])
+  redis.call('HSET', KEYS[1], 'leader', ARGV[1], 'deadline', fmt(now + window), 'count', 1,
+             'payload', ARGV[2], 'order', ARGV[5])
   redis.call('PEXPIRE', KEYS[1], math.ceil(window + grace))
   return {'wait', fmt(window)}
 end
 if state[1] ~= ARGV[1] then
   redis.call('HINCRBY', KEYS[1], 'count', 1)
-  redis.call('HSET', KEYS[1], 'payload', ARGV[2])
-  return {'coalesced'}
+  if order >= tonumber(state[3]) then redis.call('HSET', KEYS[1], 'payload', ARGV[2], 'order', ARGV[5]) end
+  redis.call('SET', KEYS[3], state[1], 'PX', math.ceil(window + grace))
+  return {'wait', fmt(math.max(tonumber(state[2]) - now, 0) + margin)}
 end
 local deadline = tonumber(state[2])
 if now < deadline then return {'wait', fmt(deadline - now)} end
@@ -118,9 +135,13 @@ local out = redis.call('HMGET', KEYS[1], 'payload', 'count')
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[2], 'payload', out[1], 'count', out[2])
 redis.call('PEXPIRE', KEYS[2], math.ceil(grace))
+redis.call('SET', KEYS[4] .. ARGV[1], '1', 'PX', math.ceil(grace))
 return {'fire', out[1], out[2]}
 """
 )
+
+FOLLOWER_MARGIN_MS = 200
+"""A follower checks back this long after its window's deadline, by when the leader has fired."""
 
 _MIN_DELAY_MS = 1.0
 """A wait the scripts report is never shorter than this (their 3-decimal format can round to zero)."""
@@ -169,12 +190,12 @@ class Throttled:
 
 @dataclass(frozen=True, slots=True)
 class Coalesced:
-    """Debounce: folded into the pending invocation of its key; the caller acks it."""
+    """Debounce: folded into an invocation of its key that has fired; the caller acks it."""
 
 
 @dataclass(frozen=True, slots=True)
 class DebounceWait:
-    """Debounce: this invocation leads its key's window; try again after `delay_s`."""
+    """Debounce: this invocation leads or has joined its key's window; try again after `delay_s`."""
 
     delay_s: float
 
@@ -242,19 +263,32 @@ class Limiter:
             await pipe.execute()
 
     async def forget(self, invocation_id: str) -> None:
-        """Drop the attempt record, any reservation and any fired debounce record (after a final outcome)."""
+        """Drop the attempt record, any reservation and any debounce record (after a final outcome)."""
         await self._redis.delete(
-            self._key("att", invocation_id), self._key("resv", invocation_id), self._key("fired", invocation_id)
+            self._key("att", invocation_id),
+            self._key("resv", invocation_id),
+            self._key("fired", invocation_id),
+            self._key("joined", invocation_id),
         )
 
     async def debounce(
-        self, key: str, invocation_id: str, payload: bytes, window_s: float
+        self, key: str, invocation_id: str, payload: bytes, window_s: float, *, order: int = 0
     ) -> Coalesced | DebounceWait | DebounceFire:
-        """Lead `key`'s window, fold into its pending leader, or (as the leader, once due) fire."""
+        """Lead `key`'s window, fold into its pending leader, or (as the leader, once due) fire.
+
+        `order` ranks the events (the hub passes the event's sequence in `HUB_EVENTS`): the window
+        dispatches the payload of the highest, whatever order the invocations are handled in.
+        """
         if window_s <= 0:
             raise ValueError("window_s must be > 0")
-        keys = [self._key("deb", key), self._key("fired", invocation_id)]
+        keys = [
+            self._key("deb", key),
+            self._key("fired", invocation_id),
+            self._key("joined", invocation_id),
+            self._key("windone", ""),
+        ]
         args: list[str | int | bytes] = [invocation_id, payload, repr(window_s * 1000), self._debounce_grace_ms]
+        args += [order, FOLLOWER_MARGIN_MS]
         result: list[Any] = await self._debounce(keys=keys, args=args)
         kind = _text(result[0])
         if kind == "coalesced":

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 MSG_ID = "Nats-Msg-Id"
 ROUTE_HEADER = "Hub-Route"
 RULE_HEADER = "Hub-Policy-Rule"
+SEQUENCE_HEADER = "Hub-Event-Sequence"
+"""The event's sequence in HUB_EVENTS: the order the hub accepted events in (debounce keeps the latest)."""
 RETRY_DELAY_S = 2.0
 """How long a NAKed event waits before its redelivery when a publish failed."""
 FAILURE_DELAY_S = 30.0
@@ -93,7 +95,7 @@ class PolicyConsumer:
         """FastStream handler: ack after every publish is acked, else NAK for a redelivery."""
         raw = message.raw_message
         try:
-            await self.route_event(raw.headers or {}, raw.data)
+            await self.route_event(raw.headers or {}, raw.data, sequence=raw.metadata.sequence.stream)
         except PublishFailed as exc:
             log.warning("event not routed; redelivering", extra={"subject": raw.subject, "error": str(exc)})
             self._metrics.events_routed.labels("retried").inc()
@@ -106,7 +108,9 @@ class PolicyConsumer:
             return
         await message.ack()
 
-    async def route_event(self, headers: Mapping[str, str], body: bytes) -> RoutedEvent | None:
+    async def route_event(
+        self, headers: Mapping[str, str], body: bytes, *, sequence: int | None = None
+    ) -> RoutedEvent | None:
         """Decide every matching route of the event and publish the results; None if it is not routable."""
         ref = EventRef.from_message(headers)
         if ref is None:
@@ -123,7 +127,7 @@ class PolicyConsumer:
         policy = self._catalog.policy(ref.tenant)
         decisions = [(route, decide(policy, route, ref.event_type)) for route in routes]
         results = await asyncio.gather(
-            *(self._publish(ref, route, decision, headers, body) for route, decision in decisions),
+            *(self._publish(ref, route, decision, headers, body, sequence) for route, decision in decisions),
             return_exceptions=True,
         )
         failures = [r for r in results if isinstance(r, BaseException)]
@@ -138,7 +142,13 @@ class PolicyConsumer:
         return RoutedEvent(ref.msg_id, decisions)
 
     async def _publish(
-        self, ref: EventRef, route: CompiledRoute, decision: Decision, headers: Mapping[str, str], body: bytes
+        self,
+        ref: EventRef,
+        route: CompiledRoute,
+        decision: Decision,
+        headers: Mapping[str, str],
+        body: bytes,
+        sequence: int | None,
     ) -> None:
         msg_id = invocation_id(ref.msg_id, route.name)
         if decision.allowed:
@@ -149,6 +159,8 @@ class PolicyConsumer:
                 RULE_HEADER: decision.rule,
                 MSG_ID: msg_id,
             }
+            if sequence is not None:
+                invocation_headers[SEQUENCE_HEADER] = str(sequence)
             subject = invocation_subject(ref.tenant, ref.connector, route.name)
             await self._js.publish(subject, body, timeout=self._timeout_s, headers=invocation_headers)
             return

@@ -120,7 +120,6 @@ class HttpTarget:
                 await asyncio.sleep(self.delay_s)  # the target is slow: that is what is under test
             status = self.script.pop(0) if self.script else self.then
             self.requests.append((dict(request.headers), body))
-            print("REQ", round(time.monotonic(), 3), request.headers.get("Idempotency-Key", "")[-20:])
             return web.Response(status=status)
         finally:
             self.concurrent -= 1

@@ -18,6 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from hub.embedded import RunningServer
 from hub.gate.limiter import (
+    FOLLOWER_MARGIN_MS,
     Admitted,
     Coalesced,
     DebounceFire,
@@ -242,22 +243,30 @@ async def test_attempts_count_and_forget_resets(limiter: Limiter) -> None:
 async def test_debounce_leader_followers_fire_and_refire(limiter: Limiter) -> None:
     payloads = [os.urandom(1 << 20) + b"\x00\xff" + bytes([n]) for n in range(3)]
     window = 0.1
-    lead = await limiter.debounce("acme/gh:push:main", "a", payloads[0], window)
+    lead = await limiter.debounce("acme/gh:push:main", "a", payloads[0], window, order=1)
     assert waits(lead) == pytest.approx(window)
-    assert await limiter.debounce("acme/gh:push:main", "b", payloads[1], window) == Coalesced()
-    assert await limiter.debounce("acme/gh:push:main", "c", payloads[2], window) == Coalesced()
+    # Followers fold in and wait until just after the window (they are acked once it fired).
+    follower_wait = waits(await limiter.debounce("acme/gh:push:main", "c", payloads[2], window, order=3))
+    assert window < follower_wait <= window + FOLLOWER_MARGIN_MS / 1000
+    # An older event handled later does not replace the latest one.
+    assert waits(await limiter.debounce("acme/gh:push:main", "b", payloads[1], window, order=2)) > 0
     other = await limiter.debounce("acme/gh:push:dev", "d", b"dev", window)
     assert waits(other) == pytest.approx(window)  # another key is not merged
 
-    early = await limiter.debounce("acme/gh:push:main", "a", payloads[0], window)
+    early = await limiter.debounce("acme/gh:push:main", "a", payloads[0], window, order=1)
     assert isinstance(early, DebounceWait)
     assert 0 < early.delay_s < window
+    # A follower redelivered before the leader fired waits again; it is not counted twice.
+    assert waits(await limiter.debounce("acme/gh:push:main", "b", payloads[1], window, order=2)) > 0
     await asyncio.sleep(early.delay_s)
 
-    fired = await limiter.debounce("acme/gh:push:main", "a", payloads[0], window)
+    fired = await limiter.debounce("acme/gh:push:main", "a", payloads[0], window, order=1)
     assert fired == DebounceFire(payloads[2], 3)  # the latest payload, byte for byte
     # Redelivered after a crash between firing and the ack: the same dispatch again.
     assert await limiter.debounce("acme/gh:push:main", "a", b"ignored", window) == fired
+    # The followers' window has fired: they are released.
+    assert await limiter.debounce("acme/gh:push:main", "b", payloads[1], window, order=2) == Coalesced()
+    assert await limiter.debounce("acme/gh:push:main", "c", payloads[2], window, order=3) == Coalesced()
     # The window is closed: the next event leads a new one.
     assert waits(await limiter.debounce("acme/gh:push:main", "e", b"next", window)) == pytest.approx(window)
 
@@ -265,7 +274,24 @@ async def test_debounce_leader_followers_fire_and_refire(limiter: Limiter) -> No
     assert await limiter.debounce("acme/gh:push:dev", "d", b"dev", window) == DebounceFire(b"dev", 1)
 
     await limiter.forget("a")  # the fired record goes with the final outcome
-    assert await limiter.debounce("acme/gh:push:main", "a", payloads[0], window) == Coalesced()
+    assert isinstance(await limiter.debounce("acme/gh:push:main", "a", payloads[0], window), DebounceWait)
+
+
+async def test_a_lost_window_lets_its_followers_arrive_again(limiter: Limiter, redis: Redis, prefix: str) -> None:
+    """Valkey restarted without persistence: the window is gone, its waiting followers form a new one."""
+    window = 0.1
+    assert waits(await limiter.debounce("k", "lead", b"0", window, order=0)) > 0
+    assert waits(await limiter.debounce("k", "f1", b"1", window, order=1)) > 0
+    assert waits(await limiter.debounce("k", "f2", b"2", window, order=2)) > 0
+    await redis.delete(*[key async for key in redis.scan_iter(f"{prefix}:deb:*")])  # the window, lost
+
+    assert waits(await limiter.debounce("k", "f1", b"1", window, order=1)) == pytest.approx(window)  # leads anew
+    assert waits(await limiter.debounce("k", "f2", b"2", window, order=2)) > 0
+    assert waits(await limiter.debounce("k", "lead", b"0", window, order=0)) > 0
+    await asyncio.sleep(window)
+    assert await limiter.debounce("k", "f1", b"1", window, order=1) == DebounceFire(b"2", 3)
+    assert await limiter.debounce("k", "f2", b"2", window, order=2) == Coalesced()
+    assert await limiter.debounce("k", "lead", b"0", window, order=0) == Coalesced()
 
 
 async def test_redis_errors_propagate() -> None:
