@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from enum import StrEnum
 
-PROBE_WAIT_S = 1.0
+PROBE_WAIT_S = 0.25
 """How long others wait while a half-open probe is out (at most the cooldown)."""
 
 

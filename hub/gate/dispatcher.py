@@ -154,7 +154,7 @@ class Dispatcher:
                     self._metrics.throttle_delay.labels("debounce").observe(result.delay_s)
                     return nak(result.delay_s)
                 invocation = invocation.coalesced(result.payload, result.count)
-        target = route.spec.target.label
+        target = _breaker_key(route)
         breaker = self._breakers.get(
             target, route.spec.circuit.failureThreshold, route.spec.circuit.cooldown.total_seconds()
         )
@@ -280,12 +280,15 @@ class Dispatcher:
         While it waits, the message is kept in progress so that JetStream does not redeliver it.
         """
         try:
-            return await call()
+            result = await call()
         except (StoreConnectionError, StoreTimeoutError, OSError) as exc:
             if self._store_down_since is None:
                 self._store_down_since = time.monotonic()
                 self._metrics.limiter_available.set(0)
                 log.error("limiter store unreachable: pausing dispatch", extra={"error": type(exc).__name__})
+        else:
+            self._store_is_back()
+            return result
         async with _heartbeat(still_working, self._heartbeat_s):
             delay_s = 0.1
             while True:
@@ -295,12 +298,15 @@ class Dispatcher:
                     result = await call()
                 except (StoreConnectionError, StoreTimeoutError, OSError):
                     continue
-                if self._store_down_since is not None:
-                    paused_s = round(time.monotonic() - self._store_down_since, 1)
-                    log.warning("limiter store reachable again: resuming dispatch", extra={"paused_s": paused_s})
-                    self._store_down_since = None
-                    self._metrics.limiter_available.set(1)
+                self._store_is_back()
                 return result
+
+    def _store_is_back(self) -> None:
+        if self._store_down_since is not None:
+            paused_s = round(time.monotonic() - self._store_down_since, 1)
+            log.warning("limiter store reachable again: resuming dispatch", extra={"paused_s": paused_s})
+            self._store_down_since = None
+            self._metrics.limiter_available.set(1)
 
     def _record_breaker(self, breaker: CircuitBreaker, outcome: Outcome, target: str) -> None:
         trips = breaker.trips
@@ -365,6 +371,15 @@ def _int(value: str | None) -> int:
         return int(value or 0)
     except ValueError:
         return 0
+
+
+def _breaker_key(route: CompiledRoute) -> str:
+    """What one breaker protects: a subject, or an HTTP origin (scheme, host and port)."""
+    target = route.spec.target
+    if target.http is None:
+        return target.label
+    url = target.http.url
+    return f"http:{url.scheme}://{url.host}:{url.port}"
 
 
 def _dispatch_timeout_s(route: CompiledRoute) -> float:

@@ -149,13 +149,14 @@ async def test_the_breaker_opens_holds_off_the_target_then_closes(make_gate: Gat
         route = http_route(target, retry=retry, circuit="{failureThreshold: 3, cooldown: 1s}")
         gate = await make_gate(specs(route))
         registry = gate.metrics.registry
+        breaker = {"target": f"http:{target.url}"}  # one breaker per origin: scheme, host and port
         events = await push(gate, events_count)
-        await until(lambda: sample(registry, "hub_breaker_open", {"target": TARGET_LABEL}) == 1, 10, "breaker open")
+        await until(lambda: sample(registry, "hub_breaker_open", breaker) == 1, 10, "breaker open")
         await until(lambda: len(target.keys(ok_only=True)) == events_count, 15, "every event delivered")
         await idle(gate)
 
-        assert sample(registry, "hub_breaker_trips_total", {"target": TARGET_LABEL}) >= 1
-        assert sample(registry, "hub_breaker_open", {"target": TARGET_LABEL}) == 0
+        assert sample(registry, "hub_breaker_trips_total", breaker) >= 1
+        assert sample(registry, "hub_breaker_open", breaker) == 0
         assert sorted(target.keys(ok_only=True)) == sorted(invocation_id(e) for e in events)  # each exactly once
         # After the last 503 the breaker was open: no request for (about) the 1s cooldown, although
         # the backoff alone would have retried after 50ms.

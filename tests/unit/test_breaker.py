@@ -77,13 +77,13 @@ def test_after_the_cooldown_one_probe_goes_and_the_others_wait(clock: FakeClock)
 
 
 def test_the_probe_wait_is_never_longer_than_a_short_cooldown(clock: FakeClock) -> None:
-    breaker = tripped(clock, cooldown=0.4)
-    clock.advance(0.4)
+    breaker = tripped(clock, cooldown=0.2)
+    clock.advance(0.2)
     assert breaker.check() == 0.0
 
-    assert breaker.check() == pytest.approx(0.4)
-    clock.advance(0.3)
-    assert breaker.check() == pytest.approx(0.1)  # no longer than until the next probe is due
+    assert breaker.check() == pytest.approx(0.2)
+    clock.advance(0.15)
+    assert breaker.check() == pytest.approx(0.05)  # no longer than until the next probe is due
 
 
 def test_a_successful_probe_closes_and_resets(clock: FakeClock) -> None:
