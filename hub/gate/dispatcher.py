@@ -186,7 +186,8 @@ class Dispatcher:
     ) -> Verdict:
         if isinstance(outcome, Delivered):
             self._metrics.invocations.labels(*invocation.route_labels, "delivered").inc()
-            await self._forget(invocation.id)
+            if attempt > 1 or route.debounce_key is not None:  # else nothing outlives the lease
+                await self._forget(invocation.id)
             return ACK
         if outcome.permanent:
             return await self._dead_letter(invocation, route, FailureClass.PERMANENT, outcome.error, attempt, first_at)
@@ -197,6 +198,7 @@ class Dispatcher:
         delay_s = backoff_delay(attempt, retry.initial.total_seconds(), retry.max.total_seconds(), jitter=retry.jitter)
         if outcome.retry_after_s is not None:
             delay_s = max(delay_s, outcome.retry_after_s)
+        await self._store(lambda: self._limiter.retain(invocation.id), invocation.still_working)
         self._metrics.retries.labels(*invocation.route_labels).inc()
         self._metrics.invocations.labels(*invocation.route_labels, "retried").inc()
         log.info(

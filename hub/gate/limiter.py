@@ -241,7 +241,7 @@ class Limiter:
         keys += [self._key("tat", scope.key) for scope in rates]
         keys += [self._key("lease", scope.key) for scope in parallels]
         args: list[str | int] = [len(rates), invocation_id, _ms(lease_ttl_s)]
-        args += [self._reservation_grace_ms, self._attempts_ttl_ms]
+        args += [self._reservation_grace_ms, _ms(lease_ttl_s)]  # the attempt record: see `retain`
         for rate in rates:
             interval = 1000.0 / rate.per_second
             args += [repr(interval), repr((rate.burst - 1) * interval)]
@@ -252,6 +252,14 @@ class Limiter:
             return Admitted(attempt=int(result[1]), first_attempt_at=float(result[2]) / 1000)
         reason: Literal["rate", "parallel"] = "rate" if kind == "rate" else "parallel"
         return Throttled(delay_s=max(float(result[1]), _MIN_DELAY_MS) / 1000, reason=reason)
+
+    async def retain(self, invocation_id: str) -> None:
+        """Keep the attempt record for `attempts_ttl_s`: a retry is coming.
+
+        `admit` gives the record only the lease's lifetime, so an invocation delivered at its first
+        attempt (the common case) leaves nothing behind and needs no clean-up call.
+        """
+        await self._redis.pexpire(self._key("att", invocation_id), self._attempts_ttl_ms)
 
     async def release(self, invocation_id: str, parallels: Sequence[ParallelScope]) -> None:
         """Give back this invocation's lease in every cap (one round trip; a missing lease is fine)."""

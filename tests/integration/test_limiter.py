@@ -321,3 +321,18 @@ def test_scopes_reject_nonsense() -> None:
         RateScope("acme", 1, 0)
     with pytest.raises(ValueError, match="max_parallel"):
         ParallelScope("acme", 0)
+
+
+async def test_the_attempt_record_lives_as_long_as_the_lease_unless_retained(
+    limiter: Limiter, redis: Redis, prefix: str
+) -> None:
+    """A first-attempt delivery leaves nothing behind; a coming retry keeps the count for days."""
+    assert isinstance(await limiter.admit("once", [], [], 0.5), Admitted)
+    assert 0 < await redis.pttl(f"{prefix}:att:once") <= 500
+
+    assert isinstance(await limiter.admit("retried", [], [], 0.5), Admitted)
+    await limiter.retain("retried")
+    assert await redis.pttl(f"{prefix}:att:retried") > 6 * 86_400_000
+    again = await limiter.admit("retried", [], [], 0.5)
+    assert isinstance(again, Admitted)
+    assert again.attempt == 2
