@@ -211,3 +211,50 @@ async def test_debounce_keys_apart_and_null_keys_not_debounced(make_gate: GateFa
     individual = sorted(b["id"] for b in bodies if "hubcoalesced" not in b)
     assert individual == sorted(e.id for e in unkeyed)  # each on its own, none coalesced
     assert len(bodies) == 2 + len(unkeyed)
+
+
+TENANT_LIMITED = """
+apiVersion: hub/v1
+kind: Connector
+metadata: {name: gh, tenant: acme}
+spec:
+  type: webhook
+  provider: github
+  secrets: [{secretRef: {source: env, name: UNUSED}}]
+  routes:
+    - {name: pushes, match: {types: ["github.push"]}, target: {subject: svc.acme.tenant-limited}}
+    - name: issues
+      match: {types: ["github.issues"]}
+      target: {subject: svc.acme.tenant-limited}
+      limits: {rate: {perSecond: 100, burst: 100}}
+---
+apiVersion: hub/v1
+kind: Policy
+metadata: {name: default, tenant: acme}
+spec:
+  allowedSubjects: [svc.acme]
+  limits: {rate: {perSecond: 4, burst: 2}}
+  rules:
+    - {name: all, effect: allow}
+"""
+
+
+async def test_the_tenant_limit_of_the_policy_applies_on_top_of_each_route(make_gate: GateFactory) -> None:
+    """Limits nest: the tenant-wide rate governs both routes together, whatever their own limits."""
+    per_second, burst = 4, 2
+    gate = await make_gate(TENANT_LIMITED)
+    target = await subscribe_target(gate.nc, "svc.acme.tenant-limited")
+    events = [
+        envelope("acme", "gh", kind, data={"n": n}) for n in range(5) for kind in ("github.push", "github.issues")
+    ]
+    for event in events:
+        await publish_event(gate.js, event)
+    await until(lambda: len(target.messages) == len(events), 10, "every event delivered")
+    await quiet(gate)
+
+    assert sorted(target.ids()) == sorted(e.id for e in events)
+    first = target.times[0]
+    for k, at in enumerate(target.times, start=1):
+        assert k <= burst + per_second * (at - first) + 1, (k, at - first)
+    slowest = (len(events) - burst) / per_second / 0.8
+    assert target.times[-1] - first <= slowest
