@@ -1,0 +1,137 @@
+"""The gate benchmark's baseline: a bare JetStream consume-and-republish relay.
+
+A durable pull consumer (explicit ack, from the first message, no MaxDeliver) on the
+`BENCH_RELAY_IN` stream; batches of up to 64 messages are fetched and handled concurrently, at most
+64 at once (as the gate's FastStream consumers do: the next fetch goes out as soon as slots are
+free). Each message is published, body and headers unchanged, to a core NATS subject, flushed
+(a PING/PONG round trip: the server has it) and then acked. No policy, no limiter, no second
+stream: one JetStream hop. `bench/gate.py` creates the stream and starts this as a subprocess:
+
+    python bench/relay_server.py --nats-url nats://127.0.0.1:4222
+
+It runs until SIGTERM or SIGINT (then finishes its in-flight messages, at most DRAIN_TIMEOUT_S) or
+until --lifetime seconds have passed, and prints how many messages it relayed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+
+import nats
+import nats.errors
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+STREAM = "BENCH_RELAY_IN"
+SUBJECTS = "bench.relay.in.>"
+DURABLE = "bench-relay"
+OUT_SUBJECT = "bench.relay.out"
+WORKERS = 64
+FETCH_TIMEOUT_S = 1.0
+ACK_WAIT_S = 30.0
+MAX_ACK_PENDING = 20_000
+FLUSH_TIMEOUT_S = 5.0
+DRAIN_TIMEOUT_S = 10.0
+
+
+def consumer_config() -> ConsumerConfig:
+    """The same shape as the gate's consumers (hub/gate/consumers.py)."""
+    return ConsumerConfig(
+        durable_name=DURABLE,
+        filter_subject=SUBJECTS,
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=ACK_WAIT_S,
+        max_deliver=-1,
+        max_ack_pending=MAX_ACK_PENDING,
+    )
+
+
+class Relay:
+    """Fetch, republish, flush, ack; counts what it did and what failed."""
+
+    def __init__(self, nc: NATS, out_subject: str, workers: int) -> None:
+        self._nc = nc
+        self._out = out_subject
+        self._slots = asyncio.Semaphore(workers)
+        self._workers = workers
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.relayed = 0
+        self.failed = 0
+
+    async def handle(self, msg: Msg) -> None:
+        try:
+            await self._nc.publish(self._out, msg.data, headers=msg.headers)
+            await self._nc.flush(FLUSH_TIMEOUT_S)  # type: ignore[arg-type]  # annotated int; any float works
+        except (nats.errors.Error, TimeoutError):
+            self.failed += 1
+            with contextlib.suppress(nats.errors.Error):
+                await msg.nak()
+            return
+        await msg.ack()
+        self.relayed += 1
+
+    def _spawn(self, msg: Msg) -> None:
+        task = asyncio.create_task(self.handle(msg))
+        self._tasks.add(task)
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self._tasks.discard(finished)
+            self._slots.release()
+
+        task.add_done_callback(done)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Fetch loop until `stop` is set; every message gets a slot before its task starts."""
+        psub = await self._nc.jetstream().pull_subscribe(SUBJECTS, DURABLE, stream=STREAM, config=consumer_config())
+        while not stop.is_set():
+            try:
+                messages = await psub.fetch(self._workers, timeout=FETCH_TIMEOUT_S)
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue
+            except nats.errors.ConnectionClosedError:
+                break
+            for msg in messages:
+                await self._slots.acquire()
+                self._spawn(msg)
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=DRAIN_TIMEOUT_S)
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    nc = await nats.connect(args.nats_url, name="bench-relay", connect_timeout=2)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    loop.call_later(args.lifetime, stop.set)
+    relay = Relay(nc, args.out_subject, args.workers)
+    try:
+        await relay.run(stop)
+    finally:
+        # Every handler has finished (or DRAIN_TIMEOUT_S passed): flush the last acks and close. Not
+        # nc.drain(): draining a pull subscription waits on its inbox queue until the timeout.
+        with contextlib.suppress(Exception):
+            await nc.flush(FLUSH_TIMEOUT_S)  # type: ignore[arg-type]
+        await nc.close()
+    print(f"relayed {relay.relayed}, failed {relay.failed}", flush=True)
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nats-url", required=True)
+    parser.add_argument("--out-subject", default=OUT_SUBJECT)
+    parser.add_argument("--workers", type=int, default=WORKERS, help="batch size and in-flight cap (default 64)")
+    parser.add_argument("--lifetime", type=float, default=3600.0, help="exit after this many seconds (default 3600)")
+    args = parser.parse_args()
+    return asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
