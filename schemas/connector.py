@@ -1,8 +1,7 @@
 """The Connector document (DESIGN §8): what a connector is, as a pydantic model.
 
-The webhook part and the routes are acted on (ingress, gate consumers). The poll part is modelled
-so specs can carry it and `connector-hub validate` checks it; the poll scheduler comes with its
-own issue. Provider-specific options are validated by the
+The webhook part, the poll part (`schemas/poll.py`) and the routes are acted on (ingress, poll
+scheduler, gate consumers). Provider-specific options are validated by the
 provider's own options model (in its adapter module), not here.
 """
 
@@ -16,6 +15,8 @@ from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field, m
 from schemas.durations import Duration
 from schemas.expressions import check_jmespath
 from schemas.patterns import check_pattern, is_within
+from schemas.poll import PollSettings
+from schemas.resilience import Circuit
 from schemas.secrets import SecretEntry
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
@@ -158,19 +159,6 @@ class Retry(_Model):
         return self
 
 
-class Circuit(_Model):
-    """A circuit breaker per target: after consecutive failures, stop calling it for a cooldown."""
-
-    failureThreshold: int = Field(default=5, ge=1, le=1000)
-    cooldown: Duration = Field(default=timedelta(seconds=30), description="Open time before a half-open probe")
-
-    @model_validator(mode="after")
-    def _sane(self) -> Self:
-        if not timedelta(milliseconds=100) <= self.cooldown <= timedelta(hours=1):
-            raise ValueError("cooldown must be between 100ms and 1h")
-        return self
-
-
 class Debounce(_Model):
     """Coalesce events with the same key inside a window into one invocation of the latest."""
 
@@ -196,38 +184,6 @@ class Route(_Model):
     retry: Retry = Field(default_factory=Retry)
     circuit: Circuit = Field(default_factory=Circuit)
     debounce: Debounce | None = None
-
-
-class PollRequest(_Model):
-    """The request a poller sends."""
-
-    url: str = Field(min_length=1, description="URL template; may use the cursor")
-    method: Literal["GET", "POST"] = "GET"
-    headers: dict[str, str] = Field(default_factory=dict)
-    query: dict[str, str] = Field(default_factory=dict)
-
-
-class Egress(_Model):
-    """Where a poller may connect."""
-
-    allowedHosts: list[str] = Field(default_factory=list)
-    allowPrivateNetworks: bool = False
-
-
-class PollSettings(_Model):
-    """A poll source (acted on by the poll scheduler)."""
-
-    kind: str = Field(min_length=1, description="The poller: http_json, rss, ...")
-    interval: Duration | None = None
-    cron: str | None = None
-    request: PollRequest
-    egress: Egress = Field(default_factory=Egress)
-
-    @model_validator(mode="after")
-    def _one_schedule(self) -> Self:
-        if (self.interval is None) == (self.cron is None):
-            raise ValueError("a poll schedule is exactly one of interval or cron")
-        return self
 
 
 class ConnectorSpec(_Model):
