@@ -9,6 +9,9 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from adapters.base import WebhookAdapter
+from adapters.pollers.base import Poller
+from adapters.pollers.http_json import HttpJsonPoller
+from adapters.pollers.rss import RssPoller
 from adapters.webhooks.generic_hmac import HmacAdapter
 from adapters.webhooks.github import GitHubAdapter
 from adapters.webhooks.standard_webhooks import StandardWebhooksAdapter
@@ -33,3 +36,22 @@ def webhook_adapter(name: str) -> type[WebhookAdapter]:  # type: ignore[type-arg
         return WEBHOOK_PROVIDERS[name]
     except KeyError:
         raise UnknownProviderError(name) from None
+
+
+POLLERS: Mapping[str, type[Poller]] = MappingProxyType({poller.name: poller for poller in (HttpJsonPoller, RssPoller)})
+
+
+class UnknownPollerError(LookupError):
+    """No poller is registered under that name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"unknown poller {name!r}; known: {', '.join(sorted(POLLERS))}")
+
+
+def poller(name: str) -> type[Poller]:
+    """The poller class registered under `name`."""
+    try:
+        return POLLERS[name]
+    except KeyError:
+        raise UnknownPollerError(name) from None
