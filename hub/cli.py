@@ -1,4 +1,4 @@
-"""`connector-hub` (also `python -m hub`): run, validate, send-test, tail, policy explain, schemas.
+"""`connector-hub` (also `python -m hub`): run, validate, send-test, tail, status, policy explain, schemas.
 
 Every setting is an `HUB_*` environment variable and also a `--flag` here (the flag wins); the
 flags are generated from the Settings model so the two can never disagree.
@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--event", required=True, type=Path, metavar="FILE", help="an event envelope (JSON)")
     explain.add_argument("--json", action="store_true", help="print JSON instead of lines")
 
+    status = commands.add_parser("status", parents=[settings], help="the state of poll connectors (from Valkey)")
+    status.add_argument("target", nargs="?", metavar="TENANT/CONNECTOR")
+    status.add_argument("--json", action="store_true", help="print JSON")
+
     schemas = commands.add_parser("schemas", help="write schemas/json from the models, or --check for drift")
     schemas.add_argument("--check", action="store_true", help="exit 1 if the checked-in files differ")
     return parser
@@ -121,6 +125,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         runner.run(settings, roles)
         return 0
+    if args.command == "status":
+        from hub.poll.status import show_status
+
+        return asyncio.run(show_status(settings, args.target, as_json=args.json))
     if args.command == "policy":
         return _explain(settings, args.connector, args.event, as_json=args.json)
     if args.command == "send-test":

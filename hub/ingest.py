@@ -1,6 +1,6 @@
 """The one place events enter the bus: envelope, dedupe claim, publish with PubAck, done mark.
 
-Webhooks (and later pollers) hand over normalized events; `Ingestor.ingest` returns only after
+Webhooks and pollers hand over normalized events; `Ingestor.ingest` returns only after
 every new event is acknowledged by JetStream, so a 2xx built on its result means "durably in the
 stream". If any publish fails, every claim of the request is released before the error reaches
 the sender, so the sender's retry can deliver.
@@ -14,6 +14,7 @@ import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from adapters.base import NormalizedEvent, Verification
 from events.envelope import Envelope, rfc3339
@@ -22,11 +23,25 @@ from hub.dedupe import Claim, DedupeStore, dedupe_key
 from hub.errors import ClaimHeld
 from hub.metrics import HubMetrics
 from hub.publisher import Publisher
-from hub.registry import Connector
 
 _SAFE_ID = re.compile(r"[\x21-\x7e]{1,200}")
 _TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 _ALL_ZERO_ID = re.compile(r"^00-0{32}-|-0{16}-")  # W3C: an all-zero trace-id or parent-id is invalid
+
+
+class EventSource(Protocol):
+    """Where events come from: a webhook connector, or a poll source."""
+
+    @property
+    def tenant(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def provider(self) -> str: ...
+    @property
+    def dedupe_window_s(self) -> float: ...
+    @property
+    def publish_deadline_s(self) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +79,7 @@ def traceparent_for(incoming: str | None) -> str:
     return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
 
 
-def build_envelope(connector: Connector, event: NormalizedEvent, provenance: Provenance) -> Envelope:
+def build_envelope(connector: EventSource, event: NormalizedEvent, provenance: Provenance) -> Envelope:
     """The canonical envelope of one event (DESIGN §4)."""
     received = rfc3339(provenance.received_at)
     return Envelope(
@@ -95,7 +110,7 @@ class Ingestor:
         self._metrics = metrics
         self._retry_after_s = max(1, round(claim_ttl_s / 10))
 
-    async def ingest(self, connector: Connector, envelopes: Sequence[Envelope]) -> IngestResult:
+    async def ingest(self, connector: EventSource, envelopes: Sequence[Envelope]) -> IngestResult:
         """Publish the envelopes not delivered before; raise ClaimHeld or PublishUnavailable."""
         envelopes = list({e.id: e for e in envelopes}.values())  # one event twice in a batch is one event
         keys = [dedupe_key(connector.tenant, connector.name, e.id) for e in envelopes]
@@ -120,7 +135,7 @@ class Ingestor:
             duplicates=[e.id for e in envelopes if e.id in already],
         )
 
-    async def _publish(self, connector: Connector, envelope: Envelope) -> bool:
+    async def _publish(self, connector: EventSource, envelope: Envelope) -> bool:
         """Publish one envelope; True when JetStream already had it (same Nats-Msg-Id)."""
         ack = await self._publisher.publish(
             event_subject(connector.tenant, connector.name, envelope.type),
@@ -131,7 +146,7 @@ class Ingestor:
         )
         return bool(ack.duplicate)
 
-    def _count(self, connector: Connector, published: int, duplicates: int) -> None:
+    def _count(self, connector: EventSource, published: int, duplicates: int) -> None:
         if published:
             self._metrics.published.labels(connector.tenant, connector.name).inc(published)
         if duplicates:

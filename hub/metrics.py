@@ -6,6 +6,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from hub.gate.metrics import GateMetrics
+from hub.poll.metrics import PollMetrics
 
 UNKNOWN = "_unknown"
 """The tenant/connector label of requests for connectors that do not exist."""
@@ -55,3 +56,4 @@ class HubMetrics:
         self.dedupe_store_available.set(1)
         self.connectors = Gauge("hub_connectors", "Webhook connectors loaded and enabled", registry=self.registry)
         self.gate = GateMetrics(self.registry)
+        self.poll = PollMetrics(self.registry)

@@ -137,8 +137,7 @@ def build_registry(
             notes.append(f"connector {label} is disabled")
             continue
         if document.spec.type != "webhook":
-            notes.append(f"connector {label} is a poll connector; polling is not available in this version")
-            continue
+            continue  # poll sources are the poller role's (hub/poll/sources.py)
         try:
             connectors.append(
                 build_connector(

@@ -37,6 +37,9 @@ from hub.gate.consumers import Gate, start_gate
 from hub.ingest import Ingestor
 from hub.ingress.app import build_app
 from hub.metrics import HubMetrics
+from hub.poll.scheduler import PollScheduler
+from hub.poll.sources import PollSource, build_sources
+from hub.poll.store import PollStore
 from hub.publisher import Publisher
 from hub.registry import ConnectorRegistry, build_registry
 from hub.settings import Settings
@@ -44,7 +47,7 @@ from schemas.loader import LoadedSpecs, SpecLoadError, load_specs
 
 log = logging.getLogger(__name__)
 
-ROLES = ("ingress", "policy", "dispatch")
+ROLES = ("ingress", "poller", "policy", "dispatch")
 SHUTDOWN_GRACE_S = 10.0
 FIRST_CONNECT_TIMEOUT_S = 10.0
 
@@ -64,17 +67,19 @@ class Configuration:
 
     registry: ConnectorRegistry
     catalog: GateCatalog
+    sources: list[PollSource]
 
 
 def load_configuration(settings: Settings, roles: Sequence[str] = ROLES) -> Configuration:
     """The specs of `HUB_CONNECTORS`, or ConfigError listing every problem.
 
-    Webhook connectors (and their secrets) are resolved only for the ingress role: a process that
-    runs only the gate consumers needs the routes and policies, not the signing secrets.
+    Webhook connectors (and their secrets) are resolved only for the ingress role, poll sources
+    (and their credentials) only for the poller role: a process that runs only the gate consumers
+    needs the routes and policies, not the secrets.
     """
     if settings.connectors is None:
         log.warning("HUB_CONNECTORS is unset: no connectors loaded, every webhook will be 404")
-        return Configuration(ConnectorRegistry([]), build_catalog(LoadedSpecs([], [])))
+        return Configuration(ConnectorRegistry([]), build_catalog(LoadedSpecs([], [])), [])
     try:
         specs = load_specs(settings.connectors)
     except SpecLoadError as exc:
@@ -82,8 +87,22 @@ def load_configuration(settings: Settings, roles: Sequence[str] = ROLES) -> Conf
     catalog = build_catalog(specs)
     for tenant in catalog.tenants_without_policy():
         log.warning("tenant has routes but no Policy document: every route is denied", extra={"tenant": tenant})
-    registry = load_registry(settings, specs) if "ingress" in roles else ConnectorRegistry([])
-    return Configuration(registry, catalog)
+    problems: list[Problem] = []
+    registry = ConnectorRegistry([])
+    sources: list[PollSource] = []
+    try:
+        if "ingress" in roles:
+            registry = load_registry(settings, specs)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    try:
+        if "poller" in roles:
+            sources = build_sources(specs.connectors, publish_timeout_s=settings.publish_timeout.total_seconds())
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems)
+    return Configuration(registry, catalog, sources)
 
 
 def load_registry(settings: Settings, specs: LoadedSpecs) -> ConnectorRegistry:
@@ -187,6 +206,7 @@ async def serve(
     nc = await connect_nats(endpoints.nats_url)
     redis = connect_redis(endpoints.redis_url, settings.store_timeout.total_seconds())
     gate: Gate | None = None
+    polling: Polling | None = None
     try:
         js = nc.jetstream()
         for change in await ensure_streams(js, settings.stream_settings()):
@@ -203,6 +223,8 @@ async def serve(
                 policy="policy" in roles,
                 dispatch="dispatch" in roles,
             )
+        if configuration.sources:
+            polling = Polling.start(configuration.sources, redis, context, settings.poll_lease_ttl.total_seconds())
         runner = web.AppRunner(
             build_app(context, ingress="ingress" in roles),
             access_log=None,
@@ -217,12 +239,17 @@ async def serve(
         _record_endpoints(settings.data_dir, endpoints, http_url)
         log.info("listening", extra={"http": http_url, "roles": list(roles)})
         await _until_stopped()
-        log.info("stopping: finishing in-flight requests and handlers")
+        log.info("stopping: finishing in-flight requests, handlers and poll pages")
+        if polling is not None:
+            await polling.stop(SHUTDOWN_GRACE_S)
+            polling = None
         if gate is not None:
             await gate.stop()
             gate = None
         await runner.cleanup()
     finally:
+        if polling is not None:
+            await polling.stop(0)
         if gate is not None:
             with contextlib.suppress(Exception):  # start-up failed half way; the error propagates
                 await gate.stop()
@@ -230,6 +257,32 @@ async def serve(
         with contextlib.suppress(Exception):  # best effort on the way out; the servers stop next
             await nc.drain()
         await redis.aclose()
+
+
+@dataclass
+class Polling:
+    """The poll scheduler of this process, running as a task."""
+
+    scheduler: PollScheduler
+    task: asyncio.Task[None]
+
+    @classmethod
+    def start(cls, sources: Sequence[PollSource], redis: Redis, context: HubContext, lease_ttl_s: float) -> Polling:
+        """Schedule every source; runs publish through the same ingestor as the webhooks."""
+        scheduler = PollScheduler(
+            sources, PollStore(redis), context.ingestor, context.metrics.poll, lease_ttl_s=lease_ttl_s
+        )
+        log.info("poll scheduler started", extra={"sources": len(sources)})
+        return cls(scheduler, asyncio.create_task(scheduler.run(), name="poll scheduler"))
+
+    async def stop(self, grace_s: float) -> None:
+        """Let runs finish their current page within `grace_s`, then cancel what is left."""
+        self.scheduler.stop()
+        done, _ = await asyncio.wait({self.task}, timeout=grace_s)
+        if not done:
+            self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
 
 
 def build_context(settings: Settings, registry: ConnectorRegistry, nc: NATS, redis: Redis) -> HubContext:

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     nats_sync_interval: str = Field(
         default="always", description="Embedded JetStream fsync policy: always (acknowledged = on disk) or e.g. 2m"
     )
+    poll_lease_ttl: Duration = Field(
+        default=timedelta(seconds=30),
+        description="Lease of a poll source's run; another instance takes over this long after its holder died",
+    )
     store_timeout: Duration = Field(
         default=timedelta(milliseconds=500), description="Valkey socket timeout before dedupe fails open"
     )

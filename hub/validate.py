@@ -1,6 +1,6 @@
 """`connector-hub validate PATH...`: every problem in every spec file, each naming file,
-document and field. Checks the models (Connector and Policy documents) and each provider's own
-options; secrets are a start-up concern (they may not exist where specs are validated, e.g. in CI)."""
+document and field. Checks the models (Connector and Policy documents), each provider's and each
+poller's own options; secrets are a start-up concern (they may not exist where specs are validated, e.g. in CI)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 from hub.errors import ConfigError
 from hub.gate.catalog import build_catalog
+from hub.poll.sources import configure_poller
 from hub.registry import configure_adapter
 from schemas.loader import SpecError, read_specs
 
@@ -28,14 +29,15 @@ def validate_paths(paths: list[Path]) -> ValidationReport:
     loaded, errors = read_specs(paths)
     report = ValidationReport(policies=len(loaded.policies), problems=[str(e) for e in errors])
     for spec in loaded.connectors:
-        if spec.connector.spec.type == "webhook":
-            try:
-                configure_adapter(spec.connector)
-            except ConfigError as exc:
-                report.problems.extend(
-                    str(SpecError(spec.file, spec.document, p.field, p.message)) for p in exc.problems
-                )
-                continue
+        document = spec.connector
+        try:
+            if document.spec.type == "webhook":
+                configure_adapter(document)
+            else:
+                configure_poller(document)
+        except ConfigError as exc:
+            report.problems.extend(str(SpecError(spec.file, spec.document, p.field, p.message)) for p in exc.problems)
+            continue
         report.connectors += 1
     report.warnings = [
         f"tenant {tenant} has routes but no Policy document: every one of its routes is denied"

@@ -8,10 +8,10 @@ into an envelope of type `<provider>.<item type>`.
 from __future__ import annotations
 
 import ipaddress
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, Self
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from schemas.durations import Duration
@@ -29,8 +29,13 @@ class _Model(BaseModel):
 
 
 def _check_cron(expression: str) -> str:
-    if not croniter.is_valid(expression):
+    """Five fields (croniter also reads a sixth, seconds, which would poll every second), and a next time."""
+    if len(expression.split()) != 5 or not croniter.is_valid(expression):
         raise ValueError(f"{expression!r} is not a cron expression (5 fields: minute hour day month weekday)")
+    try:
+        croniter(expression, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
+    except CroniterBadDateError:
+        raise ValueError(f"{expression!r} never fires (no such date)") from None
     return expression
 
 

@@ -86,7 +86,8 @@ def parse_time(value: Any) -> datetime | None:
     try:
         if isinstance(value, str):
             parsed = datetime.fromisoformat(value.strip().upper())
-            return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+            # In UTC here, so a time that cannot be one (year 9999 with a negative offset) is None.
+            return (parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)).astimezone(UTC)
         if isinstance(value, int | float) and not isinstance(value, bool):
             return datetime.fromtimestamp(value, UTC)
     except (ValueError, OverflowError, OSError):
@@ -177,11 +178,15 @@ class HttpJsonPoller(Poller):
         return str(value)
 
     def _next_request(self, body: Any, response: FetchResponse) -> FetchRequest | None:
-        if self.settings.pagination.linkHeader:
-            url = next_link(response.header("link"), response.url)
-        else:
-            link = self._field("pagination.nextLink", body)
-            url = urljoin(response.url, link.strip()) if isinstance(link, str) and link.strip() else None
+        try:
+            if self.settings.pagination.linkHeader:
+                url = next_link(response.header("link"), response.url)
+            else:
+                link = self._field("pagination.nextLink", body)
+                url = urljoin(response.url, link.strip()) if isinstance(link, str) and link.strip() else None
+        except ValueError:  # urljoin on something that is not a URL (`http://[oops/`)
+            source = "the Link header's next" if self.settings.pagination.linkHeader else "pagination.nextLink"
+            raise InvalidPayload(f"{source} is not a URL") from None
         return FetchRequest(url, headers=dict(self.settings.request.headers)) if url is not None else None
 
     def _field(self, name: str, data: Any) -> Any:

@@ -1,0 +1,132 @@
+"""Poll sources: enabled poll connectors joined with their poller and resolved credentials.
+
+Built at start-up from validated specs, like the webhook registry; every problem (unknown poller,
+bad options, settings the poller cannot use, a missing secret) is collected and reported together.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from pydantic import ValidationError
+
+from adapters.pollers.base import Poller
+from adapters.registry import UnknownPollerError, poller
+from hub.errors import ConfigError, Problem
+from hub.poll.store import SourceKey
+from hub.secrets import SecretResolutionError, resolve_secret
+from schemas.connector import ConnectorDocument
+from schemas.loader import LoadedSpec, field_path
+from schemas.poll import PollAuth, PollSettings
+from schemas.secrets import SecretEntry
+
+
+@dataclass(frozen=True, slots=True)
+class PollSource:
+    """One enabled poll connector, ready to run."""
+
+    tenant: str
+    name: str
+    provider: str
+    poller: Poller
+    settings: PollSettings
+    dedupe_window_s: float
+    publish_deadline_s: float
+    auth_headers: dict[str, str] = field(repr=False)
+    key_id: str | None
+
+    @property
+    def key(self) -> SourceKey:
+        """Its identity in the poll store."""
+        return SourceKey(self.tenant, self.name)
+
+    @property
+    def label(self) -> str:
+        """`tenant/name`, for logs."""
+        return f"{self.tenant}/{self.name}"
+
+    @property
+    def host(self) -> str:
+        """The host of the request URL (the only host credentials go to)."""
+        return urlsplit(self.settings.request.url).hostname or ""
+
+
+def build_sources(specs: Iterable[LoadedSpec], *, publish_timeout_s: float) -> list[PollSource]:
+    """The enabled poll connectors, or ConfigError listing every problem of every one."""
+    sources: list[PollSource] = []
+    problems: list[Problem] = []
+    for loaded in specs:
+        document = loaded.connector
+        if document.spec.type != "poll" or not document.spec.enabled:
+            continue
+        try:
+            sources.append(build_source(document, publish_timeout_s=publish_timeout_s))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems)
+    return sources
+
+
+def configure_poller(document: ConnectorDocument) -> Poller:
+    """The poller for a poll connector's spec; errors name the field."""
+    label = f"{document.metadata.tenant}/{document.metadata.name}"
+    settings = document.spec.poll
+    assert settings is not None
+    try:
+        poller_cls = poller(settings.kind)
+    except UnknownPollerError as exc:
+        raise ConfigError([Problem(label, "spec.poll.kind", str(exc))]) from None
+    problems = [Problem(label, f"spec.poll.{name}", message) for name, message in poller_cls.check_settings(settings)]
+    if problems:
+        raise ConfigError(problems)
+    try:
+        return poller_cls.configure(document.spec.provider, settings)
+    except ValidationError as exc:
+        raise ConfigError(
+            [
+                Problem(label, "spec.poll.options" + (f".{field_path(e['loc'])}" if e["loc"] else ""), e["msg"])
+                for e in exc.errors()
+            ]
+        ) from None
+
+
+def build_source(document: ConnectorDocument, *, publish_timeout_s: float) -> PollSource:
+    """One runtime poll source from its spec."""
+    tenant, name = document.key
+    settings = document.spec.poll
+    assert settings is not None
+    configured = configure_poller(document)
+    headers: dict[str, str] = {}
+    key_id = None
+    if settings.auth is not None:
+        try:
+            headers, key_id = _auth_headers(settings.auth)
+        except SecretResolutionError as exc:
+            raise ConfigError([Problem(f"{tenant}/{name}", "spec.poll.auth.secretRef", str(exc))]) from None
+    return PollSource(
+        tenant=tenant,
+        name=name,
+        provider=document.spec.provider,
+        poller=configured,
+        settings=settings,
+        dedupe_window_s=settings.dedupeWindow.total_seconds(),
+        publish_deadline_s=publish_timeout_s,
+        auth_headers=headers,
+        key_id=key_id,
+    )
+
+
+def _auth_headers(auth: PollAuth) -> tuple[dict[str, str], str]:
+    secret = resolve_secret(SecretEntry(secretRef=auth.secretRef))
+    value = secret.value.decode()
+    if auth.type == "bearer":
+        return {"Authorization": f"Bearer {value}"}, secret.key_id
+    if auth.type == "basic":
+        token = base64.b64encode(f"{auth.username}:{value}".encode()).decode()
+        return {"Authorization": f"Basic {token}"}, secret.key_id
+    assert auth.header is not None
+    return {auth.header: value}, secret.key_id
