@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,12 +170,21 @@ class HubProcess:
 
 
 def start_hub_process(
-    specs: Path, nats_url: str, redis_url: str, data_dir: Path, *, roles: str = "policy,dispatch"
+    specs: Path,
+    nats_url: str,
+    redis_url: str,
+    data_dir: Path,
+    *,
+    roles: str = "policy,dispatch",
+    env: Mapping[str, str] | None = None,
 ) -> HubProcess:
-    """Start `python -m hub run` against the given servers; it logs JSON to `data_dir/hub.log`."""
+    """Start `python -m hub run` against the given servers; it logs JSON to `data_dir/hub.log`.
+
+    `env` adds (or overrides) environment variables of the process, e.g. `HUB_POLL_LEASE_TTL`.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-    env |= {
+    process_env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
+    process_env |= {
         "HUB_NATS_URL": nats_url,
         "HUB_REDIS_URL": redis_url,
         "HUB_DATA_DIR": str(data_dir),
@@ -183,11 +192,12 @@ def start_hub_process(
         "HUB_HTTP_PORT": "0",
         "HUB_LOG_FORMAT": "json",
     }
+    process_env |= dict(env or {})
     log_path = data_dir / "hub.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "hub", "run", "--role", roles],
-            env=env,
+            env=process_env,
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,

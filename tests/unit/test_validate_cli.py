@@ -59,7 +59,7 @@ def _no_hub_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_examples_are_valid(capsys: pytest.CaptureFixture[str]) -> None:
     status, out, err = validate(capsys, EXAMPLES)
     assert (status, err) == (0, [])
-    assert "4 connector(s) valid, 0 problem(s)" in out
+    assert "5 connector(s) valid, 0 problem(s)" in out
 
 
 def test_valid_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -135,7 +135,7 @@ def test_several_paths_and_a_missing_one(tmp_path: Path, capsys: pytest.CaptureF
     (line,) = err
     assert "absent.yaml" in line
     assert "no such file" in line
-    assert "5 connector(s) valid, 1 problem(s)" in out
+    assert "6 connector(s) valid, 1 problem(s)" in out
 
 
 def test_huge_duration_is_reported_not_a_crash(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -171,7 +171,7 @@ def test_python_dash_m_hub() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "4 connector(s) valid" in result.stdout
+    assert "5 connector(s) valid" in result.stdout
 
 
 # --- settings ------------------------------------------------------------------------------------
