@@ -202,8 +202,11 @@ class WebhookAdapter(ABC, Generic[OptionsT]):
     def verify(self, request: InboundRequest, secrets: Sequence[SigningSecret]) -> Verification:
         """Prove the request was signed by one of `secrets`, or raise SignatureError."""
 
-    def handshake(self, request: InboundRequest) -> HandshakeReply | None:
-        """The reply to a verified handshake request, or None for an ordinary event."""
+    def handshake(self, request: InboundRequest, secrets: Sequence[SigningSecret]) -> HandshakeReply | None:
+        """The reply to a verified handshake request, or None for an ordinary event.
+
+        `secrets` are the connector's own, for providers whose answer is signed (Zoom, X CRC).
+        """
         return None
 
     @abstractmethod

@@ -13,7 +13,7 @@ from types import MappingProxyType
 
 from pydantic import ValidationError
 
-from adapters.base import InboundRequest, SigningSecret, Verification, WebhookAdapter
+from adapters.base import HandshakeReply, InboundRequest, SigningSecret, Verification, WebhookAdapter
 from adapters.registry import UnknownProviderError, webhook_adapter
 from events.streams import DuplicateWindowError, check_duplicate_window
 from hub.errors import ConfigError, Problem
@@ -47,6 +47,10 @@ class Connector:
     def verify(self, request: InboundRequest) -> Verification:
         """Verify with this connector's own secrets only (never another connector's)."""
         return self.adapter.verify(request, self.secrets)
+
+    def handshake(self, request: InboundRequest) -> HandshakeReply | None:
+        """The provider's handshake reply for a verified request, or None."""
+        return self.adapter.handshake(request, self.secrets)
 
 
 class ConnectorRegistry:

@@ -59,7 +59,7 @@ class GitHubAdapter(WebhookAdapter[NoOptions]):
         key_id = matching_key(self.name, secrets, [candidate], lambda s: hmac_digest("sha256", s.value, request.body))
         return Verification(scheme="hmac-sha256", key_id=key_id, signed_at=None)
 
-    def handshake(self, request: InboundRequest) -> HandshakeReply | None:
+    def handshake(self, request: InboundRequest, secrets: Sequence[SigningSecret]) -> HandshakeReply | None:
         """Answer the `ping` event GitHub sends when a hook is created."""
         return PING_REPLY if request.header(EVENT_HEADER) == "ping" else None
 

@@ -69,7 +69,7 @@ async def _deliver(context: HubContext, connector: Connector, request: web.Reque
     )
     verification = connector.verify(inbound)
     check_replay_window(verification.signed_at, inbound.received_at, connector.replay_window_s)
-    reply = connector.adapter.handshake(inbound)
+    reply = connector.handshake(inbound)
     if reply is not None:
         return web.Response(status=reply.status, body=reply.body, headers={"Content-Type": reply.content_type}), (
             "handshake"

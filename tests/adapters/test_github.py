@@ -110,10 +110,10 @@ def test_duplicated_signature_header_is_refused() -> None:
 
 
 def test_ping_is_a_handshake_and_other_events_are_not() -> None:
-    reply = ADAPTER.handshake(inbound({"X-GitHub-Event": "ping"}, b'{"zen":"Keep it logically awesome."}'))
+    reply = ADAPTER.handshake(inbound({"X-GitHub-Event": "ping"}, b'{"zen":"Keep it logically awesome."}'), [NEW])
     assert reply is not None
     assert (reply.status, reply.body, reply.content_type) == (200, b'{"handshake":"ping"}', "application/json")
-    assert ADAPTER.handshake(delivery()) is None
+    assert ADAPTER.handshake(delivery(), [NEW]) is None
 
 
 def test_normalize_pull_request() -> None:
