@@ -78,6 +78,9 @@ class SchemeInfo:
     default_replay_window_s: float | None = None
     delivery_timeout_s: float = 10.0
     """How long the provider waits for our answer; the publish deadline stays well inside it."""
+    dedupe_key_signed: bool = False
+    """Whether the dedupe key is covered by the signature (else a captured request replayed with a
+    new id would verify, where no signed timestamp bounds it)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""`connector-hub` (also `python -m hub`): run, validate, send-test, tail, status, policy explain, schemas.
+"""`connector-hub` (also `python -m hub`): run, validate, send-test, tail, status, providers, policy explain, schemas.
 
 Every setting is an `HUB_*` environment variable and also a `--flag` here (the flag wins); the
 flags are generated from the Settings model so the two can never disagree.
@@ -73,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--event", required=True, type=Path, metavar="FILE", help="an event envelope (JSON)")
     explain.add_argument("--json", action="store_true", help="print JSON instead of lines")
 
+    providers = commands.add_parser("providers", help="the webhook providers and pollers, with their signing facts")
+    providers_output = providers.add_mutually_exclusive_group()
+    providers_output.add_argument("--json", action="store_true", help="print JSON")
+    providers_output.add_argument("--write", action="store_true", help="regenerate docs/providers.md")
+    providers_output.add_argument("--check", action="store_true", help="exit 1 if docs/providers.md is out of date")
+
     status = commands.add_parser("status", parents=[settings], help="the state of poll connectors (from Valkey)")
     status.add_argument("target", nargs="?", metavar="TENANT/CONNECTOR")
     status.add_argument("--json", action="store_true", help="print JSON")
@@ -115,6 +121,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _validate(args.paths)
     if args.command == "schemas":
         return _schemas(check=args.check)
+    if args.command == "providers":
+        return _providers(args)
     settings = load_settings(args)
     configure_logging(settings.log_level, settings.log_format)
     if args.command == "run":
@@ -175,6 +183,25 @@ def _validate(paths: list[Path]) -> int:
         f"{report.policies} policy document(s)"
     )
     return 1 if report.problems else 0
+
+
+def _providers(args: argparse.Namespace) -> int:
+    from hub import providerdocs
+
+    if args.check:
+        if providerdocs.drifted():
+            print(f"{providerdocs.DOC_PATH} is out of date: run `connector-hub providers --write`", file=sys.stderr)
+            return 1
+        return 0
+    if args.write:
+        providerdocs.DOC_PATH.write_text(providerdocs.render_markdown())
+        print(f"wrote {providerdocs.DOC_PATH}")
+    elif args.json:
+        print(orjson.dumps(providerdocs.provider_facts(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        for facts in providerdocs.provider_facts():
+            print(f"{facts['provider']:<20}{facts['signatureHeader']:<40}{facts['timestamp'] or 'no timestamp'}")
+    return 0
 
 
 def _schemas(*, check: bool) -> int:

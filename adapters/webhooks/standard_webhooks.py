@@ -56,6 +56,7 @@ class StandardWebhooksAdapter(WebhookAdapter[NoOptions]):
         timestamp="webhook-timestamp header, unix seconds",
         dedupe_key="webhook-id header",
         delivery_timeout_s=15.0,
+        dedupe_key_signed=True,
     )
 
     def check_secret(self, secret: SigningSecret) -> None:

@@ -43,6 +43,7 @@ class StripeAdapter(WebhookAdapter[NoOptions]):
         timestamp="t in Stripe-Signature, unix seconds",
         dedupe_key="body id (evt_...)",
         delivery_timeout_s=20.0,
+        dedupe_key_signed=True,
     )
 
     def verify(self, request: InboundRequest, secrets: Sequence[SigningSecret]) -> Verification:
