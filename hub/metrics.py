@@ -54,6 +54,12 @@ class HubMetrics:
             registry=self.registry,
         )
         self.dedupe_store_available.set(1)
+        self.shadow_failures = Counter(
+            "hub_shadow_verification_failures",
+            "Requests a shadow-mode connector accepted although verification failed, by reason",
+            ["tenant", "connector", "reason"],
+            registry=self.registry,
+        )
         self.connectors = Gauge("hub_connectors", "Webhook connectors loaded and enabled", registry=self.registry)
         self.gate = GateMetrics(self.registry)
         self.poll = PollMetrics(self.registry)

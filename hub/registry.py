@@ -38,6 +38,8 @@ class Connector:
     dedupe_window_s: float
     max_body_bytes: int
     publish_deadline_s: float
+    shadow: bool = False
+    """Verification failures are counted and logged, and the event accepted unverified (onboarding)."""
 
     @property
     def label(self) -> str:
@@ -70,6 +72,10 @@ class ConnectorRegistry:
 
     def __iter__(self) -> Iterator[Connector]:
         return iter(self._by_key.values())
+
+    def in_shadow_mode(self) -> list[str]:
+        """Labels of the connectors that accept unverified requests (onboarding only)."""
+        return sorted(c.label for c in self._by_key.values() if c.shadow)
 
 
 def configure_adapter(document: ConnectorDocument) -> WebhookAdapter:  # type: ignore[type-arg]
@@ -121,6 +127,7 @@ def build_connector(
         publish_deadline_s=min(
             publish_timeout_s, adapter.scheme.delivery_timeout_s * PUBLISH_SHARE_OF_PROVIDER_TIMEOUT
         ),
+        shadow=settings.verification == "shadow",
     )
 
 
@@ -142,6 +149,10 @@ def build_registry(
             continue
         if document.spec.type != "webhook":
             continue  # poll sources are the poller role's (hub/poll/sources.py)
+        if document.spec.webhook_settings.verification == "shadow":
+            notes.append(
+                f"connector {label} is in SHADOW verification mode: requests that fail verification are accepted"
+            )
         try:
             connectors.append(
                 build_connector(

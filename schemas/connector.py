@@ -59,6 +59,11 @@ class WebhookSettings(_Model):
     options: dict[str, Any] = Field(
         default_factory=dict, description="Provider options, checked by the provider's own model"
     )
+    verification: Literal["enforce", "shadow"] = Field(
+        default="enforce",
+        description="shadow (for onboarding only): failed verifications are counted and logged, and the "
+        "event is accepted with hubverified none",
+    )
 
     @model_validator(mode="after")
     def _windows_are_sane(self) -> Self:

@@ -13,8 +13,8 @@ import time
 import orjson
 from aiohttp import web
 
-from adapters.base import InboundRequest
-from adapters.errors import ReplayWindowError, RequestRejected
+from adapters.base import InboundRequest, Verification
+from adapters.errors import ReplayWindowError, RequestRejected, SignatureError
 from hub.context import HUB, HubContext
 from hub.errors import UnknownConnector
 from hub.ingest import Provenance, build_envelope, traceparent_for
@@ -57,6 +57,27 @@ async def handle_webhook(request: web.Request) -> web.StreamResponse:
     return response
 
 
+SHADOW = Verification(scheme="none", key_id=None)
+"""What a shadow-mode connector records for a request that failed verification."""
+
+
+def _verified(context: HubContext, connector: Connector, inbound: InboundRequest) -> Verification:
+    """Verify and check the window; in shadow mode a failure is counted and logged, not refused."""
+    try:
+        verification = connector.verify(inbound)
+        check_replay_window(verification.signed_at, inbound.received_at, connector.replay_window_s)
+    except (SignatureError, ReplayWindowError) as failure:
+        if not connector.shadow:
+            raise
+        context.metrics.shadow_failures.labels(connector.tenant, connector.name, failure.reason).inc()
+        log.warning(
+            "shadow mode: verification failed, accepting unverified",
+            extra={"connector": connector.label, "error": failure.category, "reason": failure.reason},
+        )
+        return SHADOW
+    return verification
+
+
 async def _deliver(context: HubContext, connector: Connector, request: web.Request) -> tuple[web.Response, str]:
     body = await read_capped_body(request, connector.max_body_bytes)
     inbound = InboundRequest(
@@ -67,8 +88,7 @@ async def _deliver(context: HubContext, connector: Connector, request: web.Reque
         received_at=time.time(),
         query=request.query,
     )
-    verification = connector.verify(inbound)
-    check_replay_window(verification.signed_at, inbound.received_at, connector.replay_window_s)
+    verification = _verified(context, connector, inbound)
     reply = connector.handshake(inbound)
     if reply is not None:
         return web.Response(status=reply.status, body=reply.body, headers={"Content-Type": reply.content_type}), (

@@ -40,7 +40,11 @@ async def readyz(request: web.Request) -> web.Response:
     except (RedisError, TimeoutError) as exc:
         checks["valkey"] = f"error: {type(exc).__name__}"
     ready = all(v == "ok" for v in checks.values())
-    return _json({"ready": ready, "checks": checks}, 200 if ready else 503)
+    body: dict[str, object] = {"ready": ready, "checks": checks}
+    shadow = context.registry.in_shadow_mode()
+    if shadow:  # ready, but an operator must know: these connectors accept unverified requests
+        body["warnings"] = [f"connector {label} is in shadow verification mode" for label in shadow]
+    return _json(body, 200 if ready else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
