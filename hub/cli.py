@@ -1,4 +1,5 @@
-"""`connector-hub` (also `python -m hub`): run, validate, send-test, tail, status, providers, policy explain, schemas.
+"""`connector-hub` (also `python -m hub`): run, validate, send-test, verify, tail, status, providers, policy explain,
+schemas.
 
 Every setting is an `HUB_*` environment variable and also a `--flag` here (the flag wins); the
 flags are generated from the Settings model so the two can never disagree.
@@ -73,6 +74,18 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--event", required=True, type=Path, metavar="FILE", help="an event envelope (JSON)")
     explain.add_argument("--json", action="store_true", help="print JSON instead of lines")
 
+    verify = commands.add_parser(
+        "verify", parents=[settings], help="say why a captured request fails (or passes) verification"
+    )
+    verify.add_argument("target", metavar="TENANT/CONNECTOR")
+    verify.add_argument("--headers", required=True, type=Path, metavar="FILE", help="JSON object or Name: value lines")
+    verify.add_argument("--body", required=True, type=Path, metavar="FILE", help="the raw body, byte for byte")
+    verify.add_argument("--at", metavar="TIME", help="when it was received: epoch seconds or RFC 3339 (default: now)")
+    verify.add_argument(
+        "--url", default="http://hub.invalid/hooks", help="the URL the provider signed, if it signs one"
+    )
+    verify.add_argument("--method", default="POST")
+
     providers = commands.add_parser("providers", help="the webhook providers and pollers, with their signing facts")
     providers_output = providers.add_mutually_exclusive_group()
     providers_output.add_argument("--json", action="store_true", help="print JSON")
@@ -133,6 +146,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         runner.run(settings, roles)
         return 0
+    if args.command == "verify":
+        return _verify(settings, args)
     if args.command == "status":
         from hub.poll.status import show_status
 
@@ -183,6 +198,20 @@ def _validate(paths: list[Path]) -> int:
         f"{report.policies} policy document(s)"
     )
     return 1 if report.problems else 0
+
+
+def _verify(settings: Settings, args: argparse.Namespace) -> int:
+    from hub.debugger import Captured, explain_verification, parse_at, read_headers
+
+    try:
+        captured = Captured(read_headers(args.headers), args.body.read_bytes(), args.url, args.method.upper())
+    except OSError as exc:
+        print(f"connector-hub: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    verified, lines = explain_verification(settings, args.target, captured, parse_at(args.at))
+    for line in lines:
+        print(line)
+    return 0 if verified else 1
 
 
 def _providers(args: argparse.Namespace) -> int:
