@@ -12,13 +12,25 @@ from adapters.base import WebhookAdapter
 from adapters.pollers.base import Poller
 from adapters.pollers.http_json import HttpJsonPoller
 from adapters.pollers.rss import RssPoller
+from adapters.webhooks.basic_auth import BasicAuthAdapter
 from adapters.webhooks.generic_hmac import HmacAdapter
 from adapters.webhooks.github import GitHubAdapter
 from adapters.webhooks.standard_webhooks import StandardWebhooksAdapter
 from adapters.webhooks.stripe import StripeAdapter
+from adapters.webhooks.token import TokenAdapter
+from adapters.webhooks.url_token import UrlTokenAdapter
 
+_ADAPTERS: tuple[type[WebhookAdapter], ...] = (  # type: ignore[type-arg]
+    GitHubAdapter,
+    StripeAdapter,
+    StandardWebhooksAdapter,
+    HmacAdapter,
+    BasicAuthAdapter,
+    TokenAdapter,
+    UrlTokenAdapter,
+)
 WEBHOOK_PROVIDERS: Mapping[str, type[WebhookAdapter]] = MappingProxyType(  # type: ignore[type-arg]
-    {adapter.name: adapter for adapter in (GitHubAdapter, StripeAdapter, StandardWebhooksAdapter, HmacAdapter)}
+    {adapter.name: adapter for adapter in _ADAPTERS}
 )
 
 

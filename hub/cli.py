@@ -1,5 +1,5 @@
-"""`connector-hub` (also `python -m hub`): run, validate, send-test, verify, tail, status, providers, policy explain,
-schemas.
+"""`connector-hub` (also `python -m hub`): run, validate, send-test, verify, url-token, tail, status, providers,
+policy explain, schemas.
 
 Every setting is an `HUB_*` environment variable and also a `--flag` here (the flag wins); the
 flags are generated from the Settings model so the two can never disagree.
@@ -74,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--event", required=True, type=Path, metavar="FILE", help="an event envelope (JSON)")
     explain.add_argument("--json", action="store_true", help="print JSON instead of lines")
 
+    url_token = commands.add_parser(
+        "url-token", parents=[settings], help="issue the signed ingress URL of a url-token connector"
+    )
+    url_token.add_argument("target", metavar="TENANT/CONNECTOR")
+    url_token.add_argument("--base-url", help="the hub's public base URL (default: the running hub's)")
+
     verify = commands.add_parser(
         "verify", parents=[settings], help="say why a captured request fails (or passes) verification"
     )
@@ -146,6 +152,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         runner.run(settings, roles)
         return 0
+    if args.command == "url-token":
+        return _url_token(settings, args.target, args.base_url)
     if args.command == "verify":
         return _verify(settings, args)
     if args.command == "status":
@@ -198,6 +206,18 @@ def _validate(paths: list[Path]) -> int:
         f"{report.policies} policy document(s)"
     )
     return 1 if report.problems else 0
+
+
+def _url_token(settings: Settings, target: str, base_url: str | None) -> int:
+    from adapters.webhooks.url_token import UrlTokenAdapter
+    from hub.registry import connector_from_specs
+    from hub.sendtest import hook_url
+
+    if connector_from_specs(settings, target).provider != UrlTokenAdapter.name:
+        print(f"connector-hub: {target} is not a url-token connector", file=sys.stderr)
+        return EXIT_USAGE
+    print(hook_url(settings, target, base_url))
+    return 0
 
 
 def _verify(settings: Settings, args: argparse.Namespace) -> int:

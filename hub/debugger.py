@@ -20,10 +20,8 @@ from adapters.base import InboundRequest
 from adapters.errors import PayloadError, ReplayWindowError, SignatureError
 from hub.errors import ConfigError, Problem
 from hub.ingress.handler import check_replay_window
-from hub.registry import build_connector
+from hub.registry import connector_from_specs
 from hub.settings import Settings
-from schemas.loader import load_specs
-
 
 NO_MATCH_HINT = (
     "hint: the header is well formed but no secret reproduces it: either none of the listed secrets is the one "
@@ -78,18 +76,7 @@ def parse_at(value: str | None) -> float:
 
 def explain_verification(settings: Settings, target: str, captured: Captured, at: float) -> tuple[bool, list[str]]:
     """(verified, the lines that say why), for the connector `target` of HUB_CONNECTORS."""
-    tenant, _, name = target.partition("/")
-    if settings.connectors is None:
-        raise ConfigError([Problem("", "HUB_CONNECTORS", "set it (or --connectors) to the connector specs")])
-    documents = [s.connector for s in load_specs(settings.connectors).connectors if s.connector.key == (tenant, name)]
-    if not documents:
-        raise ConfigError([Problem("", "", f"no connector {target} in {settings.connectors}")])
-    connector = build_connector(
-        documents[0],
-        publish_timeout_s=settings.publish_timeout.total_seconds(),
-        claim_ttl_s=settings.claim_ttl.total_seconds(),
-        duplicate_window_s=settings.duplicate_window.total_seconds(),
-    )
+    connector = connector_from_specs(settings, target)
     request = InboundRequest(
         method=captured.method,
         url=captured.url,

@@ -18,8 +18,9 @@ from adapters.registry import UnknownProviderError, webhook_adapter
 from events.streams import DuplicateWindowError, check_duplicate_window
 from hub.errors import ConfigError, Problem
 from hub.secrets import SecretResolutionError, resolve_secret
+from hub.settings import Settings
 from schemas.connector import DEFAULT_REPLAY_WINDOW, ConnectorDocument
-from schemas.loader import LoadedSpec, field_path
+from schemas.loader import LoadedSpec, field_path, load_specs
 
 PUBLISH_SHARE_OF_PROVIDER_TIMEOUT = 0.5
 """The publish deadline stays under half the provider's own timeout, leaving room for the rest."""
@@ -128,6 +129,22 @@ def build_connector(
             publish_timeout_s, adapter.scheme.delivery_timeout_s * PUBLISH_SHARE_OF_PROVIDER_TIMEOUT
         ),
         shadow=settings.verification == "shadow",
+    )
+
+
+def connector_from_specs(settings: Settings, target: str) -> Connector:
+    """The connector `tenant/name` of HUB_CONNECTORS, built as `run` builds it (its secrets resolved)."""
+    tenant, _, name = target.partition("/")
+    if settings.connectors is None:
+        raise ConfigError([Problem("", "HUB_CONNECTORS", "set it (or --connectors) to the connector specs")])
+    documents = [s.connector for s in load_specs(settings.connectors).connectors if s.connector.key == (tenant, name)]
+    if not documents:
+        raise ConfigError([Problem("", "", f"no connector {target} in {settings.connectors}")])
+    return build_connector(
+        documents[0],
+        publish_timeout_s=settings.publish_timeout.total_seconds(),
+        claim_ttl_s=settings.claim_ttl.total_seconds(),
+        duplicate_window_s=settings.duplicate_window.total_seconds(),
     )
 
 

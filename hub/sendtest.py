@@ -10,11 +10,10 @@ from pathlib import Path
 import aiohttp
 
 from adapters.base import TestRequest
-from hub.errors import ConfigError, Problem
-from hub.registry import build_connector
+from adapters.webhooks.url_token import UrlTokenAdapter, issue_token
+from hub.registry import connector_from_specs
 from hub.runner import running_hub_endpoints
 from hub.settings import Settings
-from schemas.loader import load_specs
 
 
 def hub_url(settings: Settings) -> str:
@@ -27,18 +26,7 @@ def hub_url(settings: Settings) -> str:
 
 def signed_request(settings: Settings, target: str, payload: Path | None) -> TestRequest:
     """The request the provider would send for `target`, signed with its first listed secret."""
-    tenant, _, name = target.partition("/")
-    if settings.connectors is None:
-        raise ConfigError([Problem("", "", "set HUB_CONNECTORS (or --connectors) to the connector specs")])
-    documents = [s.connector for s in load_specs(settings.connectors).connectors if s.connector.key == (tenant, name)]
-    if not documents:
-        raise ConfigError([Problem("", "", f"no connector {target} in {settings.connectors}")])
-    connector = build_connector(
-        documents[0],
-        publish_timeout_s=settings.publish_timeout.total_seconds(),
-        claim_ttl_s=settings.claim_ttl.total_seconds(),
-        duplicate_window_s=settings.duplicate_window.total_seconds(),
-    )
+    connector = connector_from_specs(settings, target)
     now = time.time()
     sample = connector.adapter.sample(now)
     if payload is not None:
@@ -46,16 +34,25 @@ def signed_request(settings: Settings, target: str, payload: Path | None) -> Tes
     return connector.adapter.sign(sample, connector.secrets[0], now)
 
 
+def hook_url(settings: Settings, target: str, base_url: str | None) -> str:
+    """Where `target` receives webhooks; a url-token connector's URL carries its token (its first secret)."""
+    url = f"{(base_url or hub_url(settings)).rstrip('/')}/hooks/{target}"
+    connector = connector_from_specs(settings, target)
+    if connector.provider == UrlTokenAdapter.name:
+        url += "?token=" + issue_token(connector.secrets[0].value, connector.tenant, connector.name)
+    return url
+
+
 async def send_test(settings: Settings, target: str, payload: Path | None, base_url: str | None) -> int:
     """Post the signed request; prints the status and body; 0 on a 2xx answer."""
     request = signed_request(settings, target, payload)
-    url = f"{(base_url or hub_url(settings)).rstrip('/')}/hooks/{target}"
+    url = hook_url(settings, target, base_url)
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
             session.post(url, data=request.body, headers=request.headers, allow_redirects=False) as response,
         ):
-            print(f"POST {url} -> {response.status}")
+            print(f"POST {url.split('?')[0]} -> {response.status}")  # a url-token URL is a credential
             print(await response.text())
             return 0 if 200 <= response.status < 300 else 1
     except (aiohttp.ClientError, TimeoutError) as exc:

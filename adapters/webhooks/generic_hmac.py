@@ -11,10 +11,9 @@ import base64
 import re
 import uuid
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal, Self
+from typing import ClassVar, Literal, Self
 
-import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from adapters.base import (
     InboundRequest,
@@ -26,10 +25,9 @@ from adapters.base import (
     WebhookAdapter,
     matching_key,
 )
-from adapters.errors import PayloadError, SignatureError
+from adapters.errors import SignatureError
 from adapters.signing import (
     DIGEST_SIZES,
-    body_sha256,
     decode_base64,
     decode_hex,
     header_of,
@@ -37,18 +35,14 @@ from adapters.signing import (
     parse_timestamp,
     with_headers,
 )
+from adapters.webhooks.generic_events import HEADER_NAME, TYPE_PREFIX, EventFields, generic_events, generic_sample
 
-HEADER_NAME = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$"
-JSON_PATH = r"^[^.]+(\.[^.]+){0,15}$"
-TYPE_PREFIX = r"^[A-Za-z0-9_-]{1,64}(\.[A-Za-z0-9_-]{1,64}){0,3}$"
 PLACEHOLDERS = ("{body}", "{timestamp}", "{id}")
 _PLACEHOLDER = re.compile(r"(\{body\}|\{timestamp\}|\{id\})")
 
 
-class HmacOptions(BaseModel):
+class HmacOptions(EventFields):
     """Options of the generic HMAC adapter (`spec.webhook.options`)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     header: str = Field(pattern=HEADER_NAME, description="Header that carries the signature, e.g. X-Signature.")
     algorithm: Literal["sha1", "sha256", "sha512"] = Field("sha256", description="HMAC hash function.")
@@ -65,10 +59,6 @@ class HmacOptions(BaseModel):
         max_length=256,
         description="Template of the signed bytes: {body} exactly once, optionally {timestamp} and {id}.",
     )
-    idHeader: str | None = Field(None, pattern=HEADER_NAME, description="Header with the delivery id (the dedupe key).")
-    idPath: str | None = Field(None, pattern=JSON_PATH, description="Dotted path of the delivery id in the JSON body.")
-    typeHeader: str | None = Field(None, pattern=HEADER_NAME, description="Header with the event type.")
-    typePath: str | None = Field(None, pattern=JSON_PATH, description="Dotted path of the event type in the JSON body.")
     typePrefix: str = Field(
         "hmac", pattern=TYPE_PREFIX, description="Event type prefix: type = <typePrefix>.<type value or 'event'>."
     )
@@ -91,10 +81,6 @@ class HmacOptions(BaseModel):
             raise ValueError("signedContent: {timestamp} and timestampHeader must be used together")
         if "{id}" in self.signedContent and self.idHeader is None:
             raise ValueError("signedContent: {id} requires idHeader")
-        if self.idHeader is not None and self.idPath is not None:
-            raise ValueError("idHeader, idPath: set at most one of them")
-        if self.typeHeader is not None and self.typePath is not None:
-            raise ValueError("typeHeader, typePath: set at most one of them")
         return self
 
 
@@ -127,32 +113,11 @@ class HmacAdapter(WebhookAdapter[HmacOptions]):
 
     def normalize(self, request: InboundRequest) -> list[NormalizedEvent]:
         """One event: id and type from the configured header or body path."""
-        body = request.json_object()
-        options = self.options
-        event_type = self._value(request, body, options.typeHeader, options.typePath) or "event"
-        return [
-            NormalizedEvent(
-                id=self._id(request, body),
-                type=f"{options.typePrefix}.{event_type}",
-                data=orjson.Fragment(request.body),
-            )
-        ]
+        return generic_events(request, self.options)
 
     def sample(self, now: float) -> TestRequest:
         """A small `sample.created` event with the id and type where the options look for them."""
-        options = self.options
-        msg_id, event_type = str(uuid.uuid4()), "sample.created"
-        body: dict[str, Any] = {"occurredAt": int(now), "data": {"id": "obj_1", "name": "sample", "amount": 42}}
-        headers = {"Content-Type": "application/json"}
-        for header, path, value in (
-            (options.idHeader, options.idPath, msg_id),
-            (options.typeHeader, options.typePath, event_type),
-        ):
-            if header:
-                headers[header] = value
-            elif path:
-                _set_path(body, path, value)
-        return TestRequest(headers=headers, body=orjson.dumps(body))
+        return generic_sample(self.options, now)
 
     def sign(self, request: TestRequest, secret: SigningSecret, now: float) -> TestRequest:
         """Add the signature header (and timestamp and id headers) as the options describe."""
@@ -182,43 +147,8 @@ class HmacAdapter(WebhookAdapter[HmacOptions]):
             return decode_hex(value, nbytes, self.name)
         return decode_base64(value, nbytes, self.name)
 
-    def _id(self, request: InboundRequest, body: dict[str, Any]) -> str:
-        options = self.options
-        if options.idHeader is None and options.idPath is None:
-            return body_sha256(request.body)
-        value = self._value(request, body, options.idHeader, options.idPath)
-        if value is None:
-            raise PayloadError("invalid_event", "the delivery has no id where idHeader/idPath points")
-        return value
-
-    @staticmethod
-    def _value(request: InboundRequest, body: dict[str, Any], header: str | None, path: str | None) -> str | None:
-        """A non-empty string (or integer, as text) from a header or a body path, else None."""
-        value: Any = request.header(header) if header else _get_path(body, path) if path else None
-        if type(value) is int:
-            value = str(value)
-        return value if isinstance(value, str) and value else None
-
 
 def _render(template: str, body: bytes, timestamp: str | None, msg_id: str | None) -> bytes:
     """The signed bytes: the template with placeholders replaced, the body as raw bytes."""
     values = {"{body}": body, "{timestamp}": (timestamp or "").encode(), "{id}": (msg_id or "").encode()}
     return b"".join(values.get(part, part.encode()) for part in _PLACEHOLDER.split(template))
-
-
-def _get_path(body: dict[str, Any], path: str) -> Any:
-    value: Any = body
-    for key in path.split("."):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value
-
-
-def _set_path(body: dict[str, Any], path: str, value: str) -> None:
-    *parents, last = path.split(".")
-    for key in parents:
-        if not isinstance(body.get(key), dict):
-            body[key] = {}
-        body = body[key]
-    body[last] = value
