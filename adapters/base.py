@@ -37,6 +37,10 @@ class Verification:
     scheme: str
     key_id: str | None
     signed_at: float | None = None
+    signature: bytes | None = None
+    """The signature that matched, when it is computed over this request's content (never a static
+    credential). Where no timestamp is signed, the hub remembers it so a captured request replayed
+    under a new delivery id is not accepted again."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,6 +62,11 @@ class IngestResult:
     duplicates: list[str]
 
 
+def replay_key(tenant: str, connector: str, signature: bytes) -> str:
+    """`dd:{tenant}:{connector}:sig:<sha256 of the signature>`: a request's signature as a dedupe key."""
+    return f"dd:{tenant}:{connector}:sig:{hashlib.sha256(signature).hexdigest()}"
+
+
 def safe_event_id(raw: str) -> str:
     """The id as given when it is printable ASCII of at most 200 characters, else `sha256:<hex>`.
 
@@ -110,16 +115,29 @@ class Ingestor:
         self._metrics = metrics
         self._retry_after_s = max(1, round(claim_ttl_s / 10))
 
-    async def ingest(self, connector: EventSource, envelopes: Sequence[Envelope]) -> IngestResult:
-        """Publish the envelopes not delivered before; raise ClaimHeld or PublishUnavailable."""
+    async def ingest(
+        self, connector: EventSource, envelopes: Sequence[Envelope], replay_key: str | None = None
+    ) -> IngestResult:
+        """Publish the envelopes not delivered before; raise ClaimHeld or PublishUnavailable.
+
+        `replay_key` (a request's signature, where the provider signs no timestamp) is claimed
+        with the events: a request whose signature was already delivered is a replay, whatever
+        delivery id it now carries, and publishes nothing.
+        """
         envelopes = list({e.id: e for e in envelopes}.values())  # one event twice in a batch is one event
         keys = [dedupe_key(connector.tenant, connector.name, e.id) for e in envelopes]
         token = secrets.token_hex(16)
-        claims = await self._dedupe.claim(keys, token)
-        ours = [key for key, claim in zip(keys, claims, strict=True) if claim is Claim.CLAIMED]
+        all_keys = [*keys, replay_key] if replay_key else keys
+        claims = await self._dedupe.claim(all_keys, token)
+        ours = [key for key, claim in zip(all_keys, claims, strict=True) if claim is Claim.CLAIMED]
         if Claim.HELD in claims:
             await self._dedupe.release(ours, token)
             raise ClaimHeld(self._retry_after_s)
+        if replay_key and claims[-1] is Claim.DONE:
+            await self._dedupe.release(ours, token)
+            self._metrics.replays.labels(connector.tenant, connector.name).inc()
+            return IngestResult(accepted=[], duplicates=[e.id for e in envelopes])
+        claims = claims[: len(envelopes)]
         fresh = [e for e, c in zip(envelopes, claims, strict=True) if c is not Claim.DONE]
         results = await asyncio.gather(*(self._publish(connector, e) for e in fresh), return_exceptions=True)
         failure = next((r for r in results if isinstance(r, BaseException)), None)

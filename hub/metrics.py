@@ -39,6 +39,12 @@ class HubMetrics:
             ["tenant", "connector"],
             registry=self.registry,
         )
+        self.replays = Counter(
+            "hub_replays_refused",
+            "Requests whose signature was already delivered under another id (no signed timestamp)",
+            ["tenant", "connector"],
+            registry=self.registry,
+        )
         self.publish_retries = Counter(
             "hub_publish_retries", "Publishes retried under the same Nats-Msg-Id", registry=self.registry
         )

@@ -57,7 +57,7 @@ class GitHubAdapter(WebhookAdapter[NoOptions]):
             raise SignatureError(self.name, "malformed_signature", f"{SIGNATURE_HEADER} does not start with {PREFIX}")
         candidate = decode_hex(header[len(PREFIX) :], 32, self.name)
         key_id = matching_key(self.name, secrets, [candidate], lambda s: hmac_digest("sha256", s.value, request.body))
-        return Verification(scheme="hmac-sha256", key_id=key_id, signed_at=None)
+        return Verification(scheme="hmac-sha256", key_id=key_id, signed_at=None, signature=candidate)
 
     def handshake(self, request: InboundRequest, secrets: Sequence[SigningSecret]) -> HandshakeReply | None:
         """Answer the `ping` event GitHub sends when a hook is created."""

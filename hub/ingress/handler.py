@@ -17,7 +17,7 @@ from adapters.base import InboundRequest, Verification
 from adapters.errors import ReplayWindowError, RequestRejected, SignatureError
 from hub.context import HUB, HubContext
 from hub.errors import UnknownConnector
-from hub.ingest import Provenance, build_envelope, traceparent_for
+from hub.ingest import Provenance, build_envelope, replay_key, traceparent_for
 from hub.ingress.body import read_capped_body
 from hub.ingress.responses import rejection_response
 from hub.metrics import UNKNOWN
@@ -55,6 +55,15 @@ async def handle_webhook(request: web.Request) -> web.StreamResponse:
     context.metrics.requests.labels(tenant, name, outcome).inc()
     context.metrics.latency.labels(outcome).observe(time.perf_counter() - started)
     return response
+
+
+def _replay_key(connector: Connector, verification: Verification) -> str | None:
+    """Where the provider signs no timestamp and its dedupe key is unsigned, the signature bytes
+    also guard against a captured request replayed under a new delivery id."""
+    scheme = connector.adapter.scheme
+    if scheme.timestamp is not None or scheme.dedupe_key_signed or verification.signature is None:
+        return None
+    return replay_key(connector.tenant, connector.name, verification.signature)
 
 
 SHADOW = Verification(scheme="none", key_id=None)
@@ -101,7 +110,7 @@ async def _deliver(context: HubContext, connector: Connector, request: web.Reque
         traceparent=traceparent_for(request.headers.get("traceparent")),
     )
     envelopes = [build_envelope(connector, event, provenance) for event in connector.adapter.normalize(inbound)]
-    result = await context.ingestor.ingest(connector, envelopes)
+    result = await context.ingestor.ingest(connector, envelopes, _replay_key(connector, verification))
     answer = {
         "accepted": len(result.accepted),
         "duplicates": len(result.duplicates),
