@@ -100,7 +100,7 @@ class TestRequest:
 class InboundRequest:
     """The raw request as received: the only input an adapter gets."""
 
-    __slots__ = ("_json", "body", "headers", "method", "query", "received_at", "url")
+    __slots__ = ("_json", "body", "headers", "keys", "method", "query", "received_at", "url")
 
     def __init__(
         self,
@@ -111,6 +111,7 @@ class InboundRequest:
         body: bytes,
         received_at: float,
         query: Mapping[str, str] | None = None,
+        keys: Mapping[str, bytes] | None = None,
     ) -> None:
         self.method = method
         self.url = url
@@ -120,6 +121,8 @@ class InboundRequest:
         self.body = body
         self.received_at = received_at
         self.query: Mapping[str, str] = query or {}
+        self.keys: Mapping[str, bytes] = keys or {}
+        """Key material the hub fetched for this request (URL -> bytes), as `key_urls` asked."""
         self._json: Any = _UNPARSED
 
     def header(self, name: str) -> str | None:
@@ -208,6 +211,12 @@ class WebhookAdapter(ABC, Generic[OptionsT]):
     @abstractmethod
     def verify(self, request: InboundRequest, secrets: Sequence[SigningSecret]) -> Verification:
         """Prove the request was signed by one of `secrets`, or raise SignatureError."""
+
+    def key_urls(self, request: InboundRequest) -> list[str]:
+        """URLs of public key material `verify` needs for this request (an SNS signing certificate, a
+        JWKS), which the hub fetches, caches and hands over in `request.keys`; the adapter checks
+        every URL against the hosts it trusts before asking. Most providers need none."""
+        return []
 
     def handshake(self, request: InboundRequest, secrets: Sequence[SigningSecret]) -> HandshakeReply | None:
         """The reply to a verified handshake request, or None for an ordinary event.

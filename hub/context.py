@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from nats.aio.client import Client as NATS
@@ -10,6 +10,7 @@ from nats.js import JetStreamContext
 from redis.asyncio import Redis
 
 from hub.ingest import Ingestor
+from hub.keys import KeyCache
 from hub.metrics import HubMetrics
 from hub.registry import ConnectorRegistry
 
@@ -24,6 +25,7 @@ class HubContext:
     nats: NATS
     js: JetStreamContext
     redis: Redis
+    keys: KeyCache = field(default_factory=KeyCache)
 
 
 HUB = web.AppKey("hub", HubContext)

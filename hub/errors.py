@@ -53,6 +53,14 @@ class PublishUnavailable(RequestRejected):
         super().__init__("unavailable", detail)
 
 
+class KeysUnavailable(PublishUnavailable):
+    """Key material a provider's verification needs could not be fetched (503 with Retry-After)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, retry_after_s=10)
+        self.reason = "keys_unavailable"
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     """One configuration problem: where (connector and field) and what."""

@@ -247,6 +247,7 @@ async def serve(
             await gate.stop()
             gate = None
         await runner.cleanup()
+        await context.keys.close()
     finally:
         if polling is not None:
             await polling.stop(0)

@@ -133,6 +133,7 @@ async def make_hub(
         async def stop() -> None:
             await session.close()
             await runner.cleanup()
+            await context.keys.close()
             await nc.close()
             await redis.aclose()
 

@@ -97,6 +97,9 @@ async def _deliver(context: HubContext, connector: Connector, request: web.Reque
         received_at=time.time(),
         query=request.query,
     )
+    urls = connector.adapter.key_urls(inbound)
+    if urls:  # certificates or JWKS the provider's scheme needs, fetched once and cached
+        inbound.keys = await context.keys.fetch_all(urls)
     verification = _verified(context, connector, inbound)
     reply = connector.handshake(inbound)
     if reply is not None:
