@@ -13,8 +13,12 @@ from adapters.pollers.base import Poller
 from adapters.pollers.http_json import HttpJsonPoller
 from adapters.pollers.rss import RssPoller
 from adapters.webhooks.basic_auth import BasicAuthAdapter
+from adapters.webhooks.calendly import CalendlyAdapter
 from adapters.webhooks.generic_hmac import HmacAdapter
 from adapters.webhooks.github import GitHubAdapter
+from adapters.webhooks.jira import JiraAdapter
+from adapters.webhooks.lemonsqueezy import LemonSqueezyAdapter
+from adapters.webhooks.paddle import PaddleAdapter
 from adapters.webhooks.standard_webhooks import StandardWebhooksAdapter
 from adapters.webhooks.stripe import StripeAdapter
 from adapters.webhooks.token import TokenAdapter
@@ -28,6 +32,10 @@ _ADAPTERS: tuple[type[WebhookAdapter], ...] = (  # type: ignore[type-arg]
     BasicAuthAdapter,
     TokenAdapter,
     UrlTokenAdapter,
+    PaddleAdapter,
+    LemonSqueezyAdapter,
+    CalendlyAdapter,
+    JiraAdapter,
 )
 WEBHOOK_PROVIDERS: Mapping[str, type[WebhookAdapter]] = MappingProxyType(  # type: ignore[type-arg]
     {adapter.name: adapter for adapter in _ADAPTERS}
