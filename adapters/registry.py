@@ -14,13 +14,17 @@ from adapters.pollers.http_json import HttpJsonPoller
 from adapters.pollers.rss import RssPoller
 from adapters.webhooks.basic_auth import BasicAuthAdapter
 from adapters.webhooks.calendly import CalendlyAdapter
+from adapters.webhooks.clerk import ClerkAdapter
 from adapters.webhooks.generic_hmac import HmacAdapter
 from adapters.webhooks.github import GitHubAdapter
 from adapters.webhooks.jira import JiraAdapter
 from adapters.webhooks.lemonsqueezy import LemonSqueezyAdapter
 from adapters.webhooks.paddle import PaddleAdapter
+from adapters.webhooks.resend import ResendAdapter
+from adapters.webhooks.slack import SlackAdapter
 from adapters.webhooks.standard_webhooks import StandardWebhooksAdapter
 from adapters.webhooks.stripe import StripeAdapter
+from adapters.webhooks.svix import SvixAdapter
 from adapters.webhooks.token import TokenAdapter
 from adapters.webhooks.url_token import UrlTokenAdapter
 
@@ -36,6 +40,10 @@ _ADAPTERS: tuple[type[WebhookAdapter], ...] = (  # type: ignore[type-arg]
     LemonSqueezyAdapter,
     CalendlyAdapter,
     JiraAdapter,
+    SlackAdapter,
+    SvixAdapter,
+    ClerkAdapter,
+    ResendAdapter,
 )
 WEBHOOK_PROVIDERS: Mapping[str, type[WebhookAdapter]] = MappingProxyType(  # type: ignore[type-arg]
     {adapter.name: adapter for adapter in _ADAPTERS}

@@ -1,0 +1,232 @@
+"""Resend adapter: svix SDK vectors over Resend's payloads, failures, normalization, round trips."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from adapters.base import InboundRequest, SigningSecret, TestRequest, Verification
+from adapters.errors import PayloadError, ReplayWindowError, SignatureError
+from adapters.webhooks.resend import ResendAdapter
+from adapters.webhooks.standard_webhooks import StandardWebhooksAdapter
+from hub.ingress.handler import check_replay_window
+from tests.adapters.refusals import refusal_reason
+
+VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "resend.json").read_text())["vectors"]
+NOW = 1_700_000_000
+ADAPTER = ResendAdapter.configure()
+OLD = SigningSecret("old", b"whsec_" + base64.b64encode(b"o" * 24))
+NEW = SigningSecret("new", b"whsec_" + base64.b64encode(b"n" * 24))
+MSG_ID = "msg_2h3NAj8mWdx6Y9dPn7yTE5gWU3x"
+EVENT: dict[str, Any] = {
+    "type": "email.bounced",
+    "created_at": "2023-11-14T22:13:20.123Z",
+    "data": {
+        "created_at": "2023-11-14T22:13:18.894719+00:00",
+        "email_id": "4ef9a417-02e9-4d39-ad75-9611e0fcc33c",
+        "from": "Acme <onboarding@resend.dev>",
+        "to": ["bounced@resend.dev"],
+        "subject": "Your receipt",
+        "bounce": {"message": "The recipient's mail server permanently rejected the email.", "type": "Permanent"},
+    },
+}
+BODY = orjson.dumps(EVENT)
+SVIX = ("svix-id", "svix-timestamp", "svix-signature")
+
+
+def svix_signature(secret: SigningSecret, msg_id: str, timestamp: int | str, body: bytes) -> str:
+    """`svix-signature` computed independently: HMAC-SHA256 keyed by the base64 after `whsec_`."""
+    key = base64.b64decode(secret.value.removeprefix(b"whsec_") + b"==")
+    digest = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+GOOD = svix_signature(NEW, MSG_ID, NOW, BODY)
+
+
+def inbound(headers: dict[str, str] | Iterable[tuple[str, str]], body: bytes = BODY) -> InboundRequest:
+    return InboundRequest(
+        method="POST", url="http://hub.test/hooks/acme/resend", headers=headers, body=body, received_at=NOW
+    )
+
+
+def delivery(
+    signature: str = GOOD, body: bytes = BODY, msg_id: str = MSG_ID, timestamp: str = str(NOW)
+) -> InboundRequest:
+    return inbound(dict(zip(SVIX, (msg_id, timestamp, signature), strict=True)), body)
+
+
+def reason_of(request: InboundRequest, secrets: list[SigningSecret]) -> str:
+    return refusal_reason(ADAPTER, request, secrets)
+
+
+@pytest.mark.parametrize("vector", VECTORS)
+def test_sdk_vectors_verify_and_are_what_sign_produces(vector: dict[str, Any]) -> None:
+    secret, body = SigningSecret("sdk", vector["secret"].encode()), vector["payload"].encode()
+    request = delivery(vector["signature"], body, vector["msg_id"], str(vector["timestamp"]))
+    assert ADAPTER.verify(request, [secret]) == Verification("hmac-sha256", "sdk", float(vector["timestamp"]))
+    ours = ADAPTER.sign(TestRequest(headers={"svix-id": vector["msg_id"]}, body=body), secret, vector["timestamp"])
+    assert ours.headers["svix-signature"] == vector["signature"]
+    assert vector["signature"] == svix_signature(secret, vector["msg_id"], vector["timestamp"], body)
+
+
+def test_is_a_standard_webhooks_adapter_named_resend() -> None:
+    assert isinstance(ADAPTER, StandardWebhooksAdapter)
+    assert (ADAPTER.name, ADAPTER.replay_window_s, ADAPTER.scheme.signature_header) == (
+        "resend",
+        300,
+        "svix-signature (white-label: webhook-signature)",
+    )
+
+
+@pytest.mark.parametrize("signer", [OLD, NEW])
+def test_rotation_accepts_either_secret_and_names_it(signer: SigningSecret) -> None:
+    verification = ADAPTER.verify(delivery(svix_signature(signer, MSG_ID, NOW, BODY)), [OLD, NEW])
+    assert (verification.key_id, verification.signed_at) == (signer.key_id, NOW)
+
+
+def test_tampering_and_wrong_secret_do_not_match() -> None:
+    assert reason_of(delivery(body=BODY.replace(b"bounced", b"delivered")), [NEW]) == "no_match"
+    assert reason_of(delivery(timestamp=str(NOW - 1)), [NEW]) == "no_match"
+    assert reason_of(delivery(msg_id="msg_other"), [NEW]) == "no_match"
+    assert reason_of(delivery(), [OLD]) == "no_match"
+
+
+@pytest.mark.parametrize("name", SVIX)
+def test_each_header_is_required_exactly_once(name: str) -> None:
+    headers = list(zip(SVIX, (MSG_ID, str(NOW), GOOD), strict=True))
+    assert reason_of(inbound([h for h in headers if h[0] != name]), [NEW]) == "missing_header"
+    assert reason_of(inbound([*headers, (name, dict(headers)[name])]), [NEW]) == "duplicate_header"
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"svix-signature": GOOD[:-4]},
+        {"svix-signature": "v1 " + GOOD[3:]},
+        {"svix-timestamp": "17e8"},
+        {"svix-id": "msg.1"},
+    ],
+)
+def test_malformed_headers_are_signature_errors(changed: dict[str, str]) -> None:
+    headers = {**dict(zip(SVIX, (MSG_ID, str(NOW), GOOD), strict=True)), **changed}
+    assert reason_of(inbound(headers), [NEW]) == "malformed_signature"
+
+
+@pytest.mark.parametrize(("age", "reason"), [(301, "timestamp_too_old"), (-301, "timestamp_in_future")])
+def test_stale_and_future_timestamps_are_outside_the_window(age: int, reason: str) -> None:
+    request = delivery(svix_signature(NEW, MSG_ID, NOW - age, BODY), timestamp=str(NOW - age))
+    with pytest.raises(ReplayWindowError) as caught:
+        check_replay_window(ADAPTER.verify(request, [NEW]).signed_at, NOW, ADAPTER.replay_window_s or 0)
+    assert caught.value.reason == reason
+
+
+def test_resend_has_no_handshake() -> None:
+    assert ADAPTER.handshake(delivery(), [NEW]) is None
+
+
+@pytest.mark.parametrize(
+    ("index", "expected"),
+    [
+        (
+            0,
+            (
+                "resend.email.delivered",
+                "56761188-7520-42d8-8898-ff6fc54ce618",
+                datetime(2024, 2, 22, 23, 41, 12, 126000, UTC),
+            ),
+        ),
+        (
+            1,
+            (
+                "resend.contact.created",
+                "e169aa45-1ecf-4183-9955-b1499d5701d3",
+                datetime(2024, 10, 11, 23, 47, 56, 678000, UTC),
+            ),
+        ),
+    ],
+)
+def test_normalize_resends_documented_payloads(index: int, expected: tuple[str, str, datetime]) -> None:
+    vector = VECTORS[index]
+    body = vector["payload"].encode()
+    [event] = ADAPTER.normalize(delivery(vector["signature"], body, vector["msg_id"], str(vector["timestamp"])))
+    assert (event.type, event.subject, event.time) == expected
+    assert event.id == vector["msg_id"]
+    assert orjson.dumps(event.data) == body
+
+
+def test_normalize_bounce_and_missing_parts() -> None:
+    [event] = ADAPTER.normalize(delivery())
+    assert (event.id, event.type, event.subject) == (MSG_ID, "resend.email.bounced", EVENT["data"]["email_id"])
+    assert event.time == datetime(2023, 11, 14, 22, 13, 20, 123000, UTC)
+    [bare] = ADAPTER.normalize(delivery(body=orjson.dumps({**EVENT, "created_at": "2023-11-14", "data": {"id": 7}})))
+    assert (bare.subject, bare.time) == (None, None)
+
+
+HOSTILE = [b"", b"[]", b'{"type": NaN}', b"\xed\xa0\x80", b'{"a":[' * 2000, b"{}", b'{"type": ""}', b'{"type": 1}']
+
+
+@pytest.mark.parametrize("body", HOSTILE)
+def test_hostile_or_typeless_json_is_a_payload_error_after_valid_signature(body: bytes) -> None:
+    request = inbound(ADAPTER.sign(TestRequest(headers={"svix-id": MSG_ID}, body=body), NEW, NOW).headers, body)
+    assert ADAPTER.verify(request, [NEW]).key_id == "new"
+    with pytest.raises(PayloadError):
+        ADAPTER.normalize(request)
+
+
+def test_sample_is_a_realistic_email_delivered_event() -> None:
+    sample = ADAPTER.sample(NOW)
+    assert 300 <= len(sample.body) <= 2000
+    signed = ADAPTER.sign(sample, NEW, NOW)
+    assert {name.lower() for name in signed.headers} == {"content-type", *SVIX}
+    request = inbound(signed.headers, sample.body)
+    assert ADAPTER.verify(request, [NEW]).signed_at == NOW
+    [event] = ADAPTER.normalize(request)
+    assert (event.id, event.type, event.time) == (
+        sample.headers["svix-id"],
+        "resend.email.delivered",
+        datetime.fromtimestamp(NOW, UTC),
+    )
+    assert len(event.subject or "") == 36  # the email's uuid
+    assert event.id != ADAPTER.sample(NOW).headers["svix-id"]
+
+
+def flip(text: str, index: int, bit: int) -> str:
+    """`text` with one bit of one character flipped (staying in ASCII)."""
+    index %= len(text)
+    return text[:index] + chr(ord(text[index]) ^ (1 << bit % 7)) + text[index + 1 :]
+
+
+@settings(max_examples=40)
+@given(
+    key=st.binary(min_size=24, max_size=64),
+    timestamp=st.integers(0, 10**11),
+    header=st.sampled_from(SVIX),
+    index=st.integers(0),
+    bit=st.integers(0, 7),
+)
+def test_round_trip_and_any_flipped_bit_is_rejected(
+    key: bytes, timestamp: int, header: str, index: int, bit: int
+) -> None:
+    secret = SigningSecret("k", b"whsec_" + base64.b64encode(key))
+    headers = ADAPTER.sign(TestRequest(headers={"svix-id": MSG_ID}, body=BODY), secret, timestamp).headers
+    assert headers["svix-signature"] == svix_signature(secret, MSG_ID, timestamp, BODY)
+    assert ADAPTER.verify(inbound(headers), [secret]).signed_at == timestamp
+    position = index % len(BODY)
+    with pytest.raises(SignatureError):
+        ADAPTER.verify(
+            inbound(headers, BODY[:position] + bytes([BODY[position] ^ (1 << bit)]) + BODY[position + 1 :]), [secret]
+        )
+    with pytest.raises(SignatureError):
+        ADAPTER.verify(inbound({**headers, header: flip(headers[header], index, bit)}), [secret])
