@@ -225,6 +225,11 @@ class WebhookAdapter(ABC, Generic[OptionsT]):
         """
         return None
 
+    def accepted_reply(self, request: InboundRequest) -> HandshakeReply | None:
+        """What to answer once the request's events are durably published, when the provider needs
+        a specific answer (Discord: a deferred interaction response); None: the hub's 202 JSON."""
+        return None
+
     @abstractmethod
     def normalize(self, request: InboundRequest) -> list[NormalizedEvent]:
         """The events a verified request carries (several for batching providers)."""

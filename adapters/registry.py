@@ -15,11 +15,14 @@ from adapters.pollers.rss import RssPoller
 from adapters.webhooks.basic_auth import BasicAuthAdapter
 from adapters.webhooks.calendly import CalendlyAdapter
 from adapters.webhooks.clerk import ClerkAdapter
+from adapters.webhooks.discord import DiscordAdapter
 from adapters.webhooks.generic_hmac import HmacAdapter
 from adapters.webhooks.github import GitHubAdapter
 from adapters.webhooks.jira import JiraAdapter
 from adapters.webhooks.lemonsqueezy import LemonSqueezyAdapter
+from adapters.webhooks.linear import LinearAdapter
 from adapters.webhooks.paddle import PaddleAdapter
+from adapters.webhooks.pagerduty import PagerDutyAdapter
 from adapters.webhooks.resend import ResendAdapter
 from adapters.webhooks.slack import SlackAdapter
 from adapters.webhooks.standard_webhooks import StandardWebhooksAdapter
@@ -27,6 +30,7 @@ from adapters.webhooks.stripe import StripeAdapter
 from adapters.webhooks.svix import SvixAdapter
 from adapters.webhooks.token import TokenAdapter
 from adapters.webhooks.url_token import UrlTokenAdapter
+from adapters.webhooks.zoom import ZoomAdapter
 
 _ADAPTERS: tuple[type[WebhookAdapter], ...] = (  # type: ignore[type-arg]
     GitHubAdapter,
@@ -44,6 +48,10 @@ _ADAPTERS: tuple[type[WebhookAdapter], ...] = (  # type: ignore[type-arg]
     SvixAdapter,
     ClerkAdapter,
     ResendAdapter,
+    DiscordAdapter,
+    ZoomAdapter,
+    LinearAdapter,
+    PagerDutyAdapter,
 )
 WEBHOOK_PROVIDERS: Mapping[str, type[WebhookAdapter]] = MappingProxyType(  # type: ignore[type-arg]
     {adapter.name: adapter for adapter in _ADAPTERS}

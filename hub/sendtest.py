@@ -11,6 +11,7 @@ import aiohttp
 
 from adapters.base import TestRequest
 from adapters.webhooks.url_token import UrlTokenAdapter, issue_token
+from hub.errors import ConfigError, Problem
 from hub.registry import connector_from_specs
 from hub.runner import running_hub_endpoints
 from hub.settings import Settings
@@ -31,7 +32,10 @@ def signed_request(settings: Settings, target: str, payload: Path | None) -> Tes
     sample = connector.adapter.sample(now)
     if payload is not None:
         sample = TestRequest(headers=sample.headers, body=payload.read_bytes())
-    return connector.adapter.sign(sample, connector.secrets[0], now)
+    try:
+        return connector.adapter.sign(sample, connector.secrets[0], now)
+    except ValueError as exc:  # e.g. Discord: the connector holds a public key, which cannot sign
+        raise ConfigError([Problem(connector.label, "spec.secrets[0]", f"cannot sign a test request: {exc}")]) from None
 
 
 def hook_url(settings: Settings, target: str, base_url: str | None) -> str:

@@ -120,4 +120,9 @@ async def _deliver(context: HubContext, connector: Connector, request: web.Reque
         "ids": [*result.accepted, *result.duplicates],
     }
     status, outcome = (202, "accepted") if result.accepted else (200, "duplicate")
+    custom = connector.adapter.accepted_reply(inbound)  # only now: every event is durably in the stream
+    if custom is not None:
+        return web.Response(status=custom.status, body=custom.body, headers={"Content-Type": custom.content_type}), (
+            outcome
+        )
     return web.Response(status=status, body=orjson.dumps(answer), content_type="application/json"), outcome
