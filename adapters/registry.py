@@ -18,17 +18,22 @@ from adapters.webhooks.clerk import ClerkAdapter
 from adapters.webhooks.discord import DiscordAdapter
 from adapters.webhooks.generic_hmac import HmacAdapter
 from adapters.webhooks.github import GitHubAdapter
+from adapters.webhooks.hubspot import HubSpotAdapter
+from adapters.webhooks.intercom import IntercomAdapter
 from adapters.webhooks.jira import JiraAdapter
 from adapters.webhooks.lemonsqueezy import LemonSqueezyAdapter
 from adapters.webhooks.linear import LinearAdapter
+from adapters.webhooks.mailgun import MailgunAdapter
 from adapters.webhooks.paddle import PaddleAdapter
 from adapters.webhooks.pagerduty import PagerDutyAdapter
 from adapters.webhooks.resend import ResendAdapter
 from adapters.webhooks.slack import SlackAdapter
+from adapters.webhooks.square import SquareAdapter
 from adapters.webhooks.standard_webhooks import StandardWebhooksAdapter
 from adapters.webhooks.stripe import StripeAdapter
 from adapters.webhooks.svix import SvixAdapter
 from adapters.webhooks.token import TokenAdapter
+from adapters.webhooks.typeform import TypeformAdapter
 from adapters.webhooks.url_token import UrlTokenAdapter
 from adapters.webhooks.zoom import ZoomAdapter
 
@@ -52,6 +57,11 @@ _ADAPTERS: tuple[type[WebhookAdapter], ...] = (  # type: ignore[type-arg]
     ZoomAdapter,
     LinearAdapter,
     PagerDutyAdapter,
+    HubSpotAdapter,
+    SquareAdapter,
+    MailgunAdapter,
+    TypeformAdapter,
+    IntercomAdapter,
 )
 WEBHOOK_PROVIDERS: Mapping[str, type[WebhookAdapter]] = MappingProxyType(  # type: ignore[type-arg]
     {adapter.name: adapter for adapter in _ADAPTERS}
