@@ -13,28 +13,36 @@ from adapters.pollers.base import Poller
 from adapters.pollers.http_json import HttpJsonPoller
 from adapters.pollers.rss import RssPoller
 from adapters.webhooks.basic_auth import BasicAuthAdapter
+from adapters.webhooks.bitbucket import BitbucketAdapter
 from adapters.webhooks.calendly import CalendlyAdapter
 from adapters.webhooks.clerk import ClerkAdapter
 from adapters.webhooks.discord import DiscordAdapter
 from adapters.webhooks.generic_hmac import HmacAdapter
 from adapters.webhooks.github import GitHubAdapter
+from adapters.webhooks.gitlab import GitLabAdapter
 from adapters.webhooks.hubspot import HubSpotAdapter
 from adapters.webhooks.intercom import IntercomAdapter
 from adapters.webhooks.jira import JiraAdapter
 from adapters.webhooks.lemonsqueezy import LemonSqueezyAdapter
 from adapters.webhooks.linear import LinearAdapter
 from adapters.webhooks.mailgun import MailgunAdapter
+from adapters.webhooks.msgraph import MicrosoftGraphAdapter
 from adapters.webhooks.paddle import PaddleAdapter
 from adapters.webhooks.pagerduty import PagerDutyAdapter
 from adapters.webhooks.resend import ResendAdapter
+from adapters.webhooks.sendgrid import SendGridAdapter
+from adapters.webhooks.shopify import ShopifyAdapter
 from adapters.webhooks.slack import SlackAdapter
 from adapters.webhooks.square import SquareAdapter
 from adapters.webhooks.standard_webhooks import StandardWebhooksAdapter
 from adapters.webhooks.stripe import StripeAdapter
 from adapters.webhooks.svix import SvixAdapter
 from adapters.webhooks.token import TokenAdapter
+from adapters.webhooks.twilio import TwilioAdapter
+from adapters.webhooks.twitch import TwitchAdapter
 from adapters.webhooks.typeform import TypeformAdapter
 from adapters.webhooks.url_token import UrlTokenAdapter
+from adapters.webhooks.x import XAdapter
 from adapters.webhooks.zoom import ZoomAdapter
 
 _ADAPTERS: tuple[type[WebhookAdapter], ...] = (  # type: ignore[type-arg]
@@ -62,6 +70,14 @@ _ADAPTERS: tuple[type[WebhookAdapter], ...] = (  # type: ignore[type-arg]
     MailgunAdapter,
     TypeformAdapter,
     IntercomAdapter,
+    ShopifyAdapter,
+    TwilioAdapter,
+    SendGridAdapter,
+    GitLabAdapter,
+    BitbucketAdapter,
+    TwitchAdapter,
+    MicrosoftGraphAdapter,
+    XAdapter,
 )
 WEBHOOK_PROVIDERS: Mapping[str, type[WebhookAdapter]] = MappingProxyType(  # type: ignore[type-arg]
     {adapter.name: adapter for adapter in _ADAPTERS}
