@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ import aiohttp
 import orjson
 import pytest
 from aiohttp import web
+from hypothesis import settings
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
@@ -28,6 +30,12 @@ from hub.runner import build_context, connect_nats, connect_redis, load_configur
 from hub.settings import Settings
 
 pytest_plugins = ["tests.servers"]
+
+# Property tests are derandomized by default so that CI runs the same examples every time (a
+# failure is then reproducible, never a coin toss); `HYPOTHESIS_PROFILE=explore` searches anew.
+settings.register_profile("deterministic", derandomize=True, deadline=None)
+settings.register_profile("explore", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 LARGE_BODY = 1024 * 1024
 
