@@ -82,6 +82,9 @@ class SchemeInfo:
     default_replay_window_s: float | None = None
     delivery_timeout_s: float = 10.0
     """How long the provider waits for our answer; the publish deadline stays well inside it."""
+    replay_protection: str | None = None
+    """What stops a captured request being accepted again, when it is not the usual rule derived from
+    `timestamp` and `dedupe_key_signed` (shown in `docs/providers.md`)."""
     dedupe_key_signed: bool = False
     """Whether the dedupe key is covered by the signature (else a captured request replayed with a
     new id would verify, where no signed timestamp bounds it)."""

@@ -12,6 +12,7 @@ from adapters.base import WebhookAdapter
 from adapters.pollers.base import Poller
 from adapters.pollers.http_json import HttpJsonPoller
 from adapters.pollers.rss import RssPoller
+from adapters.webhooks.aws_sns import AwsSnsAdapter
 from adapters.webhooks.basic_auth import BasicAuthAdapter
 from adapters.webhooks.bitbucket import BitbucketAdapter
 from adapters.webhooks.calendly import CalendlyAdapter
@@ -20,6 +21,7 @@ from adapters.webhooks.discord import DiscordAdapter
 from adapters.webhooks.generic_hmac import HmacAdapter
 from adapters.webhooks.github import GitHubAdapter
 from adapters.webhooks.gitlab import GitLabAdapter
+from adapters.webhooks.google_pubsub import GooglePubSubAdapter
 from adapters.webhooks.hubspot import HubSpotAdapter
 from adapters.webhooks.intercom import IntercomAdapter
 from adapters.webhooks.jira import JiraAdapter
@@ -78,6 +80,8 @@ _ADAPTERS: tuple[type[WebhookAdapter], ...] = (  # type: ignore[type-arg]
     TwitchAdapter,
     MicrosoftGraphAdapter,
     XAdapter,
+    AwsSnsAdapter,
+    GooglePubSubAdapter,
 )
 WEBHOOK_PROVIDERS: Mapping[str, type[WebhookAdapter]] = MappingProxyType(  # type: ignore[type-arg]
     {adapter.name: adapter for adapter in _ADAPTERS}

@@ -39,6 +39,8 @@ def _facts(name: str, scheme: SchemeInfo) -> dict[str, Any]:
 
 def replay_protection(scheme: SchemeInfo) -> str:
     """What stops a captured request from being accepted again."""
+    if scheme.replay_protection is not None:
+        return scheme.replay_protection
     if scheme.timestamp is not None:
         return "signed timestamp inside the replay window, then the dedupe key"
     if scheme.dedupe_key_signed:
