@@ -228,6 +228,12 @@ class WebhookAdapter(ABC, Generic[OptionsT]):
         """
         return None
 
+    def confirmation_url(self, request: InboundRequest) -> str | None:
+        """A URL the hub must visit (GET) once this verified request is published, to complete a
+        subscription the provider asks to confirm (SNS, opt-in per connector); None for nothing.
+        The adapter checks the URL against the hosts it trusts before returning it."""
+        return None
+
     def accepted_reply(self, request: InboundRequest) -> HandshakeReply | None:
         """What to answer once the request's events are durably published, when the provider needs
         a specific answer (Discord: a deferred interaction response); None: the hub's 202 JSON."""

@@ -1,5 +1,6 @@
 """Public key material that some providers' verification needs (an SNS signing certificate, a JWKS),
-fetched by the hub for the adapter and cached, so a burst of deliveries costs one fetch.
+fetched by the hub for the adapter and cached, so a burst of deliveries costs one fetch; and the
+confirmation URLs a provider asks the hub to visit (an opted-in SNS subscription).
 
 Adapters only name the URLs (`key_urls`) after checking them against the hosts they trust; this
 cache fetches over HTTPS (plain HTTP only to loopback, for tests and local mirrors), with a
@@ -57,6 +58,30 @@ class KeyCache:
         future.set_result(content)
         self._entries[url] = (time.monotonic() + self._ttl_s, content)
         return content
+
+    async def visit(self, url: str) -> None:
+        """GET a URL a provider asks the hub to visit (a subscription confirmation), under the same
+        rules as key material: HTTPS (or loopback), a timeout, no redirects; KeysUnavailable if not 200."""
+        parts = urlsplit(url)
+        if parts.scheme != "https" and not (parts.scheme == "http" and _is_loopback(parts.hostname or "")):
+            raise KeysUnavailable(f"a confirmation URL must be https: {parts.scheme}://{parts.hostname}")
+        where = f"{parts.scheme}://{parts.netloc}{parts.path}"  # the query holds the confirmation token
+        try:
+            async with self._client().get(url, allow_redirects=False) as response:
+                if response.status != 200:
+                    raise KeysUnavailable(f"confirming at {where} answered {response.status}")
+                await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise KeysUnavailable(f"confirming at {where} failed: {type(exc).__name__}") from None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._timeout_s),
+                trust_env=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+        return self._session
 
     async def close(self) -> None:
         if self._session is not None:

@@ -12,11 +12,12 @@ Secrets: SNS has no shared secret. Each connector secret is an accepted `TopicAr
 topic that matched, and any other topic, even one AWS signed, is refused (`untrusted_topic`): anyone
 can have AWS sign messages of a topic of their own.
 
-Subscriptions are never confirmed by the hub (an adapter does no I/O; the hub makes no request for
-it), and no option turns that on. A verified SubscriptionConfirmation is published like any event, as
-`aws-sns.subscription_confirmation` carrying `SubscribeURL` and `Token`, and answered 202 (not as a
-handshake, which would publish nothing): a consumer or an operator confirms by visiting `SubscribeURL`
-within 2 days. UnsubscribeConfirmation likewise becomes `aws-sns.unsubscribe_confirmation`.
+A verified SubscriptionConfirmation is published like any event, as `aws-sns.subscription_confirmation`
+carrying `SubscribeURL` and `Token`, and answered 202. By default nobody visits `SubscribeURL` for
+you: a consumer or an operator confirms within 2 days. With the explicit opt-in
+`confirmSubscriptions: true`, the hub itself visits it once the confirmation is published
+(`confirmation_url`), only on the same trusted hosts as the certificate. UnsubscribeConfirmation
+becomes `aws-sns.unsubscribe_confirmation` and is never acted on.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ _AWS_HOST = re.compile(r"sns\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.amazonaws\.com(?:
 """`sns.<region>.amazonaws.com` and the China partition's `.amazonaws.com.cn` (as the Java SDK v2)."""
 _HOST = r"[a-z0-9.-]{1,253}|\[[0-9a-f:.]{2,45}\]"
 _CERT_URL = re.compile(rf"(https?)://({_HOST})(?::([0-9]{{1,5}}))?/[A-Za-z0-9._-]{{1,200}}\.pem")
+_SUBSCRIBE_URL = re.compile(rf"(https?)://({_HOST})(?::([0-9]{{1,5}}))?/\?Action=ConfirmSubscription&[^\s#]{{1,2048}}")
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?Z")
 _TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]{1,32}:[0-9]{12}:[A-Za-z0-9_-]{1,256}(?:\.fifo)?")
 _CAMEL = re.compile(r"(?<=[a-z])([A-Z])")
@@ -79,6 +81,11 @@ class AwsSnsOptions(BaseModel):
         description="Exact hosts (`host` or `host:port`, lowercase) the signing certificate may come from, "
         "replacing the default `sns.<region>.amazonaws.com[.cn]` over https; plain http only to a listed "
         "loopback host (tests, a local mirror).",
+    )
+    confirmSubscriptions: bool = Field(
+        False,
+        description="Opt-in: the hub visits a verified SubscriptionConfirmation's SubscribeURL (on a trusted "
+        "host only) once it is published; by default a consumer or an operator confirms.",
     )
     signatureVersions: tuple[Literal["1", "2"], ...] = Field(
         ("1", "2"),
@@ -117,6 +124,17 @@ class AwsSnsAdapter(WebhookAdapter[AwsSnsOptions]):
     def key_urls(self, request: InboundRequest) -> list[str]:
         """`SigningCertURL`, once its scheme, host and path are trusted."""
         return [self._certificate_url(_message(request, self.name))]
+
+    def confirmation_url(self, request: InboundRequest) -> str | None:
+        """`SubscribeURL` of a verified SubscriptionConfirmation, when the connector opted in."""
+        fields = _message(request, self.name)
+        if not self.options.confirmSubscriptions or fields.get("Type") != "SubscriptionConfirmation":
+            return None
+        url = _field(fields, "SubscribeURL", self.name)
+        match = _SUBSCRIBE_URL.fullmatch(url)
+        if match is None or not self._trusted_host(*match.groups()):
+            raise SignatureError(self.name, "untrusted_key_url", "SubscribeURL is not on a trusted host over https")
+        return url
 
     def verify(self, request: InboundRequest, secrets: Sequence[SigningSecret]) -> Verification:
         """Check the RSA signature over the type's signed fields, then the topic against the secrets."""
@@ -207,15 +225,16 @@ class AwsSnsAdapter(WebhookAdapter[AwsSnsOptions]):
         match = _CERT_URL.fullmatch(_field(fields, "SigningCertURL", self.name))
         if match is None:
             raise SignatureError(self.name, "untrusted_key_url", "SigningCertURL is not an http(s) URL of a .pem")
-        scheme, host, port = match.groups()
-        if self.options.certificateHosts is None:
-            trusted = scheme == "https" and port is None and _AWS_HOST.fullmatch(host) is not None
-        else:
-            authority = host if port is None else f"{host}:{port}"
-            trusted = authority in self.options.certificateHosts and (scheme == "https" or _is_loopback(host))
-        if not trusted:
+        if not self._trusted_host(*match.groups()):
             raise SignatureError(self.name, "untrusted_key_url", "SigningCertURL is not on a trusted host over https")
         return match[0]
+
+    def _trusted_host(self, scheme: str, host: str, port: str | None) -> bool:
+        """AWS's own SNS hosts over https, or exactly the `certificateHosts` configured."""
+        if self.options.certificateHosts is None:
+            return scheme == "https" and port is None and _AWS_HOST.fullmatch(host) is not None
+        authority = host if port is None else f"{host}:{port}"
+        return authority in self.options.certificateHosts and (scheme == "https" or _is_loopback(host))
 
 
 def _message(request: InboundRequest, provider: str) -> dict[str, Any]:

@@ -102,6 +102,7 @@ async def _deliver(context: HubContext, connector: Connector, request: web.Reque
         inbound.keys = await context.keys.fetch_all(urls)
     verification = _verified(context, connector, inbound)
     reply = connector.handshake(inbound)
+    confirm = connector.adapter.confirmation_url(inbound)  # checked before anything is published
     if reply is not None:
         return web.Response(status=reply.status, body=reply.body, headers={"Content-Type": reply.content_type}), (
             "handshake"
@@ -120,6 +121,9 @@ async def _deliver(context: HubContext, connector: Connector, request: web.Reque
         "ids": [*result.accepted, *result.duplicates],
     }
     status, outcome = (202, "accepted") if result.accepted else (200, "duplicate")
+    if confirm is not None:  # published first: a failed visit is retried with the provider's retry
+        await context.keys.visit(confirm)
+        log.info("subscription confirmed", extra={"connector": connector.label})
     custom = connector.adapter.accepted_reply(inbound)  # only now: every event is durably in the stream
     if custom is not None:
         return web.Response(status=custom.status, body=custom.body, headers={"Content-Type": custom.content_type}), (

@@ -333,3 +333,22 @@ def test_round_trip_and_any_flipped_bit_is_rejected(message: str, data: st.DataO
     if flipped != fields[name]:
         with pytest.raises(SignatureError):
             ADAPTER.verify(inbound(render({**fields, name: flipped})), [NEW_TOPIC])
+
+
+def test_the_hub_confirms_subscriptions_only_with_the_opt_in() -> None:
+    subscribe = "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn=" + TOPIC + "&Token=abc"
+    confirmation = render(signed(Type="SubscriptionConfirmation", SubscribeURL=subscribe, Token="abc"))
+    assert ADAPTER.confirmation_url(inbound(confirmation)) is None  # default: a consumer or operator confirms
+    opted_in = AwsSnsAdapter.configure({"confirmSubscriptions": True})
+    assert opted_in.confirmation_url(inbound(confirmation)) == subscribe
+    assert opted_in.confirmation_url(inbound(render(signed()))) is None  # a notification confirms nothing
+    off_host = render(
+        signed(
+            Type="SubscriptionConfirmation",
+            SubscribeURL="https://evil.example/?Action=ConfirmSubscription&x=1",
+            Token="abc",
+        )
+    )
+    with pytest.raises(SignatureError) as refused:
+        opted_in.confirmation_url(inbound(off_host))
+    assert refused.value.reason == "untrusted_key_url"

@@ -72,9 +72,14 @@ async def key_server() -> AsyncIterator[KeyServer]:
         server.hits.append(request.path)
         return web.Response(body=content[request.path])
 
+    async def confirm(request: web.Request) -> web.Response:
+        server.hits.append(request.path_qs)
+        return web.Response(body=b"<ConfirmSubscriptionResponse/>")
+
     app = web.Application()
     for path in content:
         app.router.add_get(path, serve)
+    app.router.add_get("/", confirm)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
@@ -101,7 +106,10 @@ def assert_refused(reply: Reply, error: str, reason: str) -> None:
 
 
 def sns_message(
-    cert_url: str, key: rsa.RSAPrivateKey = KEY, kind: str = "Notification"
+    cert_url: str,
+    key: rsa.RSAPrivateKey = KEY,
+    kind: str = "Notification",
+    sns_base: str = "https://sns.eu-west-1.amazonaws.com",
 ) -> tuple[dict[str, Any], bytes]:
     """An SNS message signed as the AWS docs describe (SignatureVersion 1, SHA1withRSA)."""
     fields = {"Type": kind, "MessageId": str(uuid.uuid4()), "TopicArn": TOPIC}
@@ -110,7 +118,7 @@ def sns_message(
         names: tuple[str, ...] = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
     else:
         token = uuid.uuid4().hex * 4
-        confirm = f"https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn={TOPIC}&Token={token}"
+        confirm = f"{sns_base}/?Action=ConfirmSubscription&TopicArn={TOPIC}&Token={token}"
         fields |= {"Token": token, "Message": "You have chosen to subscribe ...", "SubscribeURL": confirm}
         names = ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type")
     fields |= {"Timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")}
@@ -161,6 +169,26 @@ async def test_sns_delivery_lands_forgeries_are_refused_and_the_cert_is_fetched_
     envelope = orjson.loads((await hub.events())[-1].data)
     assert envelope["type"] == "aws-sns.subscription_confirmation"
     assert envelope["data"]["SubscribeURL"] == confirmation["SubscribeURL"]
+
+
+async def test_sns_subscription_is_confirmed_by_the_hub_only_with_the_opt_in(
+    make_hub: HubFactory, key_server: KeyServer
+) -> None:
+    authority = key_server.base.removeprefix("http://")
+    options = {"certificateHosts": [authority], "confirmSubscriptions": True}
+    hub = await start(make_hub, "aws-sns", TOPIC, options)
+    cert_url = f"{key_server.base}/SimpleNotificationService-test.pem"
+    confirmation, body = sns_message(cert_url, kind="SubscriptionConfirmation", sns_base=key_server.base)
+
+    assert (await hub.post(f"{TENANT}/aws-sns", body, SNS_HEADERS)).status == 202
+    visits = [hit for hit in key_server.hits if hit.startswith("/?Action=ConfirmSubscription")]
+    assert visits == [confirmation["SubscribeURL"].removeprefix(key_server.base)]  # visited once, after publishing
+    assert orjson.loads((await hub.events())[-1].data)["type"] == "aws-sns.subscription_confirmation"
+
+    # a SubscribeURL off the trusted hosts is refused, even though AWS signed it
+    _, elsewhere = sns_message(cert_url, kind="SubscriptionConfirmation", sns_base="https://evil.example")
+    assert_refused(await hub.post(f"{TENANT}/aws-sns", elsewhere, SNS_HEADERS), "bad_signature", "untrusted_key_url")
+    assert await hub.event_count() == 1  # refused before anything was published
 
 
 # --- Google Pub/Sub ---------------------------------------------------------------------------
