@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -132,6 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"connector-hub: embedded {exc.server} failed: {exc.reason}", file=sys.stderr)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `connector-hub providers | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return EXIT_USAGE
 
 
@@ -249,7 +253,8 @@ def _providers(args: argparse.Namespace) -> int:
         print(orjson.dumps(providerdocs.provider_facts(), option=orjson.OPT_INDENT_2).decode())
     else:
         for facts in providerdocs.provider_facts():
-            print(f"{facts['provider']:<20}{facts['signatureHeader']:<40}{facts['timestamp'] or 'no timestamp'}")
+            print(f"{facts['provider']:<18} {facts['signatureHeader']}")
+            print(f"{'':<18} timestamp: {facts['timestamp'] or 'none'}; replay: {facts['replayProtection']}")
     return 0
 
 

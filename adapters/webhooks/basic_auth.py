@@ -50,6 +50,7 @@ class BasicAuthAdapter(WebhookAdapter[BasicOptions]):
         encoding="base64 of user:password after Basic",
         timestamp=None,
         dedupe_key="`idHeader` or `idPath`, else sha256 of the body",
+        replay_protection="the dedupe key only: the credential is the same for every request (TLS only)",
     )
 
     def check_secret(self, secret: SigningSecret) -> None:

@@ -81,6 +81,8 @@ class GitLabAdapter(WebhookAdapter[GitLabOptions]):
             "(mode standard-webhooks), else sha256 of the body"
         ),
         delivery_timeout_s=10.0,
+        replay_protection="token mode: the dedupe key only (the token is the same for every request); "
+        "standard-webhooks mode: the signed timestamp, then the signed webhook-id",
     )
 
     def __init__(self, options: GitLabOptions) -> None:

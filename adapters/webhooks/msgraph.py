@@ -57,6 +57,8 @@ class MicrosoftGraphAdapter(WebhookAdapter[NoOptions]):
         "resource + sha256 of the notification",
         handshake=f"?{VALIDATION_PARAM}=<token>, empty body -> 200 text/plain, the URL-decoded token",
         delivery_timeout_s=3.0,
+        replay_protection="the dedupe key only: clientState is the same for every notification and Graph "
+        "signs nothing (TLS only)",
     )
 
     def check_secret(self, secret: SigningSecret) -> None:

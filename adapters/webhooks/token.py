@@ -48,6 +48,7 @@ class TokenAdapter(WebhookAdapter[TokenOptions]):
         encoding="the token as is after the `prefix` (default 'Bearer ')",
         timestamp=None,
         dedupe_key="`idHeader` or `idPath`, else sha256 of the body",
+        replay_protection="the dedupe key only: the credential is the same for every request (TLS only)",
     )
 
     def verify(self, request: InboundRequest, secrets: Sequence[SigningSecret]) -> Verification:

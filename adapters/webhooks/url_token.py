@@ -57,6 +57,7 @@ class UrlTokenAdapter(WebhookAdapter[UrlTokenOptions]):
         encoding="itsdangerous URL-safe token",
         timestamp=None,
         dedupe_key="`idHeader` or `idPath`, else sha256 of the body",
+        replay_protection="the dedupe key only: the credential is the same for every request (TLS only)",
     )
 
     def verify(self, request: InboundRequest, secrets: Sequence[SigningSecret]) -> Verification:
