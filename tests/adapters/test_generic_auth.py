@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import base64
+import json
+from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adapters.base import InboundRequest, SigningSecret
+from adapters.errors import SignatureError
 from adapters.webhooks.basic_auth import BasicAuthAdapter
 from adapters.webhooks.token import TokenAdapter
 from adapters.webhooks.url_token import UrlTokenAdapter, issue_token
@@ -112,3 +118,72 @@ class TestUrlToken:
         token = issue_token(self.key.value, "acme", "orders")
         flipped = token[:-1] + ("A" if token[-1] != "A" else "B")
         assert refusal_reason(self.adapter, inbound({}, query={"token": flipped}), [self.key]) == "no_match"
+
+
+VECTORS = Path(__file__).parent.parent / "vectors"
+
+
+@pytest.mark.parametrize(
+    ("adapter", "name"), [(BasicAuthAdapter.configure(), "basic"), (TokenAdapter.configure(), "token")]
+)
+def test_published_credentials_verify_and_are_what_sign_produces(adapter: Any, name: str) -> None:
+    (vector,) = json.loads((VECTORS / f"{name}.json").read_text())["vectors"]
+    secret = SigningSecret("published", vector["secret"].encode())
+    assert adapter.verify(inbound({vector["header"]: vector["value"]}), [secret]).key_id == "published"
+    assert adapter.sign(adapter.sample(NOW), secret, NOW).headers[vector["header"]] == vector["value"]
+
+
+def test_the_url_token_vector_is_what_issue_token_produces_and_verifies() -> None:
+    (vector,) = json.loads((VECTORS / "url-token.json").read_text())["vectors"]
+    assert issue_token(vector["secret"].encode(), vector["tenant"], vector["connector"]) == vector["token"]
+    request = inbound(
+        {}, f"https://hub.example/hooks/{vector['tenant']}/{vector['connector']}", {"token": vector["token"]}
+    )
+    assert UrlTokenAdapter.configure().verify(request, [SigningSecret("k", vector["secret"].encode())]).key_id == "k"
+
+
+def _same_bytes(a: str, b: str) -> bool:
+    """Whether two base64 (or base64url, dot-separated) spellings decode to the same bytes: the low
+    bits of a last base64 character carry nothing, so such a flip is the same credential."""
+
+    def decoded(value: str) -> list[bytes] | None:
+        try:
+            return [base64.urlsafe_b64decode(p.replace("+", "-").replace("/", "_") + "==") for p in value.split(".")]
+        except ValueError:
+            return None
+
+    return decoded(a) is not None and decoded(a) == decoded(b)
+
+
+@settings(max_examples=60)
+@given(
+    secret=st.binary(min_size=1, max_size=64).map(lambda b: b.hex().encode()),
+    index=st.integers(0),
+    bit=st.integers(0, 6),
+)
+def test_round_trip_and_any_flipped_credential_bit_is_rejected(secret: bytes, index: int, bit: int) -> None:
+    """The credential is all these schemes check: sign then verify accepts; a flipped bit refuses,
+    unless it only changes how base64 spells the same bytes."""
+    cases: list[tuple[Any, SigningSecret, str, str, bool]] = [
+        (BasicAuthAdapter.configure(), SigningSecret("k", b"user:" + secret), "Authorization", "Basic ", True),
+        (TokenAdapter.configure(), SigningSecret("k", secret), "Authorization", "Bearer ", False),
+    ]
+    for adapter, key, header, prefix, encoded in cases:
+        headers = adapter.sign(adapter.sample(NOW), key, NOW).headers
+        assert adapter.verify(inbound(headers), [key]).key_id == "k"
+        value = headers[header][len(prefix) :]
+        tampered = _flip(value, index, bit)
+        if encoded and _same_bytes(value, tampered):
+            continue
+        with pytest.raises(SignatureError):
+            adapter.verify(inbound({header: prefix + tampered}), [key])
+    token = issue_token(secret, "acme", "orders")
+    tampered = _flip(token, index, bit)
+    if not _same_bytes(token, tampered):
+        with pytest.raises(SignatureError):
+            UrlTokenAdapter.configure().verify(inbound({}, query={"token": tampered}), [SigningSecret("k", secret)])
+
+
+def _flip(value: str, index: int, bit: int) -> str:
+    position = index % len(value)
+    return value[:position] + chr(ord(value[position]) ^ (1 << bit)) + value[position + 1 :]
