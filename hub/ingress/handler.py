@@ -70,9 +70,13 @@ SHADOW = Verification(scheme="none", key_id=None)
 """What a shadow-mode connector records for a request that failed verification."""
 
 
-def _verified(context: HubContext, connector: Connector, inbound: InboundRequest) -> Verification:
-    """Verify and check the window; in shadow mode a failure is counted and logged, not refused."""
+async def _verified(context: HubContext, connector: Connector, inbound: InboundRequest) -> Verification:
+    """Fetch the key material the scheme needs, verify, check the window; in shadow mode a failure
+    is counted and logged, not refused (a key server that cannot be reached is still a 503)."""
     try:
+        urls = connector.adapter.key_urls(inbound)
+        if urls:  # certificates or JWKS the provider's scheme needs, fetched once and cached
+            inbound.keys = await context.keys.fetch_all(urls)
         verification = connector.verify(inbound)
         check_replay_window(verification.signed_at, inbound.received_at, connector.replay_window_s)
     except (SignatureError, ReplayWindowError) as failure:
@@ -97,10 +101,7 @@ async def _deliver(context: HubContext, connector: Connector, request: web.Reque
         received_at=time.time(),
         query=request.query,
     )
-    urls = connector.adapter.key_urls(inbound)
-    if urls:  # certificates or JWKS the provider's scheme needs, fetched once and cached
-        inbound.keys = await context.keys.fetch_all(urls)
-    verification = _verified(context, connector, inbound)
+    verification = await _verified(context, connector, inbound)
     reply = connector.handshake(inbound)
     confirm = connector.adapter.confirmation_url(inbound)  # checked before anything is published
     if reply is not None:

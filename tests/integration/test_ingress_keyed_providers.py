@@ -191,6 +191,19 @@ async def test_sns_subscription_is_confirmed_by_the_hub_only_with_the_opt_in(
     assert await hub.event_count() == 1  # refused before anything was published
 
 
+async def test_sns_in_shadow_mode_accepts_an_untrusted_certificate_url_unverified(
+    make_hub: HubFactory, key_server: KeyServer
+) -> None:
+    spec = SecretSpec("k1", "SECRET_AWS_SNS_SHADOW", TOPIC)
+    options = {"certificateHosts": [key_server.base.removeprefix("http://")]}
+    doc = connector_doc("aws-sns", "aws-sns", [spec], webhook={"options": options, "verification": "shadow"})
+    hub = await make_hub(specs_yaml(doc), env={spec.env: TOPIC})
+    _, off_host = sns_message("https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-test.pem")
+    assert (await hub.post(f"{TENANT}/aws-sns", off_host, SNS_HEADERS)).status == 202
+    assert orjson.loads((await hub.events())[-1].data)["hubverified"] == "none"
+    assert key_server.hits == []  # refused before any fetch, then accepted unverified (shadow)
+
+
 # --- Google Pub/Sub ---------------------------------------------------------------------------
 
 
