@@ -7,15 +7,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 from collections.abc import Iterable
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.base import InboundRequest, SigningSecret, TestRequest
+from adapters.base import InboundRequest, SigningSecret, TestRequest, Verification
 from adapters.errors import ReplayWindowError, SignatureError
+from adapters.webhooks.standard_webhooks import StandardWebhooksAdapter
 from adapters.webhooks.svix import SvixAdapter
 from hub.ingress.handler import check_replay_window
 from tests.adapters.refusals import refusal_reason
@@ -25,6 +28,7 @@ OLD = SigningSecret("old", b"whsec_" + base64.b64encode(b"o" * 24))
 NEW = SigningSecret("new", b"whsec_" + base64.b64encode(b"n" * 24))
 MSG_ID = "msg_2h3NAj8mWdx6Y9dPn7yTE5gWU3x"
 SVIX = ("svix-id", "svix-timestamp", "svix-signature")
+VECTORS = Path(__file__).parent.parent / "vectors"
 
 
 def svix_signature(secret: SigningSecret, msg_id: str, timestamp: int | str, body: bytes) -> str:
@@ -62,6 +66,27 @@ class SvixSchemeSuite:
 
     def reason_of(self, request: InboundRequest, secrets: list[SigningSecret]) -> str:
         return refusal_reason(self.adapter, request, secrets)
+
+    def test_sdk_vectors_verify_and_are_what_sign_produces(self) -> None:
+        vectors = json.loads((VECTORS / f"{self.adapter.name}.json").read_text())["vectors"]
+        assert vectors
+        for vector in vectors:
+            secret, body = SigningSecret("sdk", vector["secret"].encode()), vector["payload"].encode()
+            headers = dict(zip(SVIX, (vector["msg_id"], str(vector["timestamp"]), vector["signature"]), strict=True))
+            verification = self.adapter.verify(self.inbound(headers, body), [secret])
+            assert verification == Verification("hmac-sha256", "sdk", float(vector["timestamp"]))
+            signing = TestRequest(headers={"svix-id": vector["msg_id"]}, body=body)
+            assert (
+                self.adapter.sign(signing, secret, vector["timestamp"]).headers["svix-signature"] == vector["signature"]
+            )
+            assert vector["signature"] == svix_signature(secret, vector["msg_id"], vector["timestamp"], body)
+
+    def test_is_a_standard_webhooks_adapter_with_the_svix_headers(self) -> None:
+        assert isinstance(self.adapter, StandardWebhooksAdapter)
+        assert (self.adapter.replay_window_s, self.adapter.scheme.signature_header) == (
+            300,
+            "svix-signature (white-label: webhook-signature)",
+        )
 
     @pytest.mark.parametrize("signer", [OLD, NEW])
     def test_rotation_accepts_either_secret_and_names_it(self, signer: SigningSecret) -> None:
