@@ -19,7 +19,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from hub.metrics import HubMetrics
 
@@ -104,14 +104,23 @@ class DedupeStore:
     async def _per_key(self, script: AsyncScript, keys: Sequence[str], args: list[str | int]) -> list[Any]:
         """One script call per key (cluster-safe): a plain EVALSHA for one key, pipelined for several.
 
-        A pipeline that carries scripts costs redis-py an extra `SCRIPT EXISTS` round trip on every
-        execute, so the common single-event request skips it.
+        A pipeline of redis-py `Script` calls costs an extra `SCRIPT EXISTS` round trip on every
+        execute, so the pipeline sends bare EVALSHAs and loads the scripts only when the server
+        says it lost them (NOSCRIPT, after a restart). Several keys are the rule for batches and
+        for providers whose signature is claimed beside the event id.
         """
         if len(keys) == 1:
             return [await script(keys=list(keys), args=args)]
+        try:
+            return await self._evalsha_pipeline(script, keys, args)
+        except NoScriptError:
+            await self._redis.script_load(script.script)
+            return await self._evalsha_pipeline(script, keys, args)
+
+    async def _evalsha_pipeline(self, script: AsyncScript, keys: Sequence[str], args: list[str | int]) -> list[Any]:
         async with self._redis.pipeline(transaction=False) as pipe:
             for key in keys:
-                await script(keys=[key], args=args, client=pipe)
+                pipe.evalsha(script.sha, 1, key, *args)
             return list(await pipe.execute())
 
     def _cooling_down(self) -> bool:

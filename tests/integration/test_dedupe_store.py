@@ -163,3 +163,15 @@ async def test_the_store_recovers_when_valkey_is_back(redis: Redis, valkey_serve
         assert metrics.registry.get_sample_value("hub_dedupe_store_available") == 1
     finally:
         again.stop()
+
+
+async def test_batches_survive_the_server_forgetting_its_scripts(redis: Redis) -> None:
+    """Batches send bare EVALSHAs; after a restart (here SCRIPT FLUSH) the scripts are loaded again."""
+    dedupe, metrics = store(redis)
+    keys = ["dd:t:c:batch-1", "dd:t:c:batch-2"]
+    assert await dedupe.claim(keys, "tok") == [Claim.CLAIMED, Claim.CLAIMED]
+    await redis.script_flush()
+    await dedupe.mark_done(keys, 60)
+    await redis.script_flush()
+    assert await dedupe.claim(keys, "other") == [Claim.DONE, Claim.DONE]
+    assert errors(metrics, "claim") == errors(metrics, "done") == 0
