@@ -14,6 +14,9 @@ EVENTS_PREFIX = "hub.events"
 INVOCATIONS_PREFIX = "hub.invocations"
 DLQ_PREFIX = "hub.dlq"
 AUDIT_PREFIX = "hub.audit"
+HUB_WIDE = "_hub"
+"""The audit tenant token of what belongs to no tenant (operator keys, calls naming no tenant);
+a tenant name cannot start with `_`, so it never collides with one."""
 
 MAX_TOKEN_CHARS = 64
 MAX_TYPE_TOKENS = 8
@@ -34,6 +37,11 @@ def type_tokens(event_type: str) -> list[str]:
     if len(parts) > MAX_TYPE_TOKENS:
         parts = [*parts[: MAX_TYPE_TOKENS - 1], PLACEHOLDER.join(parts[MAX_TYPE_TOKENS - 1 :])]
     return [sanitize_token(part) for part in parts]
+
+
+def is_name(name: str) -> bool:
+    """Whether a text is a valid tenant, connector or route name."""
+    return _NAME.fullmatch(name) is not None
 
 
 def check_name(kind: str, name: str) -> str:
@@ -64,8 +72,9 @@ def dlq_subject(tenant: str, connector: str, route: str) -> str:
 
 
 def audit_subject(tenant: str, action: str) -> str:
-    """`hub.audit.<tenant>.<action>`."""
-    return f"{AUDIT_PREFIX}.{check_name('tenant', tenant)}.{sanitize_token(action)}"
+    """`hub.audit.<tenant>.<action>` (`hub.audit._hub.<action>` for what belongs to no tenant)."""
+    owner = tenant if tenant == HUB_WIDE else check_name("tenant", tenant)
+    return f"{AUDIT_PREFIX}.{owner}.{sanitize_token(action)}"
 
 
 def _names(tenant: str, connector: str, route: str) -> tuple[str, str, str]:

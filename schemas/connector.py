@@ -38,6 +38,12 @@ class Metadata(_Model):
     name: Name
     tenant: Name
     labels: dict[str, str] = Field(default_factory=dict)
+    revision: int | None = Field(
+        default=None,
+        ge=1,
+        description="The stored revision this document was read at (set by the hub); an apply that carries "
+        "a revision other than the stored one is refused, so no change is lost",
+    )
 
 
 class WebhookSettings(_Model):

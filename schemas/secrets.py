@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SecretSource = Literal["env", "file", "store"]
+STORE_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
 
 
 class SecretRef(BaseModel):
@@ -20,6 +22,19 @@ class SecretRef(BaseModel):
         max_length=4096,
         description="The variable name (env), the file path (file) or the secret name (store)",
     )
+    version: int | None = Field(
+        default=None,
+        ge=1,
+        description="store only: pin this version of the secret (default: the latest, picked up when it changes)",
+    )
+
+    @model_validator(mode="after")
+    def _store_reference(self) -> Self:
+        if self.source == "store" and not re.fullmatch(STORE_NAME_PATTERN, self.name):
+            raise ValueError(f"a store secret name matches {STORE_NAME_PATTERN}")
+        if self.version is not None and self.source != "store":
+            raise ValueError("version applies to store secrets only")
+        return self
 
 
 class SecretEntry(BaseModel):
@@ -36,5 +51,6 @@ class SecretEntry(BaseModel):
 
     @property
     def key_id(self) -> str:
-        """The name recorded in envelopes; never the value."""
-        return self.name or self.secretRef.name
+        """The name recorded in envelopes; never the value. A pinned store version is part of it."""
+        ref = self.secretRef
+        return self.name or (f"{ref.name}@{ref.version}" if ref.version is not None else ref.name)
