@@ -6,6 +6,9 @@ only if the shared next-run time has come, so several processes neither overlap 
 schedule slot twice. After a run the holder sets the next-run time: the schedule after a success,
 a backoff after a failure (at least the source's `Retry-After`), the cooldown once the failures in
 a row reach the circuit threshold (`degraded`). Status goes to Valkey for `connector-hub status`.
+
+The set of sources may change while the scheduler runs (`replace_sources`): loops of removed or
+changed sources are retired the way `stop()` ends them, after their current page.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import secrets
 import socket
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from croniter import croniter
@@ -34,12 +38,20 @@ from hub.poll.egress import EgressPolicy
 from hub.poll.metrics import PollMetrics
 from hub.poll.run import RunProgress, run_source
 from hub.poll.sources import PollSource
-from hub.poll.store import PollStore
+from hub.poll.store import PollStore, SourceKey
 
 log = logging.getLogger(__name__)
 
 STORE_RETRY_S = 2.0
 """How long a source's loop waits after Valkey failed it (no lease means no run)."""
+
+
+@dataclass(slots=True)
+class _Loop:
+    """The loop of one source; `stop` is set when the scheduler stops or the source is retired."""
+
+    source: PollSource
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class PollScheduler:
@@ -54,38 +66,98 @@ class PollScheduler:
         *,
         lease_ttl_s: float = 30.0,
     ) -> None:
-        self._sources = sources
         self._store = store
         self._ingestor = ingestor
         self._metrics = metrics
         self._lease_ttl_s = lease_ttl_s
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._stopping = asyncio.Event()
+        self._wanted: dict[SourceKey, PollSource] = {}
+        self._loops: dict[SourceKey, _Loop] = {}
+        self._group: asyncio.TaskGroup | None = None
+        """Where loops start; set only while `run()` is running and not stopping."""
+        self.replace_sources(sources)
+
+    @property
+    def active_keys(self) -> frozenset[SourceKey]:
+        """The sources that have a loop, including retired loops still finishing their page."""
+        return frozenset(self._loops)
 
     async def run(self) -> None:
-        """One loop per source, until `stop()`."""
+        """One loop per source until `stop()` (even with no sources, which may come later); returns
+        once every loop has ended."""
         async with asyncio.TaskGroup() as group:
-            for source in self._sources:
-                group.create_task(self._loop(source), name=f"poll {source.label}")
+            self._group = group
+            try:
+                self._start_missing()
+                await self._stopping.wait()
+            finally:
+                self._group = None  # stopped or cancelled: no loop starts while the group winds down
 
     def stop(self) -> None:
         """Ask every loop to finish: a run stops after its current page."""
         self._stopping.set()
+        for loop in self._loops.values():
+            loop.stop.set()
 
-    async def _loop(self, source: PollSource) -> None:
-        client = GuardedClient(
-            EgressPolicy(source.settings.egress, source.settings.request.url),
-            timeout_s=source.settings.timeout.total_seconds(),
-            auth_headers=source.auth_headers,
-        )
+    def replace_sources(self, sources: Sequence[PollSource]) -> None:
+        """Poll exactly `sources` from now on (before or while `run()` runs, on its event loop).
+
+        A source with a new key gets a loop. The loop of a source whose key is gone, or whose
+        source changed, is retired as `stop()` ends loops: a run stops after its current page and
+        releases the lease. A changed source's new loop starts only once the old one has ended,
+        since both would hold the lease under this process's one owner token.
+
+        Sources compare with `==`, which compares pollers by identity: a source rebuilt from an
+        unchanged spec counts as changed and its loop restarts (after its page, at the stored
+        next-run time). Pass the same object again to leave a loop alone.
+        """
+        wanted = {source.key: source for source in sources}
+        if len(wanted) != len(sources):
+            raise ValueError("poll sources with the same key")
+        self._wanted = wanted
+        for key, loop in self._loops.items():
+            if wanted.get(key) != loop.source:
+                loop.stop.set()
+        self._start_missing()
+
+    def _start_missing(self) -> None:
+        """Start a loop for every wanted source without one."""
+        if self._group is None or self._stopping.is_set():
+            return
+        for key, source in self._wanted.items():
+            if key not in self._loops:
+                loop = _Loop(source)
+                self._loops[key] = loop
+                self._group.create_task(self._loop(loop), name=f"poll {source.label}")
+
+    async def _loop(self, loop: _Loop) -> None:
+        """Poll one source until its loop is stopped, then make way for the source's next loop."""
         try:
-            while not self._stopping.is_set():
+            await self._poll(loop.source, loop.stop)
+        except Exception:  # closing the client failed: this loop is over anyway, the others go on
+            log.exception("poll loop failed while ending", extra={"source": loop.source.label})
+        finally:
+            del self._loops[loop.source.key]
+            self._start_missing()
+
+    async def _poll(self, source: PollSource, stop: asyncio.Event) -> None:
+        client: GuardedClient | None = None
+        try:
+            while not stop.is_set():
                 try:
+                    if client is None:  # in here: a spec the client refuses fails this source only
+                        client = GuardedClient(
+                            EgressPolicy(source.settings.egress, source.settings.request.url),
+                            timeout_s=source.settings.timeout.total_seconds(),
+                            auth_headers=source.auth_headers,
+                        )
                     wait_s = await self._seconds_until_due(source)
                     if wait_s <= 0 and await self._store.acquire(source.key, self._owner, self._lease_ttl_s):
                         try:
-                            if await self._seconds_until_due(source) <= 0:  # nobody ran it meanwhile
-                                await self._run(source, client)
+                            # Not retired meanwhile, and nobody ran it meanwhile.
+                            if not stop.is_set() and await self._seconds_until_due(source) <= 0:
+                                await self._run(source, client, stop)
                         finally:
                             await self._store.release(source.key, self._owner)
                         continue
@@ -95,19 +167,16 @@ class PollScheduler:
                 except Exception:  # keep this source's loop (and the others) alive whatever happened
                     log.exception("poll loop failed; retrying", extra={"source": source.label})
                     wait_s = STORE_RETRY_S
-                await self._sleep(max(min(wait_s, self._lease_ttl_s / 3), 0.05))
+                await _sleep(stop, max(min(wait_s, self._lease_ttl_s / 3), 0.05))
         finally:
-            await client.close()
+            if client is not None:
+                await client.close()
 
     async def _seconds_until_due(self, source: PollSource) -> float:
         due = await self._store.next_run_at(source.key)
         return 0.0 if due is None else due - time.time()
 
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
-
-    async def _run(self, source: PollSource, client: GuardedClient) -> None:
+    async def _run(self, source: PollSource, client: GuardedClient, stop: asyncio.Event) -> None:
         started = time.time()
         labels = (source.tenant, source.name)
         lost = asyncio.Event()
@@ -115,7 +184,7 @@ class PollScheduler:
         await self._store.update_status(source.key, {"lastRunAt": rfc3339(started)})
 
         def keep_going() -> bool:
-            return not (lost.is_set() or self._stopping.is_set())
+            return not (lost.is_set() or stop.is_set())
 
         run = asyncio.create_task(run_source(source, client, self._store, self._ingestor, keep_going, progress))
         try:
@@ -224,6 +293,12 @@ def next_scheduled(source: PollSource, started: float) -> float:
     assert settings.cron is not None
     after = datetime.fromtimestamp(max(started, time.time()), UTC)
     return float(croniter(settings.cron, after).get_next(float)) + jitter
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    """Wait `seconds`, or less if the loop is stopped meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
 
 
 def _as_source_error(exc: Exception) -> SourceError:
