@@ -191,6 +191,7 @@ def contenders(workdir: Path, nats_url: str, redis_url: str) -> list[Contender]:
             "HUB_CONNECTORS": str(specs),
             "HUB_HTTP_HOST": "127.0.0.1",
             "HUB_HTTP_PORT": "0",
+            "HUB_ADMIN_PORT": "0",
             "HUB_DATA_DIR": str(workdir / "hub"),
             "HUB_LOG_FORMAT": "json",
             "HUB_LOG_LEVEL": "WARNING",

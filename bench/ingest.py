@@ -232,6 +232,7 @@ def hub_process(workdir: Path, nats_url: str, redis_url: str) -> tuple[list[str]
             "HUB_DATA_DIR": str(workdir / "hub"),
             "HUB_CONNECTORS": str(connectors),
             "HUB_HTTP_PORT": str(port),
+            "HUB_ADMIN_PORT": "0",
             "HUB_LOG_FORMAT": "json",
             "BENCH_GITHUB_SECRET": GITHUB_SECRET,
             "BENCH_STANDARD_SECRET": STANDARD_SECRET,

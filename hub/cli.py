@@ -1,5 +1,5 @@
 """`connector-hub` (also `python -m hub`): run, validate, send-test, verify, url-token, tail, status, providers,
-policy explain, schemas.
+policy explain, schemas; and the control plane's apply, diff, get, delete, list, keys, secrets, service-map.
 
 Every setting is an `HUB_*` environment variable and also a `--flag` here (the flag wins); the
 flags are generated from the Settings model so the two can never disagree.
@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
@@ -27,12 +28,23 @@ from hub.validate import validate_paths
 from schemas.loader import SpecLoadError, field_path, load_specs
 
 EXIT_USAGE = 2
+ENVIRONMENT_ONLY = frozenset({"master_key", "signing_key"})
+"""Keys are never command-line flags: a flag's value shows in `ps` and in shell history."""
 
 
-def _settings_flags() -> argparse.ArgumentParser:
-    parent = argparse.ArgumentParser(add_help=False)
+class _Parser(argparse.ArgumentParser):
+    """No abbreviated flags: `--master-key` must never be taken for `--master-key-file`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
+
+
+def _settings_flags() -> _Parser:
+    parent = _Parser(add_help=False)
     group = parent.add_argument_group("settings (each also HUB_<NAME> in the environment)")
     for name, field in Settings.model_fields.items():
+        if name in ENVIRONMENT_ONLY:
+            continue
         group.add_argument(
             f"--{name.replace('_', '-')}", dest=f"setting_{name}", metavar="VALUE", help=field.description
         )
@@ -42,8 +54,8 @@ def _settings_flags() -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     """The command line."""
     settings = _settings_flags()
-    parser = argparse.ArgumentParser(prog="connector-hub", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="connector-hub", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = commands.add_parser(
         "run", parents=[settings], help="run the hub (embedded NATS and Valkey unless URLs are set)"
@@ -53,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=",".join(runner.ROLES),
         help=f"comma-separated subset of: {', '.join(runner.ROLES)} (default: all)",
     )
+    run.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="serve the admin API without API keys (development only; warns at start and on /readyz)",
+    )
+    _control_commands(commands, settings)
 
     validate = commands.add_parser("validate", help="check connector spec files; lists every error")
     validate.add_argument("paths", nargs="+", type=Path, metavar="PATH")
@@ -108,6 +126,96 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _control_commands(commands: Any, settings: _Parser) -> None:
+    """apply, diff, get, delete, list, keys, secrets, service-map."""
+    for name, text in (
+        ("apply", "store spec files in the spec store (created/updated/unchanged)"),
+        ("diff", "what apply would change, field by field"),
+    ):
+        command = commands.add_parser(name, parents=[settings], help=text)
+        command.add_argument("-f", "--file", dest="spec_path", required=True, type=Path, metavar="PATH")
+    get = commands.add_parser("get", parents=[settings], help="print a stored connector with its revision")
+    get.add_argument("target", metavar="TENANT/CONNECTOR")
+    get.add_argument("--json", action="store_true", help="print JSON instead of YAML")
+    delete = commands.add_parser("delete", parents=[settings], help="delete a stored connector")
+    delete.add_argument("target", metavar="TENANT/CONNECTOR")
+    delete.add_argument("--revision", type=int, help="refuse unless the stored revision is this one")
+    delete.add_argument("--wipe-secrets", action="store_true", help="also wipe the store secrets only it used")
+    listing = commands.add_parser("list", parents=[settings], help="the stored connectors and their states")
+    listing.add_argument("--tenant")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+
+    keys = commands.add_parser("keys", help="admin API keys").add_subparsers(dest="keys_command", required=True)
+    create = keys.add_parser("create", parents=[settings], help="create a key; its token is printed once")
+    owner = create.add_mutually_exclusive_group(required=True)
+    owner.add_argument("--tenant", help="the one tenant the key acts for")
+    owner.add_argument("--operator", action="store_true", help="a key for every tenant")
+    create.add_argument("--scopes", required=True, help="comma-separated scopes, or `all`")
+    create.add_argument("--description", default="")
+    keys_list = keys.add_parser("list", parents=[settings], help="keys (never their tokens)")
+    keys_list.add_argument("--tenant")
+    keys_list.add_argument("--all", action="store_true", help="include revoked keys")
+    revoke = keys.add_parser("revoke", parents=[settings], help="revoke a key")
+    revoke.add_argument("key_id", metavar="KEY_ID")
+
+    secrets = commands.add_parser("secrets", help="the write-only secret store").add_subparsers(
+        dest="secrets_command", required=True
+    )
+    put = secrets.add_parser("set", parents=[settings], help="store a new version (value from stdin or --from-file)")
+    put.add_argument("target", metavar="TENANT/NAME")
+    put.add_argument("--from-file", type=Path, metavar="FILE")
+    secrets_list = secrets.add_parser("list", parents=[settings], help="names, versions and times (never values)")
+    secrets_list.add_argument("tenant", metavar="TENANT")
+    wipe = secrets.add_parser("delete", parents=[settings], help="wipe every version of a secret")
+    wipe.add_argument("target", metavar="TENANT/NAME")
+    secrets.add_parser("keygen", help="print a new random master key (for HUB_MASTER_KEY)")
+
+    service_map = commands.add_parser("service-map", help="signed service maps").add_subparsers(
+        dest="service_map_command", required=True
+    )
+    verify = service_map.add_parser("verify", parents=[settings], help="check a map's signature and expiry")
+    verify.add_argument("file", nargs="?", type=Path, metavar="FILE", help="the map (default: stdin)")
+
+
+def _control(settings: Settings, args: argparse.Namespace) -> int:
+    from hub.control import commands
+
+    command = args.command
+    if command in ("apply", "diff"):
+        documents = commands.read_documents(args.spec_path)
+        if documents is None:
+            return 1
+        return commands.run(settings, lambda plane: commands.apply(plane, documents, dry_run=command == "diff"))
+    if command == "get":
+        return commands.run(settings, lambda plane: commands.get(plane, args.target, as_json=args.json))
+    if command == "delete":
+        return commands.run(
+            settings,
+            lambda plane: commands.delete(plane, args.target, revision=args.revision, wipe_secrets=args.wipe_secrets),
+        )
+    if command == "list":
+        return commands.run(settings, lambda plane: commands.list_connectors(plane, args.tenant, as_json=args.json))
+    if command == "keys":
+        if args.keys_command == "create":
+            scopes = commands.parse_scopes(args.scopes)
+            tenant = None if args.operator else args.tenant
+            return commands.run(settings, lambda plane: commands.create_key(plane, tenant, scopes, args.description))
+        if args.keys_command == "list":
+            return commands.run(
+                settings, lambda plane: commands.list_keys(plane, args.tenant, include_revoked=args.all)
+            )
+        return commands.run(settings, lambda plane: commands.revoke_key(plane, args.key_id))
+    if args.secrets_command == "set":
+        value = commands.read_secret_value(args.from_file)
+        return commands.run(settings, lambda plane: commands.set_secret(plane, args.target, value))
+    if args.secrets_command == "list":
+        return commands.run(settings, lambda plane: commands.list_secrets(plane, args.tenant))
+    return commands.run(settings, lambda plane: commands.wipe_secret(plane, args.target))
+
+
+CONTROL_COMMANDS = ("apply", "diff", "get", "delete", "list", "keys", "secrets")
+
+
 def load_settings(args: argparse.Namespace) -> Settings:
     """Settings from the environment, overridden by any `--flag` given."""
     overrides = {k.removeprefix("setting_"): v for k, v in vars(args).items() if k.startswith("setting_") and v}
@@ -146,15 +254,26 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _schemas(check=args.check)
     if args.command == "providers":
         return _providers(args)
+    if args.command == "secrets" and args.secrets_command == "keygen":
+        from hub.control.sealing import generate_master_key
+
+        print(generate_master_key())
+        return 0
     settings = load_settings(args)
     configure_logging(settings.log_level, settings.log_format)
+    if args.command in CONTROL_COMMANDS:
+        return _control(settings, args)
+    if args.command == "service-map":
+        from hub.control.servicemap import service_map_cli
+
+        return service_map_cli(args.file, settings.signing_key.get_secret_value() if settings.signing_key else None)
     if args.command == "run":
         roles = [role.strip() for role in args.role.split(",") if role.strip()]
         unknown = set(roles) - set(runner.ROLES)
         if unknown or not roles:
             print(f"connector-hub: unknown role(s): {', '.join(sorted(unknown)) or '(none given)'}", file=sys.stderr)
             return EXIT_USAGE
-        runner.run(settings, roles)
+        runner.run(settings, roles, insecure_no_auth=args.insecure_no_auth)
         return 0
     if args.command == "url-token":
         return _url_token(settings, args.target, args.base_url)

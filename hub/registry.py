@@ -17,7 +17,7 @@ from adapters.base import HandshakeReply, InboundRequest, SigningSecret, Verific
 from adapters.registry import UnknownProviderError, webhook_adapter
 from events.streams import DuplicateWindowError, check_duplicate_window
 from hub.errors import ConfigError, Problem
-from hub.secrets import SecretResolutionError, resolve_secret
+from hub.secrets import WITHOUT_STORE, SecretResolutionError, SecretResolver
 from hub.settings import Settings
 from schemas.connector import DEFAULT_REPLAY_WINDOW, ConnectorDocument
 from schemas.loader import LoadedSpec, field_path, load_specs
@@ -98,14 +98,19 @@ def _options_field(loc: tuple[int | str, ...]) -> str:
 
 
 def build_connector(
-    document: ConnectorDocument, *, publish_timeout_s: float, claim_ttl_s: float, duplicate_window_s: float
+    document: ConnectorDocument,
+    *,
+    publish_timeout_s: float,
+    claim_ttl_s: float,
+    duplicate_window_s: float,
+    resolver: SecretResolver = WITHOUT_STORE,
 ) -> Connector:
     """One runtime connector from its spec, or ConfigError listing what is wrong with it."""
     tenant, name = document.key
     adapter = configure_adapter(document)
     settings = document.spec.webhook_settings
     problems: list[Problem] = []
-    secrets = _secrets(document, adapter, problems)
+    secrets = _secrets(document, adapter, resolver, problems)
     if settings.replayWindow is not None:
         replay_window_s = settings.replayWindow.total_seconds()
     else:
@@ -186,7 +191,12 @@ def build_registry(
     return ConnectorRegistry(connectors), notes
 
 
-def _secrets(document: ConnectorDocument, adapter: WebhookAdapter, problems: list[Problem]) -> list[SigningSecret]:  # type: ignore[type-arg]
+def _secrets(
+    document: ConnectorDocument,
+    adapter: WebhookAdapter,  # type: ignore[type-arg]
+    resolver: SecretResolver,
+    problems: list[Problem],
+) -> list[SigningSecret]:
     label = f"{document.metadata.tenant}/{document.metadata.name}"
     if not document.spec.secrets:
         problems.append(
@@ -195,9 +205,10 @@ def _secrets(document: ConnectorDocument, adapter: WebhookAdapter, problems: lis
     secrets = []
     for index, entry in enumerate(document.spec.secrets):
         try:
-            secret = resolve_secret(entry)
-            adapter.check_secret(secret)
-            secrets.append(secret)
+            secret = resolver.resolve(document.metadata.tenant, entry)
+            if secret is not None:  # None: a store secret, checked once the hub has connected
+                adapter.check_secret(secret)
+                secrets.append(secret)
         except (SecretResolutionError, ValueError) as exc:
             problems.append(Problem(label, f"spec.secrets[{index}]", f"{entry.key_id}: {exc}"))
     return secrets

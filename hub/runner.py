@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +29,24 @@ from redis.backoff import NoBackoff
 
 from events.streams import ensure_streams
 from hub import embedded
+from hub.admin.app import build_admin_app
+from hub.admin.routes import AdminContext
 from hub.context import HubContext
+from hub.control.buckets import SECRETS_BUCKET, SPECS_BUCKET, kv_bucket
+from hub.control.plane import Actor, ControlPlane, InvalidSpec
+from hub.control.reporter import StatusReporter
+from hub.control.sealing import MasterKey, MasterKeyError, load_master_key
+from hub.control.secretstore import SecretCache
+from hub.control.specstore import RevisionConflict, SpecDocument
+from hub.control.watcher import ConfigWatcher, LiveConfiguration
 from hub.dedupe import DedupeStore
 from hub.errors import ConfigError, Problem
 from hub.gate.catalog import GateCatalog, build_catalog
 from hub.gate.consumers import Gate, start_gate
 from hub.ingest import Ingestor
 from hub.ingress.app import build_app
+from hub.ingress.health import INSECURE_WARNING
+from hub.live import Live
 from hub.metrics import HubMetrics
 from hub.poll.scheduler import PollScheduler
 from hub.poll.sources import PollSource, build_sources
@@ -47,7 +58,7 @@ from schemas.loader import LoadedSpecs, SpecLoadError, load_specs
 
 log = logging.getLogger(__name__)
 
-ROLES = ("ingress", "poller", "policy", "dispatch")
+ROLES = ("ingress", "poller", "policy", "dispatch", "admin")
 SHUTDOWN_GRACE_S = 10.0
 FIRST_CONNECT_TIMEOUT_S = 10.0
 
@@ -68,6 +79,7 @@ class Configuration:
     registry: ConnectorRegistry
     catalog: GateCatalog
     sources: list[PollSource]
+    specs: LoadedSpecs = field(default_factory=lambda: LoadedSpecs([], []))
 
 
 def load_configuration(settings: Settings, roles: Sequence[str] = ROLES) -> Configuration:
@@ -102,7 +114,7 @@ def load_configuration(settings: Settings, roles: Sequence[str] = ROLES) -> Conf
         problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
-    return Configuration(registry, catalog, sources)
+    return Configuration(registry, catalog, sources, specs)
 
 
 def load_registry(settings: Settings, specs: LoadedSpecs) -> ConnectorRegistry:
@@ -199,32 +211,63 @@ def connect_redis(url: str, timeout_s: float) -> Redis:
 
 
 async def serve(
-    settings: Settings, configuration: Configuration, endpoints: Endpoints, roles: Sequence[str] = ROLES
+    settings: Settings,
+    configuration: Configuration,
+    endpoints: Endpoints,
+    roles: Sequence[str] = ROLES,
+    *,
+    insecure_no_auth: bool = False,
 ) -> None:
     """Run the roles until SIGINT or SIGTERM."""
-    registry = configuration.registry
+    master = master_key(settings)
     nc = await connect_nats(endpoints.nats_url)
     redis = connect_redis(endpoints.redis_url, settings.store_timeout.total_seconds())
     gate: Gate | None = None
     polling: Polling | None = None
+    watcher: ConfigWatcher | None = None
+    reporter: StatusReporter | None = None
+    admin: web.AppRunner | None = None
     try:
         js = nc.jetstream()
         for change in await ensure_streams(js, settings.stream_settings()):
             log.info("stream changed", extra={"change": change})
-        _warn_about_bus_limits(registry, nc.max_payload)
-        context = build_context(settings, registry, nc, redis)
+        plane = await ControlPlane.open(js, master, replicas=settings.stream_replicas)
+        if settings.connectors is not None:
+            await apply_files(plane, configuration.specs, settings.connectors)
+        live = LiveConfiguration.empty()
+        context = build_context(settings, live.registry, nc, redis, insecure_no_auth=insecure_no_auth)
+        if "poller" in roles:
+            polling = Polling.start([], redis, context, settings.poll_lease_ttl.total_seconds())
+        reporter = StatusReporter(
+            plane.statuses,
+            context.activity,
+            served=lambda: watcher.served if watcher else [],
+            polled=lambda: [(s.tenant, s.name) for s in watcher.polled] if watcher else [],
+            poll_store=PollStore(redis) if polling else None,
+        )
+        watcher = ConfigWatcher(
+            settings,
+            roles,
+            await kv_bucket(js, SPECS_BUCKET),
+            await kv_bucket(js, SECRETS_BUCKET),
+            SecretCache(master),
+            live=live,
+            status=reporter.report,
+            on_sources=polling.scheduler.replace_sources if polling else None,
+        )
+        await watcher.start()
+        reporter.start()
+        _warn_about_bus_limits(live.registry.current, nc.max_payload)
         if "policy" in roles or "dispatch" in roles:
             gate = await start_gate(
                 endpoints.nats_url,
                 nc,
                 redis,
-                configuration.catalog,
+                live.catalog,
                 context.metrics.gate,
                 policy="policy" in roles,
                 dispatch="dispatch" in roles,
             )
-        if configuration.sources:
-            polling = Polling.start(configuration.sources, redis, context, settings.poll_lease_ttl.total_seconds())
         runner = web.AppRunner(
             build_app(context, ingress="ingress" in roles),
             access_log=None,
@@ -232,14 +275,22 @@ async def serve(
             shutdown_timeout=SHUTDOWN_GRACE_S,
         )
         await runner.setup()
-        site = web.TCPSite(runner, settings.http_host, settings.http_port)
-        await site.start()
-        host, port = runner.addresses[0][:2]
-        http_url = f"http://{host}:{port}"
-        _record_endpoints(settings.data_dir, endpoints, http_url)
-        log.info("listening", extra={"http": http_url, "roles": list(roles)})
+        http_url = await _listen(runner, settings.http_host, settings.http_port)
+        admin_url = None
+        if "admin" in roles:
+            admin = web.AppRunner(build_admin_app(admin_context(settings, plane, insecure_no_auth)), access_log=None)
+            await admin.setup()
+            admin_url = await _listen(admin, settings.admin_host, settings.admin_port)
+            if insecure_no_auth:
+                log.warning(INSECURE_WARNING)
+        _record_endpoints(settings.data_dir, endpoints, http_url, admin_url)
+        log.info("listening", extra={"http": http_url, "admin": admin_url, "roles": list(roles)})
         await _until_stopped()
         log.info("stopping: finishing in-flight requests, handlers and poll pages")
+        if admin is not None:
+            await admin.cleanup()
+            admin = None
+        await watcher.stop()
         if polling is not None:
             await polling.stop(SHUTDOWN_GRACE_S)
             polling = None
@@ -249,6 +300,12 @@ async def serve(
         await runner.cleanup()
         await context.keys.close()
     finally:
+        if admin is not None:
+            await admin.cleanup()
+        if watcher is not None:
+            await watcher.stop()
+        if reporter is not None:
+            await reporter.stop()
         if polling is not None:
             await polling.stop(0)
         if gate is not None:
@@ -258,6 +315,61 @@ async def serve(
         with contextlib.suppress(Exception):  # best effort on the way out; the servers stop next
             await nc.drain()
         await redis.aclose()
+
+
+def master_key(settings: Settings) -> MasterKey | None:
+    """The secret store's master key from the settings, or ConfigError naming the setting."""
+    try:
+        value = settings.master_key.get_secret_value() if settings.master_key else None
+        return load_master_key(value, settings.master_key_file)
+    except MasterKeyError as exc:
+        raise ConfigError([Problem("", "HUB_MASTER_KEY", str(exc))]) from None
+
+
+def admin_context(settings: Settings, plane: ControlPlane, insecure_no_auth: bool) -> AdminContext:
+    """What the admin API needs from the settings."""
+    return AdminContext(
+        plane=plane,
+        ingress_base_url=settings.ingress_base_url,
+        signing_key=settings.signing_key.get_secret_value() if settings.signing_key else None,
+        service_map_ttl_s=int(settings.service_map_ttl.total_seconds()),
+        insecure=insecure_no_auth,
+    )
+
+
+FILE_APPLY_ATTEMPTS = 3
+
+
+async def apply_files(plane: ControlPlane, specs: LoadedSpecs, source: Path) -> None:
+    """Store the documents of HUB_CONNECTORS (the files win over what the store has); every
+    instance started with the same files agrees, so concurrent starts settle on one revision."""
+    actor = Actor(key_id=f"file:{source}")
+    documents: list[SpecDocument] = [*(p.policy for p in specs.policies), *(c.connector for c in specs.connectors)]
+    problems: list[Problem] = []
+    for document in documents:
+        for attempt in range(FILE_APPLY_ATTEMPTS):
+            try:
+                result = await plane.apply(document, actor)
+            except RevisionConflict:  # another instance applied the same files first: compare again
+                if attempt + 1 == FILE_APPLY_ATTEMPTS:
+                    raise
+                continue
+            except InvalidSpec as exc:
+                problems.extend(exc.problems)
+                break
+            if result.action != "unchanged":
+                log.info("spec stored from HUB_CONNECTORS", extra={"spec": result.label, "action": result.action})
+            break
+    if problems:
+        raise ConfigError(problems)
+
+
+async def _listen(runner: web.AppRunner, host: str, port: int) -> str:
+    """Start serving the runner's app; its URL."""
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound_host, bound_port = runner.addresses[-1][:2]
+    return f"http://{bound_host}:{bound_port}"
 
 
 @dataclass
@@ -286,15 +398,30 @@ class Polling:
             await self.task
 
 
-def build_context(settings: Settings, registry: ConnectorRegistry, nc: NATS, redis: Redis) -> HubContext:
+def build_context(
+    settings: Settings,
+    registry: Live[ConnectorRegistry],
+    nc: NATS,
+    redis: Redis,
+    *,
+    insecure_no_auth: bool = False,
+) -> HubContext:
     """Wire the ingest path of one hub process."""
     metrics = HubMetrics()
-    metrics.connectors.set(len(registry))
+    metrics.connectors.set_function(lambda: len(registry.current))
     js = nc.jetstream()
     claim_ttl_s = settings.claim_ttl.total_seconds()
     dedupe = DedupeStore(redis, metrics, claim_ttl_s=claim_ttl_s)
     ingestor = Ingestor(dedupe, Publisher(nc, metrics), metrics, claim_ttl_s=claim_ttl_s)
-    return HubContext(registry=registry, ingestor=ingestor, metrics=metrics, nats=nc, js=js, redis=redis)
+    return HubContext(
+        registry=registry,
+        ingestor=ingestor,
+        metrics=metrics,
+        nats=nc,
+        js=js,
+        redis=redis,
+        insecure_no_auth=insecure_no_auth,
+    )
 
 
 ENVELOPE_OVERHEAD_BYTES = 16 * 1024
@@ -310,13 +437,14 @@ def _warn_about_bus_limits(registry: ConnectorRegistry, max_payload: int) -> Non
             )
 
 
-def _record_endpoints(data_dir: Path, endpoints: Endpoints, http_url: str) -> None:
+def _record_endpoints(data_dir: Path, endpoints: Endpoints, http_url: str, admin_url: str | None) -> None:
     path = endpoints_file(data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "nats_url": endpoints.nats_url,
         "redis_url": endpoints.redis_url,
         "http_url": http_url,
+        "admin_url": admin_url,
         "pid": os.getpid(),
         "embedded_pids": endpoints.embedded_pids,
     }
@@ -331,8 +459,9 @@ async def _until_stopped() -> None:
     await stop.wait()
 
 
-def run(settings: Settings, roles: Sequence[str] = ROLES) -> None:
+def run(settings: Settings, roles: Sequence[str] = ROLES, *, insecure_no_auth: bool = False) -> None:
     """Load, start, serve; ConfigError and embedded-server errors propagate to the CLI."""
     configuration = load_configuration(settings, roles)
+    master_key(settings)  # a bad key fails before any server starts
     with servers(settings) as endpoints:
-        asyncio.run(serve(settings, configuration, endpoints, roles))
+        asyncio.run(serve(settings, configuration, endpoints, roles, insecure_no_auth=insecure_no_auth))

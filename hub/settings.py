@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from events.streams import StreamSettings
@@ -27,6 +27,21 @@ class Settings(BaseSettings):
     connectors: Path | None = Field(default=None, description="Connector spec file or folder")
     http_host: str = Field(default="127.0.0.1", description="Ingress listen address")
     http_port: int = Field(default=8080, ge=0, le=65535, description="Ingress listen port")
+    admin_host: str = Field(default="127.0.0.1", description="Admin API listen address")
+    admin_port: int = Field(
+        default=8081, ge=0, le=65535, description="Admin API listen port (its own, not the ingress's)"
+    )
+    public_url: str | None = Field(
+        default=None, description="The ingress's public base URL, for service maps (default: http://HOST:PORT)"
+    )
+    master_key: SecretStr | None = Field(
+        default=None, description="Base64 of the 32-byte key that wraps stored secrets' data keys (environment only)"
+    )
+    master_key_file: Path | None = Field(default=None, description="A file holding the master key instead")
+    signing_key: SecretStr | None = Field(
+        default=None, description="The key service maps are signed with (environment only)"
+    )
+    service_map_ttl: Duration = Field(default=timedelta(minutes=5), description="How long a service map is valid")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
 
@@ -50,6 +65,11 @@ class Settings(BaseSettings):
     store_timeout: Duration = Field(
         default=timedelta(milliseconds=500), description="Valkey socket timeout before dedupe fails open"
     )
+
+    @property
+    def ingress_base_url(self) -> str:
+        """Where providers reach this hub's webhooks."""
+        return (self.public_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")
 
     def stream_settings(self) -> StreamSettings:
         """The stream configuration these settings ask for."""

@@ -26,6 +26,7 @@ from events.streams import EVENTS_STREAM, ensure_streams
 from hub.context import HubContext
 from hub.embedded import RunningServer
 from hub.ingress.app import build_app
+from hub.live import Live
 from hub.runner import build_context, connect_nats, connect_redis, load_configuration
 from hub.settings import Settings
 
@@ -130,7 +131,7 @@ async def make_hub(
         redis = connect_redis(valkey_server.url, hub_settings.store_timeout.total_seconds())
         js = nc.jetstream()
         await ensure_streams(js, hub_settings.stream_settings())
-        context = build_context(hub_settings, registry, nc, redis)
+        context = build_context(hub_settings, Live(registry), nc, redis)
         runner = web.AppRunner(build_app(context), access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)

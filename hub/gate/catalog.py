@@ -17,10 +17,10 @@ import orjson
 from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
 
-from schemas.connector import Route
+from schemas.connector import ConnectorDocument, Route
 from schemas.loader import LoadedSpecs
 from schemas.patterns import matches
-from schemas.policy import PolicySpec
+from schemas.policy import PolicyDocument, PolicySpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,14 +144,18 @@ def compile_route(tenant: str, connector: str, provider: str, route: Route) -> C
 
 
 def build_catalog(specs: LoadedSpecs) -> GateCatalog:
-    """The catalog of the enabled connectors and every tenant's policy."""
-    connectors = []
-    for loaded in specs.connectors:
-        document = loaded.connector
+    """The catalog of the enabled connectors and every tenant's policy of loaded spec files."""
+    return catalog_of([s.connector for s in specs.connectors], [p.policy for p in specs.policies])
+
+
+def catalog_of(connectors: Iterable[ConnectorDocument], policies: Iterable[PolicyDocument]) -> GateCatalog:
+    """The catalog of the enabled connectors among the documents, and every tenant's policy."""
+    enabled = []
+    for document in connectors:
         if not document.spec.enabled:
             continue
         tenant, name = document.key
         provider = document.spec.provider
         routes = tuple(compile_route(tenant, name, provider, route) for route in document.spec.routes)
-        connectors.append(ConnectorRoutes(tenant, name, provider, routes))
-    return GateCatalog(connectors, {p.policy.tenant: p.policy.spec for p in specs.policies})
+        enabled.append(ConnectorRoutes(tenant, name, provider, routes))
+    return GateCatalog(enabled, {p.tenant: p.spec for p in policies})

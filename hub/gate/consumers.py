@@ -27,6 +27,7 @@ from hub.gate.dispatcher import Dispatcher
 from hub.gate.limiter import Limiter
 from hub.gate.metrics import GateMetrics
 from hub.gate.policy_consumer import PolicyConsumer
+from hub.live import Live
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,14 @@ class Gate:
 
 
 async def start_gate(
-    nats_url: str, nc: NATS, redis: Redis, catalog: GateCatalog, metrics: GateMetrics, *, policy: bool, dispatch: bool
+    nats_url: str,
+    nc: NATS,
+    redis: Redis,
+    catalog: Live[GateCatalog],
+    metrics: GateMetrics,
+    *,
+    policy: bool,
+    dispatch: bool,
 ) -> Gate:
     """Start the consumers asked for; `nc` is the hub's connection, used for publishing."""
     broker = NatsBroker(

@@ -49,6 +49,7 @@ from hub.gate.limiter import (
 from hub.gate.metrics import GateMetrics
 from hub.gate.policy import decide
 from hub.gate.policy_consumer import MSG_ID, SEQUENCE_HEADER
+from hub.live import Live
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        catalog: GateCatalog,
+        catalog: Live[GateCatalog],
         limiter: Limiter,
         subjects: SubjectDispatcher,
         http: HttpDispatcher,
@@ -126,11 +127,12 @@ class Dispatcher:
         invocation = Invocation(
             tenant, connector, route_name, headers.get(MSG_ID) or raw.subject, raw.data, headers, still_working
         )
-        route = self._catalog.route(tenant, connector, route_name)
+        catalog = self._catalog.current  # one version for the whole invocation
+        route = catalog.route(tenant, connector, route_name)
         if route is None:
             return await self._dead_letter(invocation, None, FailureClass.VALIDATION_ERROR, "route no longer exists", 0)
         attributes = headers_to_attributes(dict(headers))
-        decision = decide(self._catalog.policy(tenant), route, attributes.get("type", ""))
+        decision = decide(catalog.policy(tenant), route, attributes.get("type", ""))
         if not decision.allowed:
             return await self._dead_letter(invocation, route, FailureClass.POLICY_DENIED, decision.reason, 0)
         return await self._gate_and_dispatch(invocation, route)
@@ -223,7 +225,7 @@ class Dispatcher:
         """The tenant-wide limits (from the Policy) and the route's own: all of them apply."""
         rates: list[RateScope] = []
         parallels: list[ParallelScope] = []
-        policy = self._catalog.policy(route.tenant)
+        policy = self._catalog.current.policy(route.tenant)
         for key, limits in ((route.tenant, policy.limits if policy else None), (route.label, route.spec.limits)):
             if limits is None:
                 continue

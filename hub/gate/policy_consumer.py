@@ -27,6 +27,7 @@ from events.subjects import audit_subject, invocation_subject
 from hub.gate.catalog import CompiledRoute, GateCatalog
 from hub.gate.metrics import GateMetrics
 from hub.gate.policy import Decision, decide
+from hub.live import Live
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ class PolicyConsumer:
     """Decides and publishes, then acks; one instance per hub process, all sharing one durable consumer."""
 
     def __init__(
-        self, catalog: GateCatalog, js: JetStreamContext, metrics: GateMetrics, *, publish_timeout_s: float = 5.0
+        self, catalog: Live[GateCatalog], js: JetStreamContext, metrics: GateMetrics, *, publish_timeout_s: float = 5.0
     ) -> None:
         self._catalog = catalog
         self._js = js
@@ -116,7 +117,8 @@ class PolicyConsumer:
         if ref is None:
             self._metrics.events_routed.labels("not_a_hub_event").inc()
             return None
-        connector = self._catalog.connector(ref.tenant, ref.connector)
+        catalog = self._catalog.current  # one version for the whole event, also when specs change meanwhile
+        connector = catalog.connector(ref.tenant, ref.connector)
         if connector is None:
             self._metrics.events_routed.labels("no_connector").inc()
             return None
@@ -124,7 +126,7 @@ class PolicyConsumer:
         if any(route.condition is not None for route in routes):
             envelope = _parsed(body)
             routes = [route for route in routes if route.fits_condition(envelope)]
-        policy = self._catalog.policy(ref.tenant)
+        policy = catalog.policy(ref.tenant)
         decisions = [(route, decide(policy, route, ref.event_type)) for route in routes]
         publishes = [self._publish(ref, route, decision, headers, body, sequence) for route, decision in decisions]
         results = await _all_settled(publishes)

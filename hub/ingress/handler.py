@@ -39,7 +39,7 @@ async def handle_webhook(request: web.Request) -> web.StreamResponse:
     """Answer one webhook delivery; every refusal is a 4xx/503 with a machine-readable reason."""
     context = request.app[HUB]
     started = time.perf_counter()
-    connector = context.registry.get(request.match_info["tenant"], request.match_info["connector"])
+    connector = context.registry.current.get(request.match_info["tenant"], request.match_info["connector"])
     try:
         if connector is None:
             raise UnknownConnector()
@@ -52,6 +52,8 @@ async def handle_webhook(request: web.Request) -> web.StreamResponse:
                 extra={"connector": connector.label, "error": outcome, "reason": rejection.reason},
             )
     tenant, name = (connector.tenant, connector.name) if connector else (UNKNOWN, UNKNOWN)
+    if outcome in ("accepted", "duplicate"):
+        context.activity.succeeded(tenant, name)
     context.metrics.requests.labels(tenant, name, outcome).inc()
     context.metrics.latency.labels(outcome).observe(time.perf_counter() - started)
     return response

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import nats.errors
 import orjson
@@ -14,6 +15,9 @@ from events.streams import missing_streams
 from hub.context import HUB
 
 READY_CHECK_TIMEOUT_S = 1.0
+INSECURE_WARNING = "the admin API runs with --insecure-no-auth: anyone who reaches it can change every tenant"
+
+log = logging.getLogger(__name__)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -41,9 +45,14 @@ async def readyz(request: web.Request) -> web.Response:
         checks["valkey"] = f"error: {type(exc).__name__}"
     ready = all(v == "ok" for v in checks.values())
     body: dict[str, object] = {"ready": ready, "checks": checks}
-    shadow = context.registry.in_shadow_mode()
-    if shadow:  # ready, but an operator must know: these connectors accept unverified requests
-        body["warnings"] = [f"connector {label} is in shadow verification mode" for label in shadow]
+    warnings = [
+        f"connector {label} is in shadow verification mode" for label in context.registry.current.in_shadow_mode()
+    ]
+    if context.insecure_no_auth:
+        warnings.append(INSECURE_WARNING)
+        log.warning(INSECURE_WARNING)
+    if warnings:  # ready, but an operator must know: unverified requests or an unauthenticated admin API
+        body["warnings"] = warnings
     return _json(body, 200 if ready else 503)
 
 

@@ -17,7 +17,7 @@ from adapters.pollers.base import Poller
 from adapters.registry import UnknownPollerError, poller
 from hub.errors import ConfigError, Problem
 from hub.poll.store import SourceKey
-from hub.secrets import SecretResolutionError, resolve_secret
+from hub.secrets import WITHOUT_STORE, SecretResolutionError, SecretResolver
 from schemas.connector import ConnectorDocument
 from schemas.loader import LoadedSpec, field_path
 from schemas.poll import PollAuth, PollSettings
@@ -94,7 +94,9 @@ def configure_poller(document: ConnectorDocument) -> Poller:
         ) from None
 
 
-def build_source(document: ConnectorDocument, *, publish_timeout_s: float) -> PollSource:
+def build_source(
+    document: ConnectorDocument, *, publish_timeout_s: float, resolver: SecretResolver = WITHOUT_STORE
+) -> PollSource:
     """One runtime poll source from its spec."""
     tenant, name = document.key
     settings = document.spec.poll
@@ -104,7 +106,7 @@ def build_source(document: ConnectorDocument, *, publish_timeout_s: float) -> Po
     key_id = None
     if settings.auth is not None:
         try:
-            headers, key_id = _auth_headers(settings.auth)
+            headers, key_id = _auth_headers(settings.auth, tenant, resolver)
         except SecretResolutionError as exc:
             raise ConfigError([Problem(f"{tenant}/{name}", "spec.poll.auth.secretRef", str(exc))]) from None
     return PollSource(
@@ -120,8 +122,10 @@ def build_source(document: ConnectorDocument, *, publish_timeout_s: float) -> Po
     )
 
 
-def _auth_headers(auth: PollAuth) -> tuple[dict[str, str], str]:
-    secret = resolve_secret(SecretEntry(secretRef=auth.secretRef))
+def _auth_headers(auth: PollAuth, tenant: str, resolver: SecretResolver) -> tuple[dict[str, str], str | None]:
+    secret = resolver.resolve(tenant, SecretEntry(secretRef=auth.secretRef))
+    if secret is None:  # a store secret, resolved once the hub has connected
+        return {}, None
     value = secret.value.decode()
     if auth.type == "bearer":
         return {"Authorization": f"Bearer {value}"}, secret.key_id

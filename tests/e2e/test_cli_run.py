@@ -133,6 +133,7 @@ def hub_env(data_dir: Path, connectors: Path, port: int, secrets: dict[str, str]
         "HUB_DATA_DIR": str(data_dir),
         "HUB_CONNECTORS": str(connectors),
         "HUB_HTTP_PORT": str(port),
+        "HUB_ADMIN_PORT": "0",
         "HUB_LOG_FORMAT": "json",
         "HUB_LOG_LEVEL": "INFO",
         **secrets,

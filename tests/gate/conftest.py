@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from events.streams import ensure_streams
 from hub.embedded import RunningServer
 from hub.gate.consumers import Gate, start_gate
+from hub.live import Live
 from hub.metrics import HubMetrics
 from hub.runner import connect_nats, connect_redis, load_configuration
 from hub.settings import Settings
@@ -54,7 +55,7 @@ async def make_gate(
         redis = connect_redis(valkey_server.url, settings.store_timeout.total_seconds())
         metrics = HubMetrics()
         gate = await start_gate(
-            nats_server.url, nc, redis, configuration.catalog, metrics.gate, policy=policy, dispatch=dispatch
+            nats_server.url, nc, redis, Live(configuration.catalog), metrics.gate, policy=policy, dispatch=dispatch
         )
         under_test = GateUnderTest(nc, js, redis, gate, metrics, nats_server.url, valkey_server.url, specs)
         started.append(under_test)

@@ -190,6 +190,7 @@ def start_hub_process(
         "HUB_DATA_DIR": str(data_dir),
         "HUB_CONNECTORS": str(specs),
         "HUB_HTTP_PORT": "0",
+        "HUB_ADMIN_PORT": "0",
         "HUB_LOG_FORMAT": "json",
     }
     process_env |= dict(env or {})

@@ -16,6 +16,7 @@ from events.streams import AUDIT_STREAM, EVENTS_STREAM
 from hub.gate.catalog import build_catalog
 from hub.gate.consumers import POLICY_DURABLE
 from hub.gate.policy_consumer import PolicyConsumer
+from hub.live import Live
 from schemas.loader import load_specs
 from tests.gate.conftest import GateFactory, GateUnderTest
 from tests.gate.harness import envelope, invocations, publish_event, stream_messages, subscribe_target, until
@@ -255,7 +256,7 @@ async def test_publishing_again_after_a_crash_before_the_ack_adds_nothing(make_g
     rules = (ALLOW_ALL, {"name": "no-c", "effect": "deny", "routes": ["c"]})
     gate = await make_gate(specs(documents, policy(*rules)), policy=False, dispatch=False)
     recorder = FlakyJetStream(gate.js)
-    consumer = PolicyConsumer(build_catalog(load_specs(gate.specs)), recorder, gate.metrics.gate)  # type: ignore[arg-type]
+    consumer = PolicyConsumer(Live(build_catalog(load_specs(gate.specs))), recorder, gate.metrics.gate)  # type: ignore[arg-type]
     event = envelope("acme", "gh", "github.push")
     await publish_event(gate.js, event)
     stored = await gate.js.get_msg(EVENTS_STREAM, 1)

@@ -13,6 +13,7 @@ import pytest
 from events.streams import ensure_streams
 from hub.embedded import RunningServer, start_valkey
 from hub.gate.consumers import DISPATCH_DURABLE, start_gate
+from hub.live import Live
 from hub.metrics import HubMetrics
 from hub.runner import connect_nats, connect_redis, load_configuration
 from hub.settings import Settings
@@ -79,7 +80,7 @@ async def outage_gate(
         js = nc.jetstream()
         await ensure_streams(js, settings.stream_settings())
         metrics = HubMetrics()
-        gate = await start_gate(nats_server.url, nc, redis, catalog, metrics.gate, policy=True, dispatch=True)
+        gate = await start_gate(nats_server.url, nc, redis, Live(catalog), metrics.gate, policy=True, dispatch=True)
         yield GateUnderTest(nc, js, redis, gate, metrics, nats_server.url, valkey.url, specs)
     finally:
         if gate is not None:

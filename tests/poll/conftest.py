@@ -19,6 +19,7 @@ from events.streams import ensure_streams
 from hub.context import HubContext
 from hub.embedded import RunningServer
 from hub.ingest import Ingestor
+from hub.live import Live
 from hub.metrics import HubMetrics
 from hub.poll.store import PollStore, SourceKey
 from hub.runner import Polling, build_context, connect_nats, connect_redis, load_configuration
@@ -79,7 +80,7 @@ async def make_poller(
         js = nc.jetstream()
         await ensure_streams(js, settings.stream_settings())
         redis = connect_redis(valkey_server.url, settings.store_timeout.total_seconds())
-        context = build_context(settings, configuration.registry, nc, redis)
+        context = build_context(settings, Live(configuration.registry), nc, redis)
         if wrap_ingestor is not None:
             context = dataclasses.replace(context, ingestor=wrap_ingestor(context))
         polling = Polling.start(configuration.sources, redis, context, lease_ttl_s)

@@ -9,7 +9,8 @@ import pytest
 
 from events.streams import DuplicateWindowError, StreamSettings, check_duplicate_window, stream_configs
 from hub.errors import ConfigError, Problem
-from hub.registry import ConnectorRegistry, build_registry
+from hub.registry import ConnectorRegistry, build_connector, build_registry
+from hub.secrets import SecretResolver
 from schemas.loader import LoadedSpec, load_specs
 
 SECRET_VALUE = "s3cr3t-value-that-must-never-leak"
@@ -126,10 +127,35 @@ def test_unusable_file_secret(tmp_path: Path, content: bytes | None, message: st
     assert message in problem.message
 
 
-def test_store_secrets_are_not_available_yet(tmp_path: Path) -> None:
-    (problem,) = problems_of(specs(tmp_path, connector(secrets="- secretRef: {source: store, name: gh}")))
+class _Store:
+    """A secret store that has `gh` v2 of tenant acme and nothing else."""
+
+    def resolve(self, tenant: str, name: str, version: int | None = None) -> bytes:
+        if (tenant, name) == ("acme", "gh") and version in (None, 2):
+            return b"stored-value"
+        raise LookupError(f"secret {name} of tenant {tenant} version {version} is not in the store")
+
+
+def test_store_secrets_are_left_to_the_running_hub_before_it_has_connected(tmp_path: Path) -> None:
+    registry, _ = build(specs(tmp_path, connector(secrets="- secretRef: {source: store, name: gh}")))
+    assert registry.get("acme", "gh") is not None
+
+
+def test_store_secrets_resolve_from_the_tenants_store(tmp_path: Path) -> None:
+    (loaded,) = specs(tmp_path, connector(secrets="- secretRef: {source: store, name: gh}"))
+    built = build_connector(loaded.connector, **DEFAULTS, resolver=SecretResolver(_Store()))
+    assert [(s.key_id, s.value) for s in built.secrets] == [("gh", b"stored-value")]
+
+
+def test_a_missing_store_secret_names_the_reference_and_version(tmp_path: Path) -> None:
+    refs = "- secretRef: {source: store, name: gh, version: 1}\n- secretRef: {source: store, name: gh, version: 2}"
+    (loaded,) = specs(tmp_path, connector(secrets=refs))
+    with pytest.raises(ConfigError) as caught:
+        build_connector(loaded.connector, **DEFAULTS, resolver=SecretResolver(_Store()))
+    (problem,) = caught.value.problems
     assert problem.field == "spec.secrets[0]"
-    assert "store" in problem.message
+    assert "gh@1" in problem.message
+    assert "version 1 is not in the store" in problem.message
 
 
 def test_webhook_connector_without_secrets_is_refused(tmp_path: Path) -> None:

@@ -1,0 +1,393 @@
+"""The admin API's operations. Each is an `Endpoint`: method, path, the scope it needs, and a handler
+that receives the already-authenticated call. The same table builds the router and the OpenAPI
+document, so the two cannot disagree.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+from pydantic import ValidationError
+
+from hub.admin.auth import Principal
+from hub.admin.errors import ApiError, Denied, bad_request, invalid, not_found
+from hub.control.apikeys import SCOPES
+from hub.control.plane import Actor, ControlPlane, InvalidSpec
+from hub.control.secretstore import SecretStoreError
+from hub.control.servicemap import ServiceEntry, build_service_map
+from hub.control.specstore import RevisionConflict, SpecDocument, StoredSpec
+from hub.control.status import ConnectorStatus
+from hub.errors import Problem
+from schemas.connector import ConnectorDocument
+from schemas.loader import field_path
+from schemas.policy import PolicyDocument
+from schemas.secrets import STORE_NAME_PATTERN
+
+CATALOG_READ, INSTANCE_MANAGE, OPERATION_INVOKE, OPERATION_READ, CREDENTIAL_MANAGE = SCOPES
+MAX_BODY_BYTES = 1024 * 1024
+MAX_DOCUMENTS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class AdminContext:
+    """What the handlers share."""
+
+    plane: ControlPlane
+    ingress_base_url: str
+    signing_key: str | None
+    service_map_ttl_s: int
+    insecure: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One authenticated request."""
+
+    request: web.Request
+    principal: Principal
+    admin: AdminContext
+    actor: Actor
+
+    @property
+    def plane(self) -> ControlPlane:
+        """The control plane."""
+        return self.admin.plane
+
+    def path(self, name: str) -> str:
+        """A path parameter."""
+        return self.request.match_info[name]
+
+
+Handler = Callable[[Call], Awaitable[web.Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One operation of the API."""
+
+    method: str
+    path: str
+    handler: Handler
+    scope: str | None
+    """None: any valid key (the API's own description)."""
+    summary: str
+    operation_id: str
+    request_body: str | None = None
+    """The schema name of the request body, for the OpenAPI document."""
+
+
+def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON answer."""
+    return web.Response(body=orjson.dumps(payload), status=status, content_type="application/json", headers=headers)
+
+
+async def read_json(request: web.Request) -> Any:
+    """The JSON body, capped; 400 when it is not JSON (the message never quotes the body)."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise ApiError(413, "too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
+    body = await request.content.read(MAX_BODY_BYTES + 1)
+    if len(body) > MAX_BODY_BYTES:
+        raise ApiError(413, "too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise bad_request("the body is not JSON") from None
+
+
+def parse_document(data: Any, index: int = 0) -> SpecDocument:
+    """A Connector or Policy document, or 422 listing every field's problem."""
+    if not isinstance(data, dict):
+        raise invalid("a spec document is a JSON object", [{"document": index, "field": "(document)"}])
+    model: type[ConnectorDocument] | type[PolicyDocument] = (
+        PolicyDocument if data.get("kind") == "Policy" else ConnectorDocument
+    )
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = [{"document": index, "field": field_path(e["loc"]), "message": e["msg"]} for e in exc.errors()]
+        raise invalid("the document is not a valid spec", problems) from None
+
+
+def _problems(problems: list[Problem], index: int = 0) -> list[dict[str, Any]]:
+    return [{"document": index, "field": p.field, "message": p.message} for p in problems]
+
+
+async def read_documents(call: Call) -> list[SpecDocument]:
+    """The body's documents (one, a list, or `{"documents": [...]}`), each of a tenant the key reaches."""
+    data = await read_json(call.request)
+    items = data.get("documents") if isinstance(data, dict) and "documents" in data else data
+    items = items if isinstance(items, list) else [items]
+    if len(items) > MAX_DOCUMENTS:
+        raise invalid(f"at most {MAX_DOCUMENTS} documents per request")
+    documents = [parse_document(item, index) for index, item in enumerate(items)]
+    for document in documents:
+        if not call.principal.reaches(document.metadata.tenant):
+            raise Denied(403, "tenant_forbidden", f"this key cannot act for tenant {document.metadata.tenant}")
+        if isinstance(document, PolicyDocument) and call.principal.tenant is not None:
+            raise Denied(403, "operator_only", "a tenant's Policy is its boundary: only an operator key sets it")
+    return documents
+
+
+def etag(revision: int) -> str:
+    """The entity tag of a revision."""
+    return f'"{revision}"'
+
+
+def if_match(request: web.Request) -> int | None:
+    """The revision an `If-Match` header names, or None; 400 if it names none."""
+    value = request.headers.get("If-Match")
+    if value is None:
+        return None
+    try:
+        return int(value.strip().strip('"'))
+    except ValueError:
+        raise bad_request("If-Match must be a revision, as returned in ETag") from None
+
+
+def conflict(exc: RevisionConflict) -> ApiError:
+    """409 with the revision the store has."""
+    return ApiError(409, "revision_conflict", str(exc), currentRevision=exc.current)
+
+
+async def _stored_connector(call: Call) -> StoredSpec:
+    stored = await call.plane.specs.connector(call.path("tenant"), call.path("name"))
+    if stored is None:
+        raise not_found()
+    return stored
+
+
+def _tenant_of_listing(call: Call) -> str | None:
+    """`?tenant=` for an operator key (none: every tenant); a tenant key's own tenant."""
+    asked = call.request.query.get("tenant")
+    if asked is not None:
+        call.principal.require_tenant(asked)
+        return asked
+    return call.principal.tenant
+
+
+async def list_connectors(call: Call) -> web.Response:
+    """The connectors the key can see."""
+    stored = await call.plane.connectors(_tenant_of_listing(call))
+    return json_response({"connectors": [s.with_revision() for s in stored]})
+
+
+async def get_connector(call: Call) -> web.Response:
+    """One connector's spec with its revision."""
+    stored = await _stored_connector(call)
+    return json_response(stored.with_revision(), headers={"ETag": etag(stored.revision)})
+
+
+async def put_connector(call: Call) -> web.Response:
+    """Create or update; the revision comes from `metadata.revision` or `If-Match`."""
+    document = parse_document(await read_json(call.request))
+    if not isinstance(document, ConnectorDocument):
+        raise invalid("this path takes a Connector document")
+    if document.key != (call.path("tenant"), call.path("name")):
+        raise invalid("metadata.tenant and metadata.name must be the path's", [{"field": "metadata"}])
+    expected = if_match(call.request)
+    if expected is not None:
+        if document.metadata.revision not in (None, expected):
+            raise invalid("If-Match and metadata.revision disagree", [{"field": "metadata.revision"}])
+        metadata = document.metadata.model_copy(update={"revision": expected})
+        document = document.model_copy(update={"metadata": metadata})
+    try:
+        result = await call.plane.apply(document, call.actor)
+    except RevisionConflict as exc:
+        raise conflict(exc) from None
+    except InvalidSpec as exc:
+        raise invalid("the connector does not pass the apply checks", _problems(exc.problems)) from None
+    headers = {"ETag": etag(result.revision)} if result.revision is not None else None
+    return json_response(result.to_dict(), 201 if result.action == "created" else 200, headers)
+
+
+async def delete_connector(call: Call) -> web.Response:
+    """Delete; `?wipeSecrets=true` also wipes the store secrets only it used (needs the credential scope)."""
+    wipe = call.request.query.get("wipeSecrets", "false").lower() in ("1", "true", "yes")
+    if wipe:
+        call.principal.require_scope(CREDENTIAL_MANAGE)
+    tenant, name = call.path("tenant"), call.path("name")
+    try:
+        deleted = await call.plane.delete_connector(
+            tenant, name, call.actor, expected_revision=if_match(call.request), wipe_secrets=wipe
+        )
+    except RevisionConflict as exc:
+        raise conflict(exc) from None
+    if deleted is None:
+        raise not_found()
+    return json_response(
+        {
+            "deleted": f"{tenant}/{name}",
+            "revision": deleted.spec.revision,
+            "wipedSecrets": deleted.wiped,
+            "keptSecrets": deleted.kept,
+        }
+    )
+
+
+async def connector_status(call: Call) -> web.Response:
+    """The connector's shared status."""
+    stored = await _stored_connector(call)
+    status = await call.plane.statuses.get(call.path("tenant"), call.path("name"))
+    if status is None:
+        status = ConnectorStatus(state="provisioning", revision=stored.revision)
+    return json_response({"connector": f"{call.path('tenant')}/{call.path('name')}", **status.to_dict()})
+
+
+async def validate_documents(call: Call) -> web.Response:
+    """Check documents as an apply would, without storing anything."""
+    documents = await read_documents(call)
+    problems: list[dict[str, Any]] = []
+    for index, document in enumerate(documents):
+        problems.extend(_problems(await call.plane.check(document), index))
+    return json_response({"valid": not problems, "documents": len(documents), "problems": problems})
+
+
+async def diff_documents(call: Call) -> web.Response:
+    """What an apply of the documents would change, field by field."""
+    results = []
+    for index, document in enumerate(await read_documents(call)):
+        try:
+            results.append((await call.plane.apply(document, call.actor, dry_run=True)).to_dict())
+        except RevisionConflict as exc:
+            raise conflict(exc) from None
+        except InvalidSpec as exc:
+            raise invalid("a document does not pass the apply checks", _problems(exc.problems, index)) from None
+    return json_response({"results": results})
+
+
+async def service_map(call: Call) -> web.Response:
+    """The tenant's connectors, signed."""
+    tenant = _tenant_of_listing(call)
+    if tenant is None:
+        raise bad_request("an operator key names the tenant: ?tenant=<tenant>")
+    if call.admin.signing_key is None:
+        raise ApiError(503, "signing_key_unset", "HUB_SIGNING_KEY is not set: service maps cannot be signed")
+    statuses = await call.plane.statuses.all(tenant)
+    entries = [_service_entry(s, statuses, call.admin.ingress_base_url) for s in await call.plane.connectors(tenant)]
+    document = build_service_map(
+        tenant, entries, signing_key=call.admin.signing_key, ttl_s=call.admin.service_map_ttl_s
+    )
+    return json_response(document)
+
+
+def _service_entry(stored: StoredSpec, statuses: dict[tuple[str, str], ConnectorStatus], base_url: str) -> ServiceEntry:
+    document = stored.document
+    assert isinstance(document, ConnectorDocument)
+    tenant, name = document.key
+    status = statuses.get((tenant, name))
+    routes = []
+    for route in document.spec.routes:
+        target: dict[str, Any] = {"subject": route.target.subject}
+        if route.target.http is not None:
+            target = {"http": {"url": str(route.target.http.url), "method": route.target.http.method}}
+        routes.append({"name": route.name, "target": target})
+    return ServiceEntry(
+        name=name,
+        provider=document.spec.provider,
+        type=document.spec.type,
+        enabled=document.spec.enabled,
+        ingress_url=f"{base_url}/hooks/{tenant}/{name}" if document.spec.type == "webhook" else None,
+        routes=tuple(routes),
+        status=status.state if status else ("provisioning" if document.spec.enabled else "disabled"),
+    )
+
+
+def _secret_name(call: Call) -> str:
+    name = call.path("name")
+    if not re.fullmatch(STORE_NAME_PATTERN, name):
+        raise invalid(f"a secret name matches {STORE_NAME_PATTERN}", [{"field": "name"}])
+    return name
+
+
+async def put_secret(call: Call) -> web.Response:
+    """Store a new version: `{"value": text}` or `{"valueBase64": ...}`; the value is never returned."""
+    data = await read_json(call.request)
+    if not isinstance(data, dict) or len({"value", "valueBase64"} & set(data)) != 1:
+        raise invalid('send {"value": "..."} or {"valueBase64": "..."}', [{"field": "value"}])
+    try:
+        value = data["value"].encode() if "value" in data else base64.b64decode(data["valueBase64"], validate=True)
+    except (AttributeError, TypeError, binascii.Error):
+        raise invalid("the value is not a string (or not base64)", [{"field": "value"}]) from None
+    if not value:
+        raise invalid("a secret value cannot be empty", [{"field": "value"}])
+    name = _secret_name(call)
+    try:
+        info = await call.plane.set_secret(call.path("tenant"), name, value, call.actor)
+    except SecretStoreError as exc:
+        raise ApiError(503, "secret_store_unavailable", str(exc)) from None
+    return json_response({"name": name, "version": info.version, "createdAt": info.created_at})
+
+
+async def list_secrets(call: Call) -> web.Response:
+    """Names, versions and timestamps; never a value."""
+    infos = await call.plane.secrets.list(call.path("tenant"))
+    return json_response({"secrets": [info.to_dict() for info in infos]})
+
+
+async def delete_secret(call: Call) -> web.Response:
+    """Wipe every version of a secret."""
+    name = _secret_name(call)
+    if not await call.plane.wipe_secret(call.path("tenant"), name, call.actor):
+        raise not_found("no such secret")
+    return json_response({"wiped": name})
+
+
+async def openapi_document(call: Call) -> web.Response:
+    """This API's OpenAPI description."""
+    from hub.admin.openapi import openapi
+
+    return json_response(openapi(ENDPOINTS))
+
+
+CONNECTOR = "/v1/connectors/{tenant}/{name}"
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint("GET", "/v1/connectors", list_connectors, CATALOG_READ, "List connectors", "listConnectors"),
+    Endpoint(
+        "POST",
+        "/v1/connectors:validate",
+        validate_documents,
+        CATALOG_READ,
+        "Check documents as an apply would",
+        "validateConnectors",
+        "Documents",
+    ),
+    Endpoint(
+        "POST",
+        "/v1/connectors:diff",
+        diff_documents,
+        CATALOG_READ,
+        "What an apply would change",
+        "diffConnectors",
+        "Documents",
+    ),
+    Endpoint(
+        "GET", "/v1/connectors/service-map", service_map, CATALOG_READ, "The tenant's signed service map", "serviceMap"
+    ),
+    Endpoint("GET", CONNECTOR, get_connector, CATALOG_READ, "A connector's spec and revision", "getConnector"),
+    Endpoint(
+        "PUT", CONNECTOR, put_connector, INSTANCE_MANAGE, "Create or update a connector", "putConnector", "Connector"
+    ),
+    Endpoint("DELETE", CONNECTOR, delete_connector, INSTANCE_MANAGE, "Delete a connector", "deleteConnector"),
+    Endpoint("GET", CONNECTOR + "/status", connector_status, OPERATION_READ, "A connector's status", "connectorStatus"),
+    Endpoint("GET", "/v1/secrets/{tenant}", list_secrets, CREDENTIAL_MANAGE, "List a tenant's secrets", "listSecrets"),
+    Endpoint(
+        "PUT",
+        "/v1/secrets/{tenant}/{name}",
+        put_secret,
+        CREDENTIAL_MANAGE,
+        "Store a new version of a secret",
+        "putSecret",
+        "SecretValue",
+    ),
+    Endpoint(
+        "DELETE", "/v1/secrets/{tenant}/{name}", delete_secret, CREDENTIAL_MANAGE, "Wipe a secret", "deleteSecret"
+    ),
+    Endpoint("GET", "/v1/openapi.json", openapi_document, None, "This document", "openapi"),
+)
