@@ -278,7 +278,8 @@ async def serve(
         http_url = await _listen(runner, settings.http_host, settings.http_port)
         admin_url = None
         if "admin" in roles:
-            admin = web.AppRunner(build_admin_app(admin_context(settings, plane, insecure_no_auth)), access_log=None)
+            admin_api = admin_context(settings, plane, insecure_no_auth, PollStore(redis))
+            admin = web.AppRunner(build_admin_app(admin_api), access_log=None)
             await admin.setup()
             admin_url = await _listen(admin, settings.admin_host, settings.admin_port)
             if insecure_no_auth:
@@ -326,14 +327,17 @@ def master_key(settings: Settings) -> MasterKey | None:
         raise ConfigError([Problem("", "HUB_MASTER_KEY", str(exc))]) from None
 
 
-def admin_context(settings: Settings, plane: ControlPlane, insecure_no_auth: bool) -> AdminContext:
-    """What the admin API needs from the settings."""
+def admin_context(
+    settings: Settings, plane: ControlPlane, insecure_no_auth: bool, poll_store: PollStore
+) -> AdminContext:
+    """What the admin API needs from the settings (an empty signing key counts as unset)."""
     return AdminContext(
         plane=plane,
         ingress_base_url=settings.ingress_base_url,
-        signing_key=settings.signing_key.get_secret_value() if settings.signing_key else None,
-        service_map_ttl_s=int(settings.service_map_ttl.total_seconds()),
+        signing_key=(settings.signing_key.get_secret_value() or None) if settings.signing_key else None,
+        service_map_ttl_s=max(1, int(settings.service_map_ttl.total_seconds())),
         insecure=insecure_no_auth,
+        poll_store=poll_store,
     )
 
 

@@ -16,7 +16,7 @@ _ERROR_STATUSES = {
     "401": "No key, or an unknown, revoked or malformed one",
     "403": "The key lacks the scope, or cannot act for a tenant named in the body",
     "404": "No such resource, or one of a tenant the key cannot see (indistinguishable)",
-    "409": "The stored revision is not the one the change was based on",
+    "409": "The stored revision is not the one the change was based on (or the connector cannot be polled)",
     "422": "The document or value is not valid",
 }
 _QUERY = {
@@ -67,6 +67,8 @@ def _operation(endpoint: Endpoint) -> dict[str, Any]:
     responses: dict[str, Any] = {"200": {"description": "OK", "content": {"application/json": {}}}}
     if endpoint.operation_id == "putConnector":
         responses["201"] = {"description": "Created", "content": {"application/json": {}}}
+    if endpoint.operation_id == "pollConnector":
+        responses = {"202": {"description": "Due now", "content": {"application/json": {}}}}
     for status, text in _ERROR_STATUSES.items():
         responses[status] = {
             "description": text,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +24,9 @@ from hub.control.plane import Actor, ControlPlane, InvalidSpec
 from hub.control.secretstore import SecretStoreError
 from hub.control.servicemap import ServiceEntry, build_service_map
 from hub.control.specstore import RevisionConflict, SpecDocument, StoredSpec
-from hub.control.status import ConnectorStatus
+from hub.control.status import ConnectorStatus, rfc3339
 from hub.errors import Problem
+from hub.poll.store import PollStore, SourceKey
 from schemas.connector import ConnectorDocument
 from schemas.loader import field_path
 from schemas.policy import PolicyDocument
@@ -44,6 +46,8 @@ class AdminContext:
     signing_key: str | None
     service_map_ttl_s: int
     insecure: bool = False
+    poll_store: PollStore | None = None
+    """Where poll sources' due times are (None: `:poll` answers 503)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +244,31 @@ async def connector_status(call: Call) -> web.Response:
     return json_response({"connector": f"{call.path('tenant')}/{call.path('name')}", **status.to_dict()})
 
 
+async def poll_now(call: Call) -> web.Response:
+    """Make an enabled poll connector due now: the instance holding its lease runs it within its
+    next check (a third of the lease TTL at most)."""
+    stored = await _stored_connector(call)
+    document = stored.document
+    assert isinstance(document, ConnectorDocument)
+    if document.spec.type != "poll" or not document.spec.enabled:
+        raise ApiError(409, "not_pollable", "only an enabled poll connector can be polled")
+    if call.admin.poll_store is None:
+        raise ApiError(503, "poll_store_unavailable", "this process has no connection to the poll store")
+    tenant, name = document.key
+    due = time.time()
+    await call.admin.poll_store.set_next_run_at(SourceKey(tenant, name), due)
+    await call.plane.audit.record(
+        tenant=tenant,
+        action="connector_poll",
+        target=f"{tenant}/{name}",
+        outcome="scheduled",
+        request_id=call.actor.request_id,
+        key_id=call.actor.key_id,
+        started=call.actor.started,
+    )
+    return json_response({"connector": f"{tenant}/{name}", "dueAt": rfc3339(due)}, 202)
+
+
 async def validate_documents(call: Call) -> web.Response:
     """Check documents as an apply would, without storing anything."""
     documents = await read_documents(call)
@@ -376,6 +405,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint("DELETE", CONNECTOR, delete_connector, INSTANCE_MANAGE, "Delete a connector", "deleteConnector"),
     Endpoint("GET", CONNECTOR + "/status", connector_status, OPERATION_READ, "A connector's status", "connectorStatus"),
+    Endpoint("POST", CONNECTOR + ":poll", poll_now, OPERATION_INVOKE, "Poll a poll connector now", "pollConnector"),
     Endpoint("GET", "/v1/secrets/{tenant}", list_secrets, CREDENTIAL_MANAGE, "List a tenant's secrets", "listSecrets"),
     Endpoint(
         "PUT",

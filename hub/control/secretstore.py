@@ -271,11 +271,6 @@ class SecretCache:
             log.warning("dropping a malformed secret record", extra={"key": key, "error": str(exc)})
         return names
 
-    def latest_version(self, tenant: str, name: str) -> int | None:
-        """The newest version number of a secret, None when it is not in the store."""
-        record = self._records.get((tenant, name))
-        return record.versions[-1].version if record else None
-
     def resolve(self, tenant: str, name: str, version: int | None = None) -> bytes:
         """The plaintext of one version (None: the latest) of a secret."""
         record = self._records.get((tenant, name))

@@ -20,6 +20,7 @@ import orjson
 import pytest
 from aiohttp import web
 from nats.aio.client import Client as NATS
+from redis.asyncio import Redis
 
 from events.streams import ensure_streams
 from hub.admin.app import build_admin_app
@@ -28,6 +29,7 @@ from hub.control.apikeys import SCOPES
 from hub.control.plane import Actor, ControlPlane
 from hub.control.sealing import load_master_key
 from hub.embedded import RunningServer
+from hub.poll.store import PollStore
 from hub.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,6 +80,7 @@ class ControlUnderTest:
     plane: ControlPlane
     api: AdminApi
     keys: dict[str, str]
+    poll_store: PollStore
 
     async def key(self, tenant: str | None, scopes: list[str] | tuple[str, ...] = SCOPES) -> str:
         token, _ = await self.plane.create_key(tenant, list(scopes), "test", Actor("test"))
@@ -85,20 +88,21 @@ class ControlUnderTest:
 
 
 @pytest.fixture
-async def control(nats_server: RunningServer) -> AsyncIterator[ControlUnderTest]:
+async def control(nats_server: RunningServer, valkey_server: RunningServer) -> AsyncIterator[ControlUnderTest]:
     """The admin API with keys `a` (tenant a, every scope), `b` (tenant b), `a-read` (tenant a,
     catalog.read only) and `operator` (every tenant)."""
     nc = await nats.connect(nats_server.url)
     js = nc.jetstream()
     await ensure_streams(js, Settings().stream_settings())
     plane = await ControlPlane.open(js, load_master_key(MASTER_KEY, None))
-    admin = AdminContext(plane, "http://hub.test", SIGNING_KEY, 300)
+    redis = Redis.from_url(valkey_server.url)
+    admin = AdminContext(plane, "http://hub.test", SIGNING_KEY, 300, poll_store=PollStore(redis))
     runner = web.AppRunner(build_admin_app(admin), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     host, port = runner.addresses[0][:2]
     session = aiohttp.ClientSession()
-    under_test = ControlUnderTest(nc, plane, AdminApi(f"http://{host}:{port}", session), {})
+    under_test = ControlUnderTest(nc, plane, AdminApi(f"http://{host}:{port}", session), {}, PollStore(redis))
     under_test.keys = {
         "a": await under_test.key("a"),
         "b": await under_test.key("b"),
@@ -111,6 +115,7 @@ async def control(nats_server: RunningServer) -> AsyncIterator[ControlUnderTest]
         await session.close()
         await runner.cleanup()
         await nc.close()
+        await redis.aclose()
 
 
 def webhook_connector(tenant: str, name: str, secret_refs: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:

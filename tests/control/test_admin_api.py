@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import orjson
@@ -10,6 +11,7 @@ import pytest
 
 from events.streams import AUDIT_STREAM
 from hub.admin.routes import ENDPOINTS
+from hub.poll.store import SourceKey
 from tests.control.conftest import ControlUnderTest, Reply, webhook_connector
 from tests.gate.harness import stream_messages
 
@@ -43,6 +45,7 @@ def requests_for(tenant: str, name: str = "gh") -> dict[str, tuple[str, str, Any
         "putConnector": ("PUT", f"/v1/connectors/{tenant}/{name}", connector(tenant, name, enabled=False)),
         "deleteConnector": ("DELETE", f"/v1/connectors/{tenant}/{name}", None),
         "connectorStatus": ("GET", f"/v1/connectors/{tenant}/{name}/status", None),
+        "pollConnector": ("POST", f"/v1/connectors/{tenant}/{name}:poll", None),
         "listSecrets": ("GET", f"/v1/secrets/{tenant}", None),
         "putSecret": ("PUT", f"/v1/secrets/{tenant}/token", {"value": "overwritten"}),
         "deleteSecret": ("DELETE", f"/v1/secrets/{tenant}/token", None),
@@ -270,3 +273,30 @@ async def test_the_openapi_document_describes_every_route(control: ControlUnderT
     for item in document["paths"].values():
         for operation in item.values():
             assert "401" in operation["responses"]
+
+
+async def test_polling_now_makes_an_enabled_poll_connector_due(control: ControlUnderTest) -> None:
+    feed = {
+        "apiVersion": "hub/v1",
+        "kind": "Connector",
+        "metadata": {"name": "feed", "tenant": "a"},
+        "spec": {
+            "type": "poll",
+            "provider": "feed",
+            "poll": {"kind": "rss", "interval": "1h", "request": {"url": "https://feeds.example.com/a.xml"}},
+        },
+    }
+    assert (await control.api.call("PUT", "/v1/connectors/a/feed", control.keys["a"], feed)).status == 201
+    key = SourceKey("a", "feed")
+    await control.poll_store.set_next_run_at(key, time.time() + 3600)
+    before = time.time()
+    reply = await control.api.call("POST", "/v1/connectors/a/feed:poll", control.keys["a"])
+    assert reply.status == 202, reply.body
+    due = await control.poll_store.next_run_at(key)
+    assert due is not None
+    assert before <= due <= time.time()
+    await control.api.call("PUT", "/v1/connectors/a/gh", control.keys["a"], connector("a", "gh"))
+    webhook = await control.api.call("POST", "/v1/connectors/a/gh:poll", control.keys["a"])
+    assert (webhook.status, webhook.json()["code"]) == (409, "not_pollable")
+    no_invoke = await control.api.call("POST", "/v1/connectors/a/feed:poll", control.keys["a-read"])
+    assert no_invoke.json()["requiredScope"] == "connector.operation.invoke"
