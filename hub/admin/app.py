@@ -11,7 +11,7 @@ from aiohttp import web
 from events.subjects import HUB_WIDE, is_name
 from hub.admin.auth import Principal, authenticate, request_id
 from hub.admin.errors import ApiError, Denied
-from hub.admin.routes import ENDPOINTS, AdminContext, Call, Endpoint
+from hub.admin.routes import ENDPOINTS, MAX_BODY_BYTES, AdminContext, Call, Endpoint
 from hub.control.plane import Actor
 
 log = logging.getLogger(__name__)
@@ -21,7 +21,7 @@ ADMIN = web.AppKey("admin", AdminContext)
 
 def build_admin_app(admin: AdminContext) -> web.Application:
     """Every endpoint of the table, each wrapped in the checks."""
-    app = web.Application(client_max_size=1024 * 1024 + 1024)
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[ADMIN] = admin
     for endpoint in ENDPOINTS:
         app.router.add_route(endpoint.method, endpoint.path, _guarded(endpoint, admin))

@@ -94,11 +94,10 @@ def json_response(payload: Any, status: int = 200, headers: dict[str, str] | Non
 
 async def read_json(request: web.Request) -> Any:
     """The JSON body, capped; 400 when it is not JSON (the message never quotes the body)."""
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise ApiError(413, "too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
-    body = await request.content.read(MAX_BODY_BYTES + 1)
-    if len(body) > MAX_BODY_BYTES:
-        raise ApiError(413, "too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
+    try:
+        body = await request.read()  # the app's client_max_size is MAX_BODY_BYTES
+    except web.HTTPRequestEntityTooLarge:
+        raise ApiError(413, "too_large", f"the body is larger than {MAX_BODY_BYTES} bytes") from None
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import os
 import subprocess
 import sys
@@ -65,7 +66,7 @@ class AdminApi:
         sent = dict(headers or {})
         if key is not None:
             sent["Authorization"] = f"Bearer {key}"
-        data = None if body is None else (body if isinstance(body, bytes) else orjson.dumps(body))
+        data = None if body is None else io.BytesIO(body if isinstance(body, bytes) else orjson.dumps(body))
         async with self.session.request(method, self.url + path, data=data, headers=sent) as response:
             reply = Reply(response.status, await response.read(), response.headers.copy())
         self.replies.append(reply)

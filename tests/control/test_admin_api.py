@@ -300,3 +300,13 @@ async def test_polling_now_makes_an_enabled_poll_connector_due(control: ControlU
     assert (webhook.status, webhook.json()["code"]) == (409, "not_pollable")
     no_invoke = await control.api.call("POST", "/v1/connectors/a/feed:poll", control.keys["a-read"])
     assert no_invoke.json()["requiredScope"] == "connector.operation.invoke"
+
+
+async def test_large_bodies_are_read_whole_and_too_large_ones_refused(control: ControlUnderTest) -> None:
+    document = connector("a", "gh")
+    document["metadata"]["labels"] = {f"label-{i}": "x" * 500 for i in range(1000)}  # ~0.5 MB
+    stored = await control.api.call("PUT", "/v1/connectors/a/gh", control.keys["a"], document)
+    assert stored.status == 201, stored.body[:200]
+    document["metadata"]["labels"] = {f"label-{i}": "x" * 500 for i in range(2200)}  # over 1 MiB
+    refused = await control.api.call("PUT", "/v1/connectors/a/gh", control.keys["a"], document)
+    assert (refused.status, refused.json()["code"]) == (413, "too_large")
