@@ -4,11 +4,13 @@ never seen in clear in a response, a log or the bus's storage."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -184,3 +186,44 @@ async def test_without_the_flag_every_admin_route_needs_a_key(
     assert (await AdminApi(hub.admin_url, session).call("GET", "/v1/connectors")).status == 401
     async with session.get(f"{hub.http_url}/readyz") as response:
         assert "warnings" not in await response.json()
+
+
+async def test_a_request_in_flight_during_a_change_completes_with_the_version_it_started_with(
+    control: ControlUnderTest, start_hub: HubStarter, session: aiohttp.ClientSession
+) -> None:
+    hub = await start_hub("only")
+    api, key = AdminApi(hub.admin_url, session), control.keys["a"]
+    secret = b"in-flight-secret"
+    await api.call("PUT", "/v1/secrets/a/gh-signing", key, {"value": secret.decode()})
+    created = await api.call("PUT", "/v1/connectors/a/gh-live", key, webhook_connector("a", "gh-live", STORE_REF))
+    hook = f"{hub.http_url}/hooks/a/gh-live"
+    await seconds_until(session, hook, secret, 202)
+
+    body = b'{"ref": "refs/heads/main", "after": "%s"}' % uuid.uuid4().hex.encode()
+    first_half_sent, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        yield body[:10]
+        first_half_sent.set()
+        await release.wait()
+        yield body[10:]
+
+    headers = {
+        "X-Hub-Signature-256": "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest(),
+        "X-GitHub-Event": "push",
+        "X-GitHub-Delivery": str(uuid.uuid4()),
+        "Content-Type": "application/json",
+    }
+
+    async def send_slowly() -> int:
+        async with session.post(hook, data=slow_body(), headers=headers) as response:
+            return response.status
+
+    in_flight = asyncio.create_task(send_slowly())
+    await asyncio.wait_for(first_half_sent.wait(), 5.0)
+    disabled = webhook_connector("a", "gh-live", STORE_REF, enabled=False)
+    disabled["metadata"]["revision"] = created.json()["revision"]
+    assert (await api.call("PUT", "/v1/connectors/a/gh-live", key, disabled)).status == 200
+    await seconds_until(session, hook, secret, 404)  # new requests see the change ...
+    release.set()
+    assert await asyncio.wait_for(in_flight, 10.0) == 202  # ... the one under way is not dropped
