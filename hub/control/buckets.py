@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 SPECS_BUCKET = "hub_specs"
@@ -52,18 +52,22 @@ def secret_key(tenant: str, name: str) -> str:
 
 
 async def current_entries(kv: KeyValue, pattern: str = ">") -> list[KeyValue.Entry]:
-    """The live entries whose keys match a subject pattern (`connector.acme.*`), read in one pass.
+    """The live entries whose keys match a subject pattern (`connector.acme.*`).
 
-    nats-py's `KeyValue.keys(filters=...)` matches substrings, not subjects, and then needs a
-    round trip per value; a watcher on the pattern delivers the latest value of each key at once.
+    Neither nats-py listing is reliable here: `KeyValue.keys(filters=...)` matches substrings, and
+    a watcher's "no more values" marker can come before values the server has already pushed (the
+    marker is decided from consumer info that counts them as delivered), which reads as an empty
+    bucket. The stream's own subject counts are exact, so the keys come from there and each value
+    from a direct get. nats-py's KeyValue exposes no accessor for its stream, hence the private
+    attributes.
     """
-    watcher = await kv.watch(pattern, ignore_deletes=True)
+    js: JetStreamContext = kv._js
+    prefix: str = kv._pre
+    info = await js.stream_info(kv._stream, subjects_filter=prefix + pattern)
     entries = []
-    try:
-        async for entry in watcher:
-            if entry is None:  # the end of the current values
-                break
-            entries.append(entry)
-    finally:
-        await watcher.stop()  # type: ignore[no-untyped-call]
+    for subject in sorted(info.state.subjects or {}):
+        try:
+            entries.append(await kv.get(subject[len(prefix) :]))
+        except KeyNotFoundError:  # deleted or purged: only its marker is left
+            continue
     return entries

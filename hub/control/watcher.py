@@ -22,6 +22,7 @@ from typing import Protocol, TypeVar
 
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
+from hub.control.buckets import current_entries
 from hub.control.specstore import StoredSpecError, parse_spec
 from hub.control.status import StatusChange
 from hub.errors import ConfigError
@@ -99,6 +100,7 @@ class ConfigWatcher:
         self._policies: dict[str, PolicyDocument] = {}
         self._webhooks: dict[Key, Connector] = {}
         self._polls: dict[Key, PollSource] = {}
+        self._revisions: dict[tuple[str, str], int] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._watchers: list[KeyValue.KeyWatcher] = []
 
@@ -113,20 +115,20 @@ class ConfigWatcher:
         return list(self._polls.values())
 
     async def start(self) -> None:
-        """Read both buckets' current state, build everything once, then follow changes."""
-        secrets = await self._secrets_kv.watchall()
-        specs = await self._specs_kv.watchall()
-        self._watchers = [secrets, specs]
-        async for entry in secrets:
-            if entry is None:
-                break
-            self._feed.apply(entry.key, _value(entry))
-        async for entry in specs:
-            if entry is None:
-                break
+        """Read both buckets' current state, build everything once, then follow changes.
+
+        The watchers start from each key's latest value, so a change made between the read and
+        the watch is not missed; what was read already is recognised by its revision and skipped.
+        """
+        for entry in await current_entries(self._secrets_kv):
+            self._on_secret(entry)
+        for entry in await current_entries(self._specs_kv):
             self._take_spec(entry)
         self._rebuild(set(self._documents), specs_changed=True)
         log.info("configuration loaded from the spec store", extra={"connectors": len(self._documents)})
+        secrets = await self._secrets_kv.watchall()
+        specs = await self._specs_kv.watchall()
+        self._watchers = [secrets, specs]
         self._tasks = [
             asyncio.create_task(self._follow(secrets, self._on_secret), name="watch secrets"),
             asyncio.create_task(self._follow(specs, self._on_spec), name="watch specs"),
@@ -159,7 +161,18 @@ class ConfigWatcher:
     def _on_spec(self, entry: KeyValue.Entry) -> set[Key]:
         return self._take_spec(entry)
 
+    def _seen(self, entry: KeyValue.Entry) -> bool:
+        """Whether this revision of the key was taken already (read at start, then redelivered)."""
+        key = (entry.bucket, entry.key)
+        if entry.revision is not None and self._revisions.get(key) == entry.revision:
+            return True
+        if entry.revision is not None:
+            self._revisions[key] = entry.revision
+        return False
+
     def _on_secret(self, entry: KeyValue.Entry) -> set[Key]:
+        if self._seen(entry):
+            return set()
         changed = self._feed.apply(entry.key, _value(entry))
         if changed is None:
             return set()
@@ -171,6 +184,8 @@ class ConfigWatcher:
         }
 
     def _take_spec(self, entry: KeyValue.Entry) -> set[Key]:
+        if self._seen(entry):
+            return set()
         try:
             return self._take_parsed_spec(entry)
         except StoredSpecError as exc:  # written by something else: keep what this process has
