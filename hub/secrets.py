@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Protocol
 
 from adapters.base import SigningSecret
-from schemas.secrets import SecretEntry, SecretRef
+from schemas.connector import ConnectorDocument
+from schemas.secrets import SecretEntry
 
 
 class SecretResolutionError(Exception):
@@ -54,8 +55,11 @@ WITHOUT_STORE = SecretResolver()
 """For checks made before the hub has connected: store references are left to the running hub."""
 
 
-def store_references(refs: list[SecretRef]) -> set[str]:
-    """The names of the store secrets among the references."""
+def store_secrets_of(document: ConnectorDocument) -> set[str]:
+    """The names of the store secrets a connector uses (its signing secrets and its poll credentials)."""
+    refs = [entry.secretRef for entry in document.spec.secrets]
+    if document.spec.poll is not None and document.spec.poll.auth is not None:
+        refs.append(document.spec.poll.auth.secretRef)
     return {ref.name for ref in refs if ref.source == "store"}
 
 

@@ -7,6 +7,7 @@ import sys
 
 import nats
 import nats.errors
+from nats.aio.client import Client as NATS
 
 from hub.runner import running_hub_endpoints
 from hub.settings import Settings
@@ -31,14 +32,19 @@ async def _quiet(exc: Exception) -> None:
     """nats-py's default error callback logs a traceback per attempt; the error below says it once."""
 
 
-async def tail(settings: Settings, subject: str, count: int | None) -> None:
-    """Print each message on `subject` (one JSON envelope per line) until `count` or Ctrl-C."""
+async def connect(settings: Settings, client_name: str) -> NATS:
+    """A CLI command's connection to the hub's NATS, or SystemExit saying why there is none."""
     url = nats_url(settings)
     try:
-        connecting = nats.connect(url, name="connector-hub-tail", connect_timeout=2, error_cb=_quiet)
-        nc = await asyncio.wait_for(connecting, CONNECT_TIMEOUT_S)  # nats-py would retry a refused connect
+        connecting = nats.connect(url, name=client_name, connect_timeout=2, error_cb=_quiet)
+        return await asyncio.wait_for(connecting, CONNECT_TIMEOUT_S)  # nats-py would retry a refused connect
     except (OSError, TimeoutError, nats.errors.Error) as exc:
         raise SystemExit(f"connector-hub: cannot connect to NATS at {url}: {type(exc).__name__}") from None
+
+
+async def tail(settings: Settings, subject: str, count: int | None) -> None:
+    """Print each message on `subject` (one JSON envelope per line) until `count` or Ctrl-C."""
+    nc = await connect(settings, "connector-hub-tail")
     try:
         subscription = await nc.subscribe(subject)
         print(f"# tailing {subject}", file=sys.stderr, flush=True)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterable
 from typing import Any
 
 from hub.admin.routes import Endpoint
@@ -26,8 +26,9 @@ _QUERY = {
 }
 
 
-def openapi(endpoints: Iterable[Endpoint]) -> dict[str, Any]:
-    """The document for these endpoints."""
+@functools.cache
+def openapi(endpoints: tuple[Endpoint, ...]) -> dict[str, Any]:
+    """The document for these endpoints (built once: the models' JSON schemas are not free)."""
     paths: dict[str, dict[str, Any]] = {}
     for endpoint in endpoints:
         paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = _operation(endpoint)

@@ -17,6 +17,7 @@ import orjson
 from aiohttp import web
 from pydantic import ValidationError
 
+from events.envelope import rfc3339
 from hub.admin.auth import Principal
 from hub.admin.errors import ApiError, Denied, bad_request, invalid, not_found
 from hub.control.apikeys import SCOPES
@@ -24,7 +25,7 @@ from hub.control.plane import Actor, ControlPlane, InvalidSpec
 from hub.control.secretstore import SecretStoreError
 from hub.control.servicemap import ServiceEntry, build_service_map
 from hub.control.specstore import RevisionConflict, SpecDocument, StoredSpec
-from hub.control.status import ConnectorStatus, rfc3339
+from hub.control.status import ConnectorStatus
 from hub.errors import Problem
 from hub.poll.store import PollStore, SourceKey
 from schemas.connector import ConnectorDocument
@@ -177,7 +178,7 @@ def _tenant_of_listing(call: Call) -> str | None:
 
 async def list_connectors(call: Call) -> web.Response:
     """The connectors the key can see."""
-    stored = await call.plane.connectors(_tenant_of_listing(call))
+    stored = await call.plane.specs.connectors(_tenant_of_listing(call))
     return json_response({"connectors": [s.with_revision() for s in stored]})
 
 
@@ -298,7 +299,9 @@ async def service_map(call: Call) -> web.Response:
     if call.admin.signing_key is None:
         raise ApiError(503, "signing_key_unset", "HUB_SIGNING_KEY is not set: service maps cannot be signed")
     statuses = await call.plane.statuses.all(tenant)
-    entries = [_service_entry(s, statuses, call.admin.ingress_base_url) for s in await call.plane.connectors(tenant)]
+    entries = [
+        _service_entry(s, statuses, call.admin.ingress_base_url) for s in await call.plane.specs.connectors(tenant)
+    ]
     document = build_service_map(
         tenant, entries, signing_key=call.admin.signing_key, ttl_s=call.admin.service_map_ttl_s
     )

@@ -15,8 +15,8 @@ import nats.errors
 from nats.js import JetStreamContext
 
 from events.audit import AuditRecord
+from events.envelope import rfc3339
 from events.subjects import audit_subject
-from hub.control.status import rfc3339
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from hub.control.watcher import store_secrets_of
 from hub.errors import ConfigError, Problem
 from hub.poll.sources import configure_poller
 from hub.registry import configure_adapter
+from hub.secrets import store_secrets_of
 from schemas.connector import ConnectorDocument
 
 

@@ -14,8 +14,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import nats
-import nats.errors
 import orjson
 import yaml
 
@@ -25,28 +23,17 @@ from hub.control.secretstore import SecretStoreError
 from hub.control.specstore import RevisionConflict, SpecDocument
 from hub.runner import master_key
 from hub.settings import Settings
-from hub.tail import nats_url
+from hub.tail import connect
 from schemas.loader import LoadedSpecs, read_specs
 
-CONNECT_TIMEOUT_S = 5.0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-
-
-async def _quiet(exc: Exception) -> None:
-    """The error below says it once; nats-py would log a traceback per attempt."""
 
 
 @asynccontextmanager
 async def control_plane(settings: Settings) -> AsyncIterator[ControlPlane]:
     """The control plane on the hub's bus (HUB_NATS_URL, else the local hub's embedded server)."""
-    url = nats_url(settings)
-    try:
-        nc = await asyncio.wait_for(
-            nats.connect(url, name="connector-hub-cli", connect_timeout=2, error_cb=_quiet), CONNECT_TIMEOUT_S
-        )
-    except (OSError, TimeoutError, nats.errors.Error) as exc:
-        raise SystemExit(f"connector-hub: cannot connect to NATS at {url}: {type(exc).__name__}") from None
+    nc = await connect(settings, "connector-hub-cli")
     try:
         yield await ControlPlane.open(nc.jetstream(), master_key(settings), replicas=settings.stream_replicas)
     finally:
@@ -141,7 +128,7 @@ async def delete(plane: ControlPlane, target: str, *, revision: int | None, wipe
 
 async def list_connectors(plane: ControlPlane, tenant: str | None, *, as_json: bool) -> int:
     """One line per stored connector, with its status."""
-    stored = await plane.connectors(tenant)
+    stored = await plane.specs.connectors(tenant)
     statuses = await plane.statuses.all(tenant)
     rows: list[dict[str, Any]] = []
     for spec in stored:

@@ -31,8 +31,8 @@ from hub.control.sealing import MasterKey
 from hub.control.secretstore import SecretStore, SecretVersionInfo
 from hub.control.specstore import ApplyResult, RevisionConflict, SpecDocument, SpecStore, StoredSpec
 from hub.control.status import State, StatusChange, StatusStore
-from hub.control.watcher import store_secrets_of
 from hub.errors import Problem
+from hub.secrets import store_secrets_of
 from schemas.connector import ConnectorDocument
 
 
@@ -142,7 +142,12 @@ class ControlPlane:
         wiped: list[str] = []
         kept: list[str] = []
         if wipe_secrets and isinstance(deleted.document, ConnectorDocument):
-            in_use = set().union(*(store_secrets_of(s.document) for s in await self.connectors(tenant)))  # type: ignore[arg-type]
+            in_use = {
+                secret
+                for stored in await self.specs.connectors(tenant)
+                if isinstance(stored.document, ConnectorDocument)
+                for secret in store_secrets_of(stored.document)
+            }
             for secret in sorted(store_secrets_of(deleted.document)):
                 if secret in in_use:
                     kept.append(secret)
@@ -151,10 +156,6 @@ class ControlPlane:
         detail: dict[str, object] = {"revision": deleted.revision, "wipedSecrets": wiped, "keptSecrets": kept}
         await self._audit(actor, tenant, "connector_delete", target, "deleted", detail)
         return Deleted(deleted, wiped, kept)
-
-    async def connectors(self, tenant: str | None) -> list[StoredSpec]:
-        """The stored connectors of a tenant (None: all)."""
-        return await self.specs.connectors(tenant)
 
     async def set_secret(self, tenant: str, name: str, value: bytes, actor: Actor) -> SecretVersionInfo:
         """Store a new version of a secret; the audit record names it and its version, never its value."""

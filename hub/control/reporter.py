@@ -18,8 +18,9 @@ from collections.abc import Callable, Iterable
 import nats.errors
 from redis.exceptions import RedisError
 
+from events.envelope import rfc3339
 from hub.activity import Activity
-from hub.control.status import State, StatusChange, StatusStore, rfc3339
+from hub.control.status import State, StatusChange, StatusStore
 from hub.poll.store import PollStore, SourceKey
 
 log = logging.getLogger(__name__)

@@ -10,23 +10,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from events.envelope import rfc3339
 from hub.control.buckets import current_entries, status_key
 
 State = Literal["provisioning", "active", "degraded", "error", "credential_expired", "disabled"]
 STATES: tuple[State, ...] = ("provisioning", "active", "degraded", "error", "credential_expired", "disabled")
 UPDATE_ATTEMPTS = 5
-
-
-def rfc3339(epoch_s: float) -> str:
-    """UTC time with milliseconds and `Z`."""
-    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)

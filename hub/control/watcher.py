@@ -30,7 +30,7 @@ from hub.gate.catalog import GateCatalog, catalog_of
 from hub.live import Live
 from hub.poll.sources import PollSource, build_source
 from hub.registry import Connector, ConnectorRegistry, build_connector
-from hub.secrets import SecretResolver, StoreLookup, store_references
+from hub.secrets import SecretResolver, StoreLookup, store_secrets_of
 from hub.settings import Settings
 from schemas.connector import ConnectorDocument
 from schemas.policy import PolicyDocument
@@ -61,14 +61,6 @@ class LiveConfiguration:
     def empty(cls) -> LiveConfiguration:
         """Nothing configured yet."""
         return cls(Live(ConnectorRegistry([])), Live(catalog_of([], [])), Live(()))
-
-
-def store_secrets_of(document: ConnectorDocument) -> set[str]:
-    """The names of the store secrets a connector uses (its signing secrets and its poll credentials)."""
-    refs = [entry.secretRef for entry in document.spec.secrets]
-    if document.spec.poll is not None and document.spec.poll.auth is not None:
-        refs.append(document.spec.poll.auth.secretRef)
-    return store_references(refs)
 
 
 class ConfigWatcher:
@@ -131,7 +123,7 @@ class ConfigWatcher:
         self._watchers = [secrets, specs]
         self._tasks = [
             asyncio.create_task(self._follow(secrets, self._on_secret), name="watch secrets"),
-            asyncio.create_task(self._follow(specs, self._on_spec), name="watch specs"),
+            asyncio.create_task(self._follow(specs, self._take_spec), name="watch specs"),
         ]
 
     async def stop(self) -> None:
@@ -153,13 +145,10 @@ class ConfigWatcher:
             try:
                 dirty |= handle(entry)
                 if not entry.delta:  # nothing else pending: apply the batch at once
-                    self._rebuild(dirty, specs_changed=handle == self._on_spec)
+                    self._rebuild(dirty, specs_changed=handle == self._take_spec)
                     dirty = set()
             except Exception:  # one bad entry must not stop this process from following the others
                 log.exception("could not apply a configuration change", extra={"key": entry.key})
-
-    def _on_spec(self, entry: KeyValue.Entry) -> set[Key]:
-        return self._take_spec(entry)
 
     def _seen(self, entry: KeyValue.Entry) -> bool:
         """Whether this revision of the key was taken already (read at start, then redelivered)."""

@@ -69,7 +69,7 @@ async def test_a_tenant_key_cannot_read_change_or_detect_another_tenants_connect
     control: ControlUnderTest,
 ) -> None:
     await seed(control)
-    before = await control.plane.connectors("b")
+    before = await control.plane.specs.connectors("b")
     answers: dict[str, tuple[Reply, Reply]] = {}
     for operation, (method, path, body) in requests_for("b", "gh").items():
         existing = await control.api.call(method, path, control.keys["a"], body)
@@ -85,7 +85,7 @@ async def test_a_tenant_key_cannot_read_change_or_detect_another_tenants_connect
         same = {k: v for k, v in existing.json().items() if k != "requestId"}
         assert same == {k: v for k, v in missing.json().items() if k != "requestId"}, operation
         assert b"gh" not in existing.body.replace(b"/gh", b""), operation
-    assert await control.plane.connectors("b") == before
+    assert await control.plane.specs.connectors("b") == before
     assert [s.name for s in await control.plane.secrets.list("b")] == ["token"]
     assert (await control.plane.secrets.info("b", "token")).versions[-1].version == 1  # type: ignore[union-attr]
 
