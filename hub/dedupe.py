@@ -1,12 +1,12 @@
 """Two-phase dedupe claims in Valkey: claim (`SET NX PX`), then `done` after the PubAck, or
 release (only by the claim's owner) when the publish failed.
 
-Each phase is one atomic script per key, one round trip per request (EVALSHA for one key, a
-pipeline for a batch). When Valkey is unreachable the store fails open: claims come back
-`UNAVAILABLE`, the ingress publishes anyway, and JetStream's duplicate window (keyed by the
-same `Nats-Msg-Id`) keeps a retried delivery from landing twice. After a failure the store skips
-Valkey for a short cool-down, so an outage costs one timeout per cool-down rather than one per
-request.
+Each phase is one atomic script per key. The calls of concurrent requests share round trips
+(`hub.scriptbatch`): under load one pipeline carries the claims and done marks of many requests.
+When Valkey is unreachable the store fails open: claims come back `UNAVAILABLE`, the ingress
+publishes anyway, and JetStream's duplicate window (keyed by the same `Nats-Msg-Id`) keeps a
+retried delivery from landing twice. After a failure the store skips Valkey for a short
+cool-down, so an outage costs one timeout per cool-down rather than one per request.
 """
 
 from __future__ import annotations
@@ -15,13 +15,12 @@ import enum
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from hub.metrics import HubMetrics
+from hub.scriptbatch import ScriptBatcher
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +61,7 @@ class DedupeStore:
     """Claims, done marks and releases for event ids, failing open when Valkey is away."""
 
     def __init__(self, redis: Redis, metrics: HubMetrics, *, claim_ttl_s: float, cooldown_s: float = 2.0) -> None:
-        self._redis = redis
+        self._batcher = ScriptBatcher(redis)
         self._metrics = metrics
         self._claim_ttl_ms = int(claim_ttl_s * 1000)
         self._cooldown_s = cooldown_s
@@ -76,7 +75,7 @@ class DedupeStore:
         if self._cooling_down():
             return [Claim.UNAVAILABLE] * len(keys)
         try:
-            results = await self._per_key(self._claim, keys, [token, self._claim_ttl_ms])
+            results = await self._batcher.call(self._claim, keys, [token, self._claim_ttl_ms])
         except RedisError as exc:
             self._failed("claim", exc)
             return [Claim.UNAVAILABLE] * len(keys)
@@ -88,7 +87,7 @@ class DedupeStore:
         if not keys or self._cooling_down():
             return
         try:
-            await self._per_key(self._done, keys, [int(window_s * 1000)])
+            await self._batcher.call(self._done, keys, [int(window_s * 1000)])
         except RedisError as exc:
             self._failed("done", exc)
 
@@ -97,31 +96,9 @@ class DedupeStore:
         if not keys or self._cooling_down():
             return
         try:
-            await self._per_key(self._release, keys, [token])
+            await self._batcher.call(self._release, keys, [token])
         except RedisError as exc:
             self._failed("release", exc)
-
-    async def _per_key(self, script: AsyncScript, keys: Sequence[str], args: list[str | int]) -> list[Any]:
-        """One script call per key (cluster-safe): a plain EVALSHA for one key, pipelined for several.
-
-        A pipeline of redis-py `Script` calls costs an extra `SCRIPT EXISTS` round trip on every
-        execute, so the pipeline sends bare EVALSHAs and loads the scripts only when the server
-        says it lost them (NOSCRIPT, after a restart). Several keys are the rule for batches and
-        for providers whose signature is claimed beside the event id.
-        """
-        if len(keys) == 1:
-            return [await script(keys=list(keys), args=args)]
-        try:
-            return await self._evalsha_pipeline(script, keys, args)
-        except NoScriptError:
-            await self._redis.script_load(script.script)
-            return await self._evalsha_pipeline(script, keys, args)
-
-    async def _evalsha_pipeline(self, script: AsyncScript, keys: Sequence[str], args: list[str | int]) -> list[Any]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.evalsha(script.sha, 1, key, *args)
-            return list(await pipe.execute())
 
     def _cooling_down(self) -> bool:
         return time.monotonic() < self._unavailable_until

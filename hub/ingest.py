@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import re
 import secrets
 from collections.abc import Sequence
@@ -114,6 +115,8 @@ class Ingestor:
         self._publisher = publisher
         self._metrics = metrics
         self._retry_after_s = max(1, round(claim_ttl_s / 10))
+        self._token_prefix = secrets.token_hex(12)  # per process; a counter makes each request's token unique
+        self._token_counter = itertools.count()
 
     async def ingest(
         self, connector: EventSource, envelopes: Sequence[Envelope], replay_key: str | None = None
@@ -126,7 +129,7 @@ class Ingestor:
         """
         envelopes = list({e.id: e for e in envelopes}.values())  # one event twice in a batch is one event
         keys = [dedupe_key(connector.tenant, connector.name, e.id) for e in envelopes]
-        token = secrets.token_hex(16)
+        token = f"{self._token_prefix}{next(self._token_counter):x}"
         all_keys = [*keys, replay_key] if replay_key else keys
         claims = await self._dedupe.claim(all_keys, token)
         ours = [key for key, claim in zip(all_keys, claims, strict=True) if claim is Claim.CLAIMED]

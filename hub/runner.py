@@ -13,7 +13,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -467,5 +467,17 @@ def run(settings: Settings, roles: Sequence[str] = ROLES, *, insecure_no_auth: b
     """Load, start, serve; ConfigError and embedded-server errors propagate to the CLI."""
     configuration = load_configuration(settings, roles)
     master_key(settings)  # a bad key fails before any server starts
-    with servers(settings) as endpoints:
-        asyncio.run(serve(settings, configuration, endpoints, roles, insecure_no_auth=insecure_no_auth))
+    with servers(settings) as endpoints, asyncio.Runner(loop_factory=event_loop_factory()) as loop:
+        loop.run(serve(settings, configuration, endpoints, roles, insecure_no_auth=insecure_no_auth))
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop where it is installed (a dependency on Linux and macOS), else asyncio's.
+
+    The hub's hot paths are socket reads and writes, callbacks and timers; uvloop runs those in C.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
