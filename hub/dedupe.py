@@ -75,7 +75,7 @@ class DedupeStore:
         if self._cooling_down():
             return [Claim.UNAVAILABLE] * len(keys)
         try:
-            results = await self._batcher.call(self._claim, keys, [token, self._claim_ttl_ms])
+            results = await self._batcher.call_per_key(self._claim, keys, [token, self._claim_ttl_ms])
         except RedisError as exc:
             self._failed("claim", exc)
             return [Claim.UNAVAILABLE] * len(keys)
@@ -87,7 +87,7 @@ class DedupeStore:
         if not keys or self._cooling_down():
             return
         try:
-            await self._batcher.call(self._done, keys, [int(window_s * 1000)])
+            await self._batcher.call_per_key(self._done, keys, [int(window_s * 1000)])
         except RedisError as exc:
             self._failed("done", exc)
 
@@ -96,7 +96,7 @@ class DedupeStore:
         if not keys or self._cooling_down():
             return
         try:
-            await self._batcher.call(self._release, keys, [token])
+            await self._batcher.call_per_key(self._release, keys, [token])
         except RedisError as exc:
             self._failed("release", exc)
 

@@ -6,7 +6,8 @@ round trip per call costs more CPU in redis-py than the scripts cost in Valkey. 
 one at a time, in order, on one connection, so a call never overtakes one made before it: a done
 mark and a later claim of the same key reach Valkey in that order.
 
-Each call still runs one script per key (cluster-safe). Scripts are sent as bare EVALSHAs; a
+The dedupe store runs its scripts once per key (cluster-safe); the limiter's admission is one run
+over its keys. Scripts are sent as bare EVALSHAs; a
 command that meets NOSCRIPT (Valkey restarted, or its script cache was flushed) did not run, so
 its script is loaded and only those commands are sent again: a script never runs twice for a key.
 """
@@ -26,27 +27,35 @@ from redis.exceptions import NoScriptError, RedisError
 @dataclass(slots=True)
 class _Call:
     script: AsyncScript
-    keys: Sequence[str]
+    key_sets: list[Sequence[str]]
+    """The keys of each EVALSHA this call makes."""
     args: Sequence[str | int]
     done: asyncio.Future[list[Any]]
     results: list[Any] = field(default_factory=list)
 
 
 class ScriptBatcher:
-    """Runs script calls (one script per key) in pipelines shared by concurrent callers."""
+    """Runs script calls in pipelines shared by concurrent callers."""
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self._queued: list[_Call] = []
         self._sender: asyncio.Task[None] | None = None
 
-    async def call(self, script: AsyncScript, keys: Sequence[str], args: Sequence[str | int]) -> list[Any]:
-        """The script's result for each key, in order; RedisError when Valkey could not answer.
+    async def call(self, script: AsyncScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+        """The result of one run of the script over all of `keys`; RedisError when Valkey could not answer."""
+        return (await self._queue(script, [keys], args))[0]
+
+    async def call_per_key(self, script: AsyncScript, keys: Sequence[str], args: Sequence[str | int]) -> list[Any]:
+        """The script's result for each key (one run per key), in order.
 
         A script error for one key (including NOSCRIPT after a reload failed) is raised to this
         caller only; the other calls of the batch are unaffected.
         """
-        call = _Call(script, keys, args, asyncio.get_running_loop().create_future())
+        return await self._queue(script, [[key] for key in keys], args)
+
+    async def _queue(self, script: AsyncScript, key_sets: list[Sequence[str]], args: Sequence[str | int]) -> list[Any]:
+        call = _Call(script, key_sets, args, asyncio.get_running_loop().create_future())
         self._queued.append(call)
         if self._sender is None:
             self._sender = asyncio.create_task(self._send_all(), name="valkey script batches")
@@ -70,12 +79,13 @@ class ScriptBatcher:
 
     async def _send(self, batch: list[_Call]) -> None:
         for call in batch:
-            call.results = [None] * len(call.keys)
-        unsent = [(call, index) for call in batch for index in range(len(call.keys))]
+            call.results = [None] * len(call.key_sets)
+        unsent = [(call, index) for call in batch for index in range(len(call.key_sets))]
         for attempt in range(2):
             async with self._redis.pipeline(transaction=False) as pipe:
                 for call, index in unsent:
-                    pipe.evalsha(call.script.sha, 1, call.keys[index], *call.args)
+                    keys = call.key_sets[index]
+                    pipe.evalsha(call.script.sha, len(keys), *keys, *call.args)
                 replies = await pipe.execute(raise_on_error=False)
             for (call, index), reply in zip(unsent, replies, strict=True):
                 call.results[index] = reply

@@ -26,6 +26,7 @@ from nats.js.errors import NotFoundError
 
 from events.envelope import _HEADER_SAFE, HEADER_PREFIX
 from hub.backoff import parse_retry_after
+from hub.gate.sharedflush import SharedFlush
 from hub.publisher import MSG_ID_HEADER
 from schemas.connector import HttpTarget
 
@@ -78,6 +79,7 @@ class SubjectDispatcher:
     def __init__(self, nc: NATS) -> None:
         self._nc = nc
         self._js = nc.jetstream()
+        self._flush = SharedFlush(nc)
         self._streams: dict[str, tuple[str | None, float]] = {}
 
     async def send(
@@ -88,7 +90,7 @@ class SubjectDispatcher:
             stream = await self._stream_for(subject, timeout_s)
             if stream is None:
                 await self._nc.publish(subject, envelope, headers=headers)
-                await self._nc.flush(timeout_s)  # type: ignore[arg-type]  # annotated int; any float works
+                await self._flush.flush(timeout_s)
             else:
                 # A retry under the same id is a duplicate JetStream drops (the first may have landed).
                 await self._js.publish(

@@ -1,11 +1,12 @@
 """Rate limits, concurrency caps and debounce for the gate, shared by every hub process via Valkey.
 
-Every decision is one atomic script (one EVALSHA round trip) that reads the server's clock
-(`redis.call('TIME')`), so several processes with drifting clocks still agree. Rates use GCRA per
-scope (a stored theoretical arrival time); when an invocation has to wait, the script *reserves* its
-future slot: the TATs move past it and the slot's time is stored under the invocation id. The
-caller NAKs with that delay; the redelivery finds its reservation and goes through without
-consuming a second slot, while later arrivals are queued behind it rather than racing it.
+Every decision is one atomic script (one EVALSHA; concurrent admissions share round trips) that
+reads the server's clock (`redis.call('TIME')`), so several processes with drifting clocks still
+agree. Rates use GCRA per scope (a stored theoretical arrival time); when an invocation has to
+wait, the script *reserves* its future slot: the TATs move past it and the slot's time is stored
+under the invocation id. The caller NAKs with that delay; the redelivery finds its reservation and
+goes through without consuming a second slot, while later arrivals are queued behind it rather
+than racing it.
 
 Concurrency caps are sorted sets of lease holders scored by expiry, so the slot of a holder that
 crashed frees itself after `lease_ttl_s`. Debounce keeps one leader per key: followers fold into it
@@ -25,6 +26,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from redis.asyncio import Redis
+
+from hub.scriptbatch import ScriptBatcher
 
 # Shared by both scripts: `now` in ms (fractional) from the server clock, and a fixed-point format
 # (Lua's tostring keeps 14 digits, too few for epoch ms with a fraction).
@@ -229,6 +232,7 @@ class Limiter:
         self._attempts_ttl_ms = _ms(attempts_ttl_s)
         self._debounce_grace_ms = _ms(debounce_grace_s)
         self._admit = redis.register_script(_ADMIT)
+        self._admissions = ScriptBatcher(redis)  # concurrent admissions share round trips
         self._debounce = redis.register_script(_DEBOUNCE)
 
     async def admit(
@@ -246,7 +250,7 @@ class Limiter:
             interval = 1000.0 / rate.per_second
             args += [repr(interval), repr((rate.burst - 1) * interval)]
         args += [scope.max_parallel for scope in parallels]
-        result: list[Any] = await self._admit(keys=keys, args=args)
+        result: list[Any] = await self._admissions.call(self._admit, keys, args)
         kind = _text(result[0])
         if kind == "ok":
             return Admitted(attempt=int(result[1]), first_attempt_at=float(result[2]) / 1000)

@@ -52,18 +52,28 @@ async def test_concurrent_calls_share_round_trips(redis: Redis, monkeypatch: pyt
     script = redis.register_script(COUNTING)
     pipelines = PipelineCounter(redis, monkeypatch)
 
-    results = await asyncio.gather(*(batcher.call(script, [f"k{i}", f"k{i}b"], []) for i in range(100)))
+    results = await asyncio.gather(*(batcher.call_per_key(script, [f"k{i}", f"k{i}b"], []) for i in range(100)))
 
     assert results == [[1, 1]] * 100
     assert pipelines.count <= 3, "100 concurrent calls went out one round trip each"
     assert await redis.get("k7") == b"1"
 
 
+async def test_one_run_over_several_keys(redis: Redis) -> None:
+    batcher = ScriptBatcher(redis)
+    script = redis.register_script("return redis.call('MSET', KEYS[1], ARGV[1], KEYS[2], ARGV[1])")
+
+    results = await asyncio.gather(*(batcher.call(script, [f"m{i}", f"n{i}"], [str(i)]) for i in range(20)))
+
+    assert results == [b"OK"] * 20
+    assert (await redis.get("m3"), await redis.get("n3")) == (b"3", b"3")
+
+
 async def test_calls_reach_valkey_in_the_order_they_were_made(redis: Redis) -> None:
     batcher = ScriptBatcher(redis)
     script = redis.register_script(SET_VALUE)
 
-    await asyncio.gather(*(batcher.call(script, ["ordered"], [str(i)]) for i in range(200)))
+    await asyncio.gather(*(batcher.call_per_key(script, ["ordered"], [str(i)]) for i in range(200)))
 
     assert await redis.get("ordered") == b"199"
 
@@ -72,11 +82,13 @@ async def test_noscript_resends_only_what_did_not_run(redis: Redis) -> None:
     batcher = ScriptBatcher(redis)
     counting = redis.register_script(COUNTING)
     setting = redis.register_script(SET_VALUE)
-    assert await batcher.call(counting, ["a"], []) == [1]
+    assert await batcher.call_per_key(counting, ["a"], []) == [1]
     await redis.script_flush()
     await redis.script_load(SET_VALUE)  # one script survives, the other is gone
 
-    results = await asyncio.gather(batcher.call(counting, ["a", "b"], []), batcher.call(setting, ["c"], ["v"]))
+    results = await asyncio.gather(
+        batcher.call_per_key(counting, ["a", "b"], []), batcher.call_per_key(setting, ["c"], ["v"])
+    )
 
     assert results == [[2, 1], [b"OK"]]  # each key counted once: no script ran twice
     assert (await redis.get("a"), await redis.get("b"), await redis.get("c")) == (b"2", b"1", b"v")
@@ -87,7 +99,7 @@ async def test_a_script_error_reaches_only_its_caller(redis: Redis) -> None:
     script = redis.register_script(FAILS_FOR_BAD)
 
     results = await asyncio.gather(
-        batcher.call(script, ["good"], []), batcher.call(script, ["bad"], []), return_exceptions=True
+        batcher.call_per_key(script, ["good"], []), batcher.call_per_key(script, ["bad"], []), return_exceptions=True
     )
 
     assert results[0] == [1]
@@ -98,21 +110,23 @@ async def test_a_script_error_reaches_only_its_caller(redis: Redis) -> None:
 async def test_a_cancelled_caller_does_not_stop_the_others(redis: Redis) -> None:
     batcher = ScriptBatcher(redis)
     script = redis.register_script(COUNTING)
-    first = asyncio.ensure_future(batcher.call(script, ["x"], []))
-    second = asyncio.ensure_future(batcher.call(script, ["y"], []))
+    first = asyncio.ensure_future(batcher.call_per_key(script, ["x"], []))
+    second = asyncio.ensure_future(batcher.call_per_key(script, ["y"], []))
     await asyncio.sleep(0)  # both queued, the batch under way
     first.cancel()
 
     assert await asyncio.wait_for(second, 5) == [1]
-    assert await batcher.call(script, ["z"], []) == [1]
+    assert await batcher.call_per_key(script, ["z"], []) == [1]
 
 
 async def test_a_lost_server_fails_every_caller_of_the_batch(redis: Redis, valkey_server: RunningServer) -> None:
     batcher = ScriptBatcher(redis)
     script = redis.register_script(COUNTING)
-    assert await batcher.call(script, ["before"], []) == [1]
+    assert await batcher.call_per_key(script, ["before"], []) == [1]
     valkey_server.stop()
 
-    results = await asyncio.gather(*(batcher.call(script, [f"k{i}"], []) for i in range(5)), return_exceptions=True)
+    results = await asyncio.gather(
+        *(batcher.call_per_key(script, [f"k{i}"], []) for i in range(5)), return_exceptions=True
+    )
 
     assert all(isinstance(r, RedisError) for r in results), results
