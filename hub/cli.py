@@ -216,9 +216,14 @@ def _control(settings: Settings, args: argparse.Namespace) -> int:
 CONTROL_COMMANDS = ("apply", "diff", "get", "delete", "list", "keys", "secrets")
 
 
+def setting_flags(args: argparse.Namespace) -> dict[str, str]:
+    """The settings given as `--flag`s, by field name."""
+    return {k.removeprefix("setting_"): v for k, v in vars(args).items() if k.startswith("setting_") and v}
+
+
 def load_settings(args: argparse.Namespace) -> Settings:
     """Settings from the environment, overridden by any `--flag` given."""
-    overrides = {k.removeprefix("setting_"): v for k, v in vars(args).items() if k.startswith("setting_") and v}
+    overrides: dict[str, Any] = setting_flags(args)
     return Settings(**overrides)
 
 
@@ -273,8 +278,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         if unknown or not roles:
             print(f"connector-hub: unknown role(s): {', '.join(sorted(unknown)) or '(none given)'}", file=sys.stderr)
             return EXIT_USAGE
-        runner.run(settings, roles, insecure_no_auth=args.insecure_no_auth)
-        return 0
+        from hub import workers
+
+        return workers.run(settings, roles, setting_flags(args), insecure_no_auth=args.insecure_no_auth)
     if args.command == "url-token":
         return _url_token(settings, args.target, args.base_url)
     if args.command == "verify":

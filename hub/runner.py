@@ -16,7 +16,7 @@ import signal
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nats
 import nats.errors
@@ -55,6 +55,9 @@ from hub.publisher import Publisher
 from hub.registry import ConnectorRegistry, build_registry
 from hub.settings import Settings
 from schemas.loader import LoadedSpecs, SpecLoadError, load_specs
+
+if TYPE_CHECKING:
+    from hub.workers import WorkerLink
 
 log = logging.getLogger(__name__)
 
@@ -217,8 +220,13 @@ async def serve(
     roles: Sequence[str] = ROLES,
     *,
     insecure_no_auth: bool = False,
+    worker: WorkerLink | None = None,
 ) -> None:
-    """Run the roles until SIGINT or SIGTERM."""
+    """Run the roles until SIGINT or SIGTERM.
+
+    A worker of `run --workers N` shares its ports with its siblings (SO_REUSEPORT) and reports to
+    its supervisor when it listens; the supervisor, not the worker, keeps the endpoints record.
+    """
     master = master_key(settings)
     nc = await connect_nats(endpoints.nats_url)
     redis = connect_redis(endpoints.redis_url, settings.store_timeout.total_seconds())
@@ -275,17 +283,21 @@ async def serve(
             shutdown_timeout=SHUTDOWN_GRACE_S,
         )
         await runner.setup()
-        http_url = await _listen(runner, settings.http_host, settings.http_port)
+        http_url = await _listen(runner, settings.http_host, settings.http_port, reuse_port=worker is not None)
         admin_url = None
         if "admin" in roles:
             admin_api = admin_context(settings, plane, insecure_no_auth, PollStore(redis))
             admin = web.AppRunner(build_admin_app(admin_api), access_log=None)
             await admin.setup()
-            admin_url = await _listen(admin, settings.admin_host, settings.admin_port)
+            admin_url = await _listen(admin, settings.admin_host, settings.admin_port, reuse_port=worker is not None)
             if insecure_no_auth:
                 log.warning(INSECURE_WARNING)
-        _record_endpoints(settings.data_dir, endpoints, http_url, admin_url)
-        log.info("listening", extra={"http": http_url, "admin": admin_url, "roles": list(roles)})
+        if worker is None:
+            record_endpoints(settings.data_dir, endpoints, http_url, admin_url)
+        else:
+            worker.report_ready(http_url, admin_url)
+        listening = "listening" if worker is None else "worker listening"  # the supervisor says `listening` once
+        log.info(listening, extra={"http": http_url, "admin": admin_url, "roles": list(roles)})
         await _until_stopped()
         log.info("stopping: finishing in-flight requests, handlers and poll pages")
         if admin is not None:
@@ -312,7 +324,8 @@ async def serve(
         if gate is not None:
             with contextlib.suppress(Exception):  # start-up failed half way; the error propagates
                 await gate.stop()
-        endpoints_file(settings.data_dir).unlink(missing_ok=True)
+        if worker is None:
+            endpoints_file(settings.data_dir).unlink(missing_ok=True)
         with contextlib.suppress(Exception):  # best effort on the way out; the servers stop next
             await nc.drain()
         await redis.aclose()
@@ -368,9 +381,9 @@ async def apply_files(plane: ControlPlane, specs: LoadedSpecs, source: Path) -> 
         raise ConfigError(problems)
 
 
-async def _listen(runner: web.AppRunner, host: str, port: int) -> str:
-    """Start serving the runner's app; its URL."""
-    site = web.TCPSite(runner, host, port)
+async def _listen(runner: web.AppRunner, host: str, port: int, *, reuse_port: bool = False) -> str:
+    """Start serving the runner's app; its URL. With `reuse_port`, processes that all set it share the port."""
+    site = web.TCPSite(runner, host, port, reuse_port=reuse_port)
     await site.start()
     bound_host, bound_port = runner.addresses[-1][:2]
     return f"http://{bound_host}:{bound_port}"
@@ -441,7 +454,11 @@ def _warn_about_bus_limits(registry: ConnectorRegistry, max_payload: int) -> Non
             )
 
 
-def _record_endpoints(data_dir: Path, endpoints: Endpoints, http_url: str, admin_url: str | None) -> None:
+def record_endpoints(
+    data_dir: Path, endpoints: Endpoints, http_url: str, admin_url: str | None, worker_pids: Sequence[int] = ()
+) -> None:
+    """Write this process's endpoints record; replaced whole, so a reader never sees half of it
+    (a supervisor rewrites it when a worker restarts)."""
     path = endpoints_file(data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {
@@ -451,8 +468,11 @@ def _record_endpoints(data_dir: Path, endpoints: Endpoints, http_url: str, admin
         "admin_url": admin_url,
         "pid": os.getpid(),
         "embedded_pids": endpoints.embedded_pids,
+        "worker_pids": list(worker_pids),
     }
-    path.write_bytes(orjson.dumps(record))
+    staged = path.with_name(f".{path.name}.{os.getpid()}")
+    staged.write_bytes(orjson.dumps(record))
+    staged.replace(path)
 
 
 async def _until_stopped() -> None:
@@ -463,12 +483,18 @@ async def _until_stopped() -> None:
     await stop.wait()
 
 
-def run(settings: Settings, roles: Sequence[str] = ROLES, *, insecure_no_auth: bool = False) -> None:
+def run(
+    settings: Settings,
+    roles: Sequence[str] = ROLES,
+    *,
+    insecure_no_auth: bool = False,
+    worker: WorkerLink | None = None,
+) -> None:
     """Load, start, serve; ConfigError and embedded-server errors propagate to the CLI."""
     configuration = load_configuration(settings, roles)
     master_key(settings)  # a bad key fails before any server starts
     with servers(settings) as endpoints, asyncio.Runner(loop_factory=event_loop_factory()) as loop:
-        loop.run(serve(settings, configuration, endpoints, roles, insecure_no_auth=insecure_no_auth))
+        loop.run(serve(settings, configuration, endpoints, roles, insecure_no_auth=insecure_no_auth, worker=worker))
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -31,6 +31,12 @@ class Settings(BaseSettings):
     admin_port: int = Field(
         default=8081, ge=0, le=65535, description="Admin API listen port (its own, not the ingress's)"
     )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Processes serving the same ports (SO_REUSEPORT); above 1, `run` supervises that many workers",
+    )
     public_url: str | None = Field(
         default=None, description="The ingress's public base URL, for service maps (default: http://HOST:PORT)"
     )
