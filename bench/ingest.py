@@ -36,6 +36,7 @@ import platform
 import secrets
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -199,29 +200,61 @@ def child_env(extra: dict[str, str]) -> dict[str, str]:
 
 
 @dataclass
+class Contender:
+    """One HTTP server under test: its processes (started by the bench) and where it listens."""
+
+    name: str
+    url: str
+    stream: str
+    procs: list[subprocess.Popen[bytes]]
+
+    def pids(self) -> list[int]:
+        """Its processes and, for `run --workers N`, the supervisor's workers."""
+        pids = [proc.pid for proc in self.procs]
+        return pids + [child for pid in pids for child in children(pid)]
+
+
+@dataclass
 class Stack:
     """Everything the bench started, by PID."""
 
     workdir: Path
     nats: RunningServer
     valkey: RunningServer
-    hub: subprocess.Popen[bytes]
-    hub_url: str
-    minimal: subprocess.Popen[bytes]
-    minimal_url: str
+    contenders: dict[str, Contender]
 
-    def pids(self) -> dict[str, int]:
+    def pids(self, contender: Contender) -> dict[str, list[int]]:
         return {
-            "hub": self.hub.pid,
-            "minimal": self.minimal.pid,
-            "nats-server": self.nats.pid,
-            "valkey-server": self.valkey.pid,
-            "loadgen": os.getpid(),
+            "server": contender.pids(),
+            "nats-server": [self.nats.pid],
+            "valkey-server": [self.valkey.pid],
+            "loadgen": [os.getpid()],
         }
 
 
-def hub_process(workdir: Path, nats_url: str, redis_url: str) -> tuple[list[str], dict[str, str], str]:
-    """argv, environment and base URL of `connector-hub run` on the bench's servers."""
+def children(pid: int) -> list[int]:
+    """The child PIDs of a process (Linux /proc; none elsewhere)."""
+    with contextlib.suppress(OSError):
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return []
+
+
+PHASES = {
+    "trivial": "aiohttp handler answering 202 without reading the body, 1 process",
+    "minimal": "minimal pipeline (read, publish, PubAck, 202), 1 process",
+    "hub": "connector-hub run --role ingress",
+    "minimal-2p": "minimal pipeline, 2 processes sharing the port (SO_REUSEPORT)",
+    "hub-2w": "connector-hub run --role ingress --workers 2",
+}
+RATIOS = (("hub", "minimal"), ("hub-2w", "minimal-2p"))
+
+
+def hub_process(workdir: Path, nats_url: str, redis_url: str, workers: int) -> tuple[list[str], dict[str, str], str]:
+    """argv, environment and base URL of `connector-hub run --role ingress` on the bench's servers.
+
+    Only the ingress role: the gate consumers would route the bench's events in the same process
+    (bench/gate.py measures them), and the admin API would be one more listener (port 0: none).
+    """
     connectors = workdir / "connectors.yaml"
     connectors.write_text(CONNECTORS_YAML)
     port = free_port()
@@ -229,40 +262,57 @@ def hub_process(workdir: Path, nats_url: str, redis_url: str) -> tuple[list[str]
         {
             "HUB_NATS_URL": nats_url,
             "HUB_REDIS_URL": redis_url,
-            "HUB_DATA_DIR": str(workdir / "hub"),
+            "HUB_DATA_DIR": str(workdir / f"hub-{workers}"),
             "HUB_CONNECTORS": str(connectors),
             "HUB_HTTP_PORT": str(port),
             "HUB_ADMIN_PORT": "0",
             "HUB_LOG_FORMAT": "json",
+            "HUB_WORKERS": str(workers),
             "BENCH_GITHUB_SECRET": GITHUB_SECRET,
             "BENCH_STANDARD_SECRET": STANDARD_SECRET,
         }
     )
-    return [sys.executable, "-m", "hub", "run"], env, f"http://127.0.0.1:{port}"
+    return [sys.executable, "-m", "hub", "run", "--role", "ingress"], env, f"http://127.0.0.1:{port}"
 
 
-def minimal_process(nats_url: str) -> tuple[list[str], dict[str, str], str]:
-    """argv, environment and base URL of bench/minimal_server.py."""
-    port = free_port()
-    argv = [sys.executable, str(BENCH_DIR / "minimal_server.py"), "--nats-url", nats_url, "--port", str(port)]
-    return argv, child_env({}), f"http://127.0.0.1:{port}"
+def minimal_argv(nats_url: str, port: int, *extra: str) -> list[str]:
+    """argv of bench/minimal_server.py."""
+    return [sys.executable, str(BENCH_DIR / "minimal_server.py"), "--nats-url", nats_url, "--port", str(port), *extra]
 
 
 def start_http_server(
-    cleanup: contextlib.ExitStack, name: str, spec: tuple[list[str], dict[str, str], str], workdir: Path
-) -> tuple[subprocess.Popen[bytes], str]:
+    cleanup: contextlib.ExitStack, name: str, argv: list[str], env: dict[str, str], url: str, workdir: Path
+) -> subprocess.Popen[bytes]:
     """Spawn, register its stop (before waiting, so an interrupt still stops it), wait for /healthz."""
-    argv, env, url = spec
     log = workdir / f"{name}.log"
     proc = spawn(argv, env, log)
     cleanup.callback(stop, proc)
     wait_healthy(name, f"{url}/healthz", proc, log)
-    return proc, url
+    return proc
+
+
+def start_contender(cleanup: contextlib.ExitStack, name: str, workdir: Path, nats: str, redis: str) -> Contender:
+    """Start the server(s) of one phase."""
+    if name.startswith("hub"):
+        argv, env, url = hub_process(workdir, nats, redis, workers=2 if name == "hub-2w" else 1)
+        return Contender(name, url, HUB_STREAM, [start_http_server(cleanup, name, argv, env, url, workdir)])
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    if name == "trivial":
+        argv = minimal_argv(nats, port, "--trivial")
+        return Contender(name, url, "", [start_http_server(cleanup, name, argv, child_env({}), url, workdir)])
+    count = 2 if name == "minimal-2p" else 1
+    extra = ("--reuse-port",) if count > 1 else ()
+    procs = [
+        start_http_server(cleanup, f"{name}-{i}", minimal_argv(nats, port, *extra), child_env({}), url, workdir)
+        for i in range(count)
+    ]
+    return Contender(name, url, MINIMAL_STREAM, procs)
 
 
 @contextlib.contextmanager
-def running_stack(keep: bool) -> Iterator[Stack]:
-    """Start NATS, Valkey, the hub and the minimal server; stop each by PID on the way out."""
+def running_stack(keep: bool, phases: list[str]) -> Iterator[Stack]:
+    """Start NATS, Valkey and every phase's server; stop each by PID on the way out."""
     with contextlib.ExitStack() as cleanup:
         workdir = Path(tempfile.mkdtemp(prefix="hub-bench-"))
         if not keep:
@@ -271,10 +321,10 @@ def running_stack(keep: bool) -> Iterator[Stack]:
         cleanup.callback(nats_server.stop)
         valkey_server = start_valkey(workdir / "servers")
         cleanup.callback(valkey_server.stop)
-        hub_spec = hub_process(workdir, nats_server.url, valkey_server.url)
-        hub, hub_url = start_http_server(cleanup, "hub", hub_spec, workdir)
-        minimal, minimal_url = start_http_server(cleanup, "minimal", minimal_process(nats_server.url), workdir)
-        yield Stack(workdir, nats_server, valkey_server, hub, hub_url, minimal, minimal_url)
+        contenders = {
+            name: start_contender(cleanup, name, workdir, nats_server.url, valkey_server.url) for name in phases
+        }
+        yield Stack(workdir, nats_server, valkey_server, contenders)
 
 
 # --- measuring -----------------------------------------------------------------------------------
@@ -310,6 +360,7 @@ class PhaseResult:
     """One phase's figures."""
 
     name: str
+    round: int
     load: LoadResult
     stored: int
     cpu_ms_per_request: dict[str, float]
@@ -324,6 +375,7 @@ class PhaseResult:
     def as_dict(self) -> dict[str, Any]:
         return {
             "phase": self.name,
+            "round": self.round,
             "requests": self.load.sent,
             "accepted": self.load.accepted,
             "stored": self.stored,
@@ -375,29 +427,40 @@ async def load(base_url: str, requests: list[Prepared], concurrency: int, cap_s:
 
 
 async def stream_messages(js: JetStreamContext, stream: str) -> int:
+    if not stream:
+        return 0
     return int((await js.stream_info(stream)).state.messages)
 
 
+def cpu_of(pids: list[int]) -> int:
+    """CPU ticks of the processes still alive."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            total += cpu_ticks(pid)
+    return total
+
+
 async def run_phase(
-    name: str, url: str, stream: str, stack: Stack, args: argparse.Namespace, js: JetStreamContext
+    contender: Contender, round_no: int, stack: Stack, args: argparse.Namespace, js: JetStreamContext
 ) -> PhaseResult:
     """Warm up (not counted), then the timed load with CPU and stream counts around it."""
     requests = prepare(args.warmup + args.requests)
-    warm = await load(url, requests[: args.warmup], args.concurrency, args.duration_cap)
+    warm = await load(contender.url, requests[: args.warmup], args.concurrency, args.duration_cap)
     if args.warmup and not warm.accepted:
-        raise RuntimeError(f"{name}: no request accepted in the warm-up: {dict(warm.failures)}")
-    pids = stack.pids()
-    before_msgs = await stream_messages(js, stream)
-    before_cpu = {proc: cpu_ticks(pid) for proc, pid in pids.items()}
-    timed = await load(url, requests[args.warmup :], args.concurrency, args.duration_cap)
-    after_cpu = {proc: cpu_ticks(pid) for proc, pid in pids.items()}
-    stored = await stream_messages(js, stream) - before_msgs
+        raise RuntimeError(f"{contender.name}: no request accepted in the warm-up: {dict(warm.failures)}")
+    pids = stack.pids(contender)
+    before_msgs = await stream_messages(js, contender.stream)
+    before_cpu = {proc: cpu_of(p) for proc, p in pids.items()}
+    timed = await load(contender.url, requests[args.warmup :], args.concurrency, args.duration_cap)
+    after_cpu = {proc: cpu_of(p) for proc, p in pids.items()}
+    stored = await stream_messages(js, contender.stream) - before_msgs if contender.stream else timed.accepted
     per_request = {proc: (after_cpu[proc] - before_cpu[proc]) * 1000 / CLK_TCK / max(1, timed.sent) for proc in pids}
-    return PhaseResult(name, timed, stored, per_request)
+    return PhaseResult(contender.name, round_no, timed, stored, per_request)
 
 
 async def bench(stack: Stack, args: argparse.Namespace) -> list[PhaseResult]:
-    """Create the minimal stream, then run the phases in order."""
+    """Create the minimal stream, then run the phases in order, `--rounds` times over (interleaved)."""
     main_task = asyncio.current_task()
     assert main_task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)  # like Ctrl-C
@@ -412,12 +475,15 @@ async def bench(stack: Stack, args: argparse.Namespace) -> list[PhaseResult]:
                 duplicate_window=DUPLICATE_WINDOW_S,
             )
         )
-        targets = {"hub": (stack.hub_url, HUB_STREAM), "minimal": (stack.minimal_url, MINIMAL_STREAM)}
         results = []
-        for phase in args.phases:
-            url, stream = targets[phase]
-            print(f"# {phase}: {args.warmup} warm-up + {args.requests} requests at concurrency {args.concurrency}")
-            results.append(await run_phase(phase, url, stream, stack, args, js))
+        for round_no in range(1, args.rounds + 1):
+            for phase in args.phases:
+                print(
+                    f"# round {round_no}/{args.rounds} {phase}: {args.warmup} warm-up + {args.requests} requests "
+                    f"at concurrency {args.concurrency} ({PHASES[phase]})",
+                    flush=True,
+                )
+                results.append(await run_phase(stack.contenders[phase], round_no, stack, args, js))
         return results
     finally:
         await nc.close()
@@ -430,32 +496,79 @@ def failures_text(failures: Counter[str]) -> str:
     return ", ".join(f"{k}:{v}" for k, v in sorted(failures.items())) or "0"
 
 
+@dataclass
+class PhaseSummary:
+    """A phase over its rounds: the median round by accepted/s, and every round's figures."""
+
+    name: str
+    rounds: list[PhaseResult]
+
+    @property
+    def median(self) -> PhaseResult:
+        ordered = sorted(self.rounds, key=lambda r: r.accepted_per_s)
+        return ordered[(len(ordered) - 1) // 2]
+
+    def figure(self, pick: Callable[[PhaseResult], float]) -> float:
+        return statistics.median(pick(r) for r in self.rounds)
+
+
+def summarize(results: list[PhaseResult]) -> dict[str, PhaseSummary]:
+    by_name: dict[str, list[PhaseResult]] = {}
+    for result in results:
+        by_name.setdefault(result.name, []).append(result)
+    return {name: PhaseSummary(name, rounds) for name, rounds in by_name.items()}
+
+
+def accepted_per_s(r: PhaseResult) -> float:
+    return r.accepted_per_s
+
+
+def p99(r: PhaseResult) -> float:
+    return r.latency(0.99)
+
+
 def report(results: list[PhaseResult], args: argparse.Namespace) -> dict[str, Any]:
-    """Print the tables; return the figures for --json."""
+    """Print the tables (each figure the median over the rounds); return the figures for --json."""
+    summaries = summarize(results)
     print()
-    head = f"{'phase':<8} {'requests':>8} {'accepted':>8} {'stored':>8} {'accepted/s':>10}"
-    print(head + f" {'p50 ms':>8} {'p99 ms':>8} {'p999 ms':>8}  errors")
+    print(f"{'phase':<11} {'round':>5} {'requests':>8} {'accepted':>8} {'stored':>8} {'accepted/s':>10}", end="")
+    print(f" {'p50 ms':>8} {'p99 ms':>8} {'p999 ms':>8}  errors")
     for r in results:
-        line = f"{r.name:<8} {r.load.sent:>8} {r.load.accepted:>8} {r.stored:>8} {r.accepted_per_s:>10.1f}"
+        line = f"{r.name:<11} {r.round:>5} {r.load.sent:>8} {r.load.accepted:>8} {r.stored:>8}"
         print(
-            line + f" {r.latency(0.5):>8.2f} {r.latency(0.99):>8.2f} {r.latency(0.999):>8.2f}  "
-            f"{failures_text(r.load.failures)}"
+            line + f" {r.accepted_per_s:>10.1f} {r.latency(0.5):>8.2f} {r.latency(0.99):>8.2f} "
+            f"{r.latency(0.999):>8.2f}  {failures_text(r.load.failures)}"
         )
-    figures: dict[str, Any] = {"phases": [r.as_dict() for r in results]}
-    by_name = {r.name: r for r in results}
-    if {"hub", "minimal"} <= by_name.keys():
-        hub, minimal = by_name["hub"], by_name["minimal"]
-        throughput = hub.accepted_per_s / minimal.accepted_per_s if minimal.accepted_per_s else math.nan
-        p99 = hub.latency(0.99) / minimal.latency(0.99)
-        print(f"ratio hub/minimal: throughput {throughput:.2f}x, p99 {p99:.2f}x")
-        figures["ratio"] = {"throughput": round(throughput, 3), "p99": round(p99, 3)}
+    print()
+    print(f"median of {args.rounds} round(s)   accepted/s   p50 ms   p99 ms  p999 ms")
+    for name, summary in summaries.items():
+        print(
+            f"{name:<22} {summary.figure(accepted_per_s):>12.1f} {summary.figure(lambda r: r.latency(0.5)):>8.2f} "
+            f"{summary.figure(p99):>8.2f} {summary.figure(lambda r: r.latency(0.999)):>8.2f}"
+        )
+    figures: dict[str, Any] = {"rounds": [r.as_dict() for r in results], "ratios": {}}
+    for name, base in RATIOS:
+        if {name, base} <= summaries.keys():
+            ours, theirs = summaries[name], summaries[base]
+            throughput = ours.figure(accepted_per_s) / theirs.figure(accepted_per_s)
+            latency = ours.figure(p99) / theirs.figure(p99)
+            per_round = [a.accepted_per_s / b.accepted_per_s for a, b in zip(ours.rounds, theirs.rounds, strict=True)]
+            rounds_text = " ".join(f"{x:.2f}" for x in per_round)
+            print(f"ratio {name}/{base}: throughput {throughput:.2f}x (per round: {rounds_text}), p99 {latency:.2f}x")
+            figures["ratios"][f"{name}/{base}"] = {
+                "throughput": round(throughput, 3),
+                "p99": round(latency, 3),
+                "throughput_per_round": [round(x, 3) for x in per_round],
+            }
     print()
     procs = list(results[0].cpu_ms_per_request) if results else []
-    print("CPU ms per request " + " ".join(f"{p:>13}" for p in procs) + f" {'total':>8}")
-    for r in results:
-        cells = " ".join(f"{r.cpu_ms_per_request[p]:>13.3f}" for p in procs)
-        print(f"{r.name:<18} {cells} {sum(r.cpu_ms_per_request.values()):>8.3f}")
+    print("CPU ms per request (median) " + " ".join(f"{p:>13}" for p in procs) + f" {'total':>8}")
+    for name, summary in summaries.items():
+        cells = [summary.figure(lambda r, p=p: r.cpu_ms_per_request[p]) for p in procs]  # type: ignore[misc]
+        print(f"{name:<27} " + " ".join(f"{c:>13.3f}" for c in cells) + f" {sum(cells):>8.3f}")
     figures["setup"] = {
+        "phases": {name: PHASES[name] for name in args.phases},
+        "rounds": args.rounds,
         "requests": args.requests,
         "concurrency": args.concurrency,
         "warmup": args.warmup,
@@ -473,19 +586,22 @@ def report(results: list[PhaseResult], args: argparse.Namespace) -> dict[str, An
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=20_000, help="timed requests per phase (default 20000)")
+    parser.add_argument("--requests", type=int, default=10_000, help="timed requests per phase (default 10000)")
     parser.add_argument("--concurrency", type=int, default=50, help="concurrent client workers (default 50)")
     parser.add_argument("--duration-cap", type=float, default=60.0, help="hard time cap per load run, s (default 60)")
     parser.add_argument("--warmup", type=int, default=500, help="uncounted requests before each phase (default 500)")
-    parser.add_argument("--phases", default="hub,minimal", help="comma-separated, in order (default hub,minimal)")
+    parser.add_argument("--rounds", type=int, default=3, help="times every phase runs, interleaved (default 3)")
+    parser.add_argument(
+        "--phases", default=",".join(PHASES), help=f"comma-separated, in order (default {','.join(PHASES)})"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (server data and logs)")
     args = parser.parse_args(argv)
     args.phases = [p.strip() for p in args.phases.split(",") if p.strip()]
-    if set(args.phases) - {"hub", "minimal"} or not args.phases:
-        parser.error("--phases takes hub and/or minimal")
-    if args.requests < 1 or args.concurrency < 1 or args.warmup < 0:
-        parser.error("--requests and --concurrency must be positive, --warmup not negative")
+    if set(args.phases) - PHASES.keys() or not args.phases:
+        parser.error(f"--phases takes some of: {', '.join(PHASES)}")
+    if args.requests < 1 or args.concurrency < 1 or args.warmup < 0 or not 1 <= args.rounds <= 10:
+        parser.error("--requests and --concurrency must be positive, --warmup not negative, --rounds 1-10")
     if not 0 < args.duration_cap <= MAX_CAP_S:
         parser.error(f"--duration-cap must be in (0, {MAX_CAP_S:.0f}] s (signatures are signed before each phase)")
     return args
@@ -499,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM cleans up like Ctrl-C
     try:
-        with running_stack(args.keep) as stack:
+        with running_stack(args.keep, args.phases) as stack:
             if args.keep:
                 print(f"# data and logs in {stack.workdir}")
             try:

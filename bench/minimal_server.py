@@ -1,15 +1,22 @@
-"""The benchmark's baseline: the least an ingest endpoint can do and still promise durability.
+"""The benchmark's baselines: the least an ingest endpoint can do and still promise durability.
 
 It reads the body, publishes it to JetStream with a `Nats-Msg-Id`, awaits the PubAck and answers
-202. No verification, no dedupe store, no envelope. `bench/ingest.py` starts it as a subprocess
-(so it does not share the load generator's process):
+202. No verification, no dedupe store, no envelope. With `--trivial` it answers 202 without even
+reading the body: the ceiling of aiohttp itself on this machine. `bench/ingest.py` starts it as a
+subprocess (so it does not share the load generator's process), once per process it measures;
+`--reuse-port` lets several share one port, as `connector-hub run --workers N` does:
 
-    python bench/minimal_server.py --nats-url nats://127.0.0.1:4222 --port 9000
+    python bench/minimal_server.py --nats-url nats://127.0.0.1:4222 --port 9000 [--trivial] [--reuse-port]
+
+It runs on uvloop when that is installed, as the hub does, so the comparison is of the work done,
+not of the event loop.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
@@ -34,12 +41,21 @@ async def ingest(request: web.Request) -> web.Response:
     return web.Response(status=202, body=b'{"accepted":1}', content_type="application/json")
 
 
+async def trivial(request: web.Request) -> web.Response:
+    """202 without reading the body."""
+    return web.Response(status=202, body=b'{"accepted":1}', content_type="application/json")
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
-def build_app(nats_url: str) -> web.Application:
+def build_app(nats_url: str, *, answer_only: bool) -> web.Application:
     app = web.Application(client_max_size=2 * 1024 * 1024)
+    app.router.add_get("/healthz", healthz)
+    if answer_only:
+        app.router.add_post("/hooks/{tenant}/{connector}", trivial)
+        return app
 
     async def connection(app: web.Application) -> AsyncIterator[None]:
         nc = await nats.connect(nats_url, name="bench-minimal", connect_timeout=2)
@@ -49,7 +65,6 @@ def build_app(nats_url: str) -> web.Application:
 
     app.cleanup_ctx.append(connection)
     app.router.add_post("/hooks/{tenant}/{connector}", ingest)
-    app.router.add_get("/healthz", healthz)
     return app
 
 
@@ -58,8 +73,21 @@ def main() -> None:
     parser.add_argument("--nats-url", required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--trivial", action="store_true", help="answer 202 without reading the body")
+    parser.add_argument("--reuse-port", action="store_true", help="share the port with other processes")
     args = parser.parse_args()
-    web.run_app(build_app(args.nats_url), host=args.host, port=args.port, access_log=None, print=None)
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    web.run_app(
+        build_app(args.nats_url, answer_only=args.trivial),
+        host=args.host,
+        port=args.port,
+        reuse_port=args.reuse_port,
+        access_log=None,
+        print=None,
+    )
 
 
 if __name__ == "__main__":
