@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import base64
 import contextlib
-import ctypes
 import json
 import math
 import os
@@ -59,7 +58,7 @@ from nats.js.api import StorageType, StreamConfig
 from adapters.base import SigningSecret, TestRequest
 from adapters.webhooks.github import GitHubAdapter
 from adapters.webhooks.standard_webhooks import StandardWebhooksAdapter
-from hub.embedded import RunningServer, free_port, start_nats, start_valkey
+from hub.embedded import RunningServer, die_with_parent, free_port, start_nats, start_valkey
 
 BENCH_DIR = Path(__file__).resolve().parent
 BODY_BYTES = 4096
@@ -142,15 +141,6 @@ def prepare(count: int) -> list[Prepared]:
 # --- processes -----------------------------------------------------------------------------------
 
 
-def _die_with_parent() -> Callable[[], None] | None:
-    """A child-side hook: Linux sends the child SIGTERM when the bench dies (even by SIGKILL)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
-    return lambda: prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
-
-
 def spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """Start a child in its own session (Ctrl-C reaches the bench, which stops children in order)."""
     with log.open("wb") as log_file:
@@ -162,7 +152,7 @@ def spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent(),
+            preexec_fn=die_with_parent(),
         )
 
 

@@ -46,7 +46,6 @@ import uuid
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import aiohttp
@@ -54,12 +53,16 @@ import nats
 import orjson
 import yaml
 from ingest import (
+    CLK_TCK,
     CONNECTORS_YAML,
     GITHUB_SECRET,
     ID_HEADER,
     STANDARD_SECRET,
+    _interrupt,
     child_env,
+    cpu_ticks,
     github_request,
+    percentile,
     spawn,
     standard_request,
     stop,
@@ -114,7 +117,6 @@ RSS_GROWTH_LIMIT_PCT = 10.0
 RSS_LIMIT_MB = 150.0
 FD_SLACK = 2
 """fds flat: after warm-up, max - min of a process's open fds that are not inbound HTTP connections <= this."""
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 TCP_LISTEN = "0A"
 
 
@@ -332,13 +334,6 @@ def _status_fields(pid: int) -> dict[str, str]:
     return fields
 
 
-def cpu_ticks(pid: int) -> int:
-    """utime + stime of a process (all its threads), in clock ticks."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5), counted after `pid (comm)`
-
-
 def rss_mb(pid: int) -> float:
     """VmRSS in MB (MiB), NaN if the process is gone."""
     try:
@@ -427,13 +422,6 @@ def read_process(pid: int, kinds: dict[str, str], last_ticks: dict[int, tuple[fl
         threads=int(status["Threads"]),
         cpu_pct=cpu,
     )
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Nearest-rank percentile of an ascending list (NaN when empty)."""
-    if not sorted_values:
-        return math.nan
-    return sorted_values[min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))]
 
 
 @dataclass
@@ -934,10 +922,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not 1 <= args.workers <= 64:
         parser.error("--workers must be in [1, 64]")
     return args
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,15 +19,14 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from hub import runner, schemagen
+from hub import runner, schemagen, workers
 from hub.embedded import EmbeddedServerError
-from hub.errors import ConfigError
+from hub.errors import EXIT_USAGE, ConfigError
 from hub.logs import configure_logging
 from hub.settings import Settings
 from hub.validate import validate_paths
 from schemas.loader import SpecLoadError, field_path, load_specs
 
-EXIT_USAGE = 2
 ENVIRONMENT_ONLY = frozenset({"master_key", "signing_key"})
 """Keys are never command-line flags: a flag's value shows in `ps` and in shell history."""
 
@@ -278,8 +277,6 @@ def _dispatch(args: argparse.Namespace) -> int:
         if unknown or not roles:
             print(f"connector-hub: unknown role(s): {', '.join(sorted(unknown)) or '(none given)'}", file=sys.stderr)
             return EXIT_USAGE
-        from hub import workers
-
         return workers.run(settings, roles, setting_flags(args), insecure_no_auth=args.insecure_no_auth)
     if args.command == "url-token":
         return _url_token(settings, args.target, args.base_url)

@@ -129,8 +129,13 @@ def find_binary(server: str) -> Path:
     return path
 
 
-def _preexec() -> Callable[[], None] | None:
-    """A child-side hook that asks Linux to SIGTERM the child when its parent dies."""
+def die_with_parent() -> Callable[[], None] | None:
+    """A child-side hook (`preexec_fn`) that asks Linux to SIGTERM the child when its parent dies,
+    even by SIGKILL; None elsewhere.
+
+    The signal follows the thread that forked the child, so fork from a thread that lives as long
+    as the parent does (the hub's servers are spawned from a dedicated thread for that reason).
+    """
     if not sys.platform.startswith("linux"):
         return None
     prctl = ctypes.CDLL(None, use_errno=True).prctl
@@ -152,7 +157,7 @@ def _spawn_here(argv: list[str], log_fd: int) -> subprocess.Popen[bytes]:
         stdout=log_fd,
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        preexec_fn=_preexec(),
+        preexec_fn=die_with_parent(),
     )
 
 

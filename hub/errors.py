@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 from adapters.errors import RequestRejected
 
+EXIT_USAGE = 2
+"""The exit code of a command refused for its input: bad flags, specs, settings or keys."""
+
 
 class UnknownConnector(RequestRejected):
     """No enabled connector at that path (404; nothing else is revealed)."""

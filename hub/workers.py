@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import io
 import logging
 import os
@@ -27,15 +26,15 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 
 from hub import runner
-from hub.cli import EXIT_USAGE
-from hub.errors import ConfigError, Problem
+from hub.embedded import die_with_parent
+from hub.errors import EXIT_USAGE, ConfigError, Problem
 from hub.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -50,7 +49,6 @@ RESTART_DELAY_S = 0.5
 RESTART_DELAY_MAX_S = 30.0
 STABLE_AFTER_S = 60.0
 """A worker that ran this long before it exited is restarted after the shortest delay again."""
-_PR_SET_PDEATHSIG = 1
 
 
 def run(settings: Settings, roles: Sequence[str], flags: Mapping[str, str], *, insecure_no_auth: bool) -> int:
@@ -252,7 +250,7 @@ class Supervisor:
                 env={**self.env, WORKER_INDEX_ENV: str(index), READY_FD_ENV: str(write_fd)},
                 pass_fds=(write_fd,),
                 start_new_session=True,  # a terminal's Ctrl-C reaches the supervisor, which stops the workers
-                preexec_fn=_die_with_parent(),
+                preexec_fn=die_with_parent(),  # forked from the main thread's event loop
             )
         except BaseException:
             os.close(read_fd)
@@ -335,23 +333,3 @@ async def _read_report(pipe: io.FileIO) -> tuple[str, str | None] | None:
         return None
     report = orjson.loads(line)
     return str(report["http_url"]), report["admin_url"]
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """A child-side hook: Linux sends the worker SIGTERM when the supervisor dies, even by SIGKILL.
-
-    The signal follows the thread that forked the child; the supervisor forks from its event loop,
-    which runs in the main thread for the supervisor's whole life.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
-    parent = os.getpid()
-
-    def hook() -> None:
-        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-        if os.getppid() != parent:  # the supervisor died before prctl took effect
-            os._exit(1)
-
-    return hook

@@ -21,13 +21,13 @@ from hub.control.apikeys import SCOPES, ApiKeyError
 from hub.control.plane import Actor, ControlPlane, InvalidSpec
 from hub.control.secretstore import SecretStoreError
 from hub.control.specstore import RevisionConflict, SpecDocument
+from hub.errors import EXIT_USAGE
 from hub.runner import master_key
 from hub.settings import Settings
 from hub.tail import connect
 from schemas.loader import LoadedSpecs, read_specs
 
 EXIT_FAILED = 1
-EXIT_USAGE = 2
 
 
 @asynccontextmanager

@@ -8,9 +8,9 @@ so the callers that queue up while one flush is under way share the next one.
 
 from __future__ import annotations
 
-import asyncio
-
 from nats.aio.client import Client as NATS
+
+from hub.groupcommit import GroupCommit
 
 
 class SharedFlush:
@@ -18,8 +18,9 @@ class SharedFlush:
 
     def __init__(self, nc: NATS) -> None:
         self._nc = nc
-        self._waiting: list[asyncio.Future[None]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._rounds: GroupCommit[float, None] = GroupCommit(
+            self._flush, name="shared nats flush", cancelled=TimeoutError
+        )
 
     async def flush(self, timeout_s: float) -> None:
         """Return once the server has everything this connection sent before the call.
@@ -27,27 +28,8 @@ class SharedFlush:
         Raises what nats-py's flush raises (a timeout, a closed connection). The round that a call
         joins uses the timeout of the call that started it.
         """
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append(waiter)
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush_all(timeout_s), name="shared nats flush")
-        await waiter
+        await self._rounds.submit(timeout_s)
 
-    async def _flush_all(self, timeout_s: float) -> None:
-        try:
-            while self._waiting:
-                round_, self._waiting = self._waiting, []
-                try:
-                    await self._nc.flush(timeout_s)  # type: ignore[arg-type]  # annotated int; any float works
-                except BaseException as exc:
-                    for waiter in round_:
-                        if not waiter.done():
-                            waiter.set_exception(exc if isinstance(exc, Exception) else TimeoutError())
-                    if not isinstance(exc, Exception):
-                        raise
-                    continue
-                for waiter in round_:
-                    if not waiter.done():
-                        waiter.set_result(None)
-        finally:
-            self._flusher = None
+    async def _flush(self, timeouts: list[float]) -> list[BaseException | None]:
+        await self._nc.flush(timeouts[0])  # type: ignore[arg-type]  # annotated int; any float works
+        return [None] * len(timeouts)
