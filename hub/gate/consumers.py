@@ -1,13 +1,16 @@
 """The two gate consumers on a FastStream broker: durable pull consumers shared by every hub process.
 
-FastStream owns consumption (fetching, concurrency, the handler lifecycle); publishes go through
-the hub's own nats-py JetStream context, which is the cheaper path per message. Both consumers
+FastStream owns consumption (fetching, parsing, the handler lifecycle); each handler runs in its own
+task from `InFlight`, which bounds how many run at once (see hub/gate/inflight.py for why not
+FastStream's `max_workers`). Publishes go through the hub's own nats-py JetStream context, which
+is the cheaper path per message. Both consumers
 have no MaxDeliver: the policy consumer retries failed publishes for ever (an event is never
 dropped), and the dispatcher counts real attempts itself so that waiting does not use them up.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -24,6 +27,7 @@ from events.subjects import EVENTS_PREFIX, INVOCATIONS_PREFIX
 from hub.gate.catalog import GateCatalog
 from hub.gate.dispatch import HttpDispatcher, SubjectDispatcher
 from hub.gate.dispatcher import Dispatcher
+from hub.gate.inflight import InFlight
 from hub.gate.limiter import Limiter
 from hub.gate.metrics import GateMetrics
 from hub.gate.policy_consumer import PolicyConsumer
@@ -35,11 +39,13 @@ POLICY_DURABLE = "hub-policy"
 DISPATCH_DURABLE = "hub-dispatch"
 ACK_WAIT_S = 30.0
 """A message a crashed process held is redelivered after this; long dispatches send heartbeats."""
-POLICY_WORKERS = 32
-DISPATCH_WORKERS = 64
+POLICY_WORKERS = 128
+DISPATCH_WORKERS = 128
 MAX_ACK_PENDING = 20_000
 """Throttled invocations wait as pending acks; the cap must leave room for every route's backlog."""
 HTTP_CONNECTIONS = 256
+DRAIN_TIMEOUT_S = 10.0
+"""How long a stopping gate waits for running handlers; JetStream redelivers what they held."""
 FETCH_TIMEOUT_S = 1.0
 """How long one pull waits. A pull that started on an empty stream holds the messages it got
 until its batch is full or this passes, so it bounds the extra latency when traffic resumes."""
@@ -66,9 +72,14 @@ class Gate:
     session: aiohttp.ClientSession | None
     policy: PolicyConsumer | None
     dispatcher: Dispatcher | None
+    handlers: list[InFlight]
 
     async def stop(self) -> None:
-        """Stop consuming (in-flight handlers finish first), then close the HTTP client."""
+        """Stop fetching; let the running handlers settle their messages (at most DRAIN_TIMEOUT_S) while
+        the consumers' connection, which their acks go through, is still open; then close it and the
+        HTTP client."""
+        await asyncio.gather(*(subscriber.stop() for subscriber in self.broker.subscribers))
+        await asyncio.gather(*(handlers.drain(DRAIN_TIMEOUT_S) for handlers in self.handlers))
         await self.broker.stop()
         if self.session is not None:
             await self.session.close()
@@ -98,8 +109,12 @@ async def start_gate(
     policy_consumer = PolicyConsumer(catalog, js, metrics) if policy else None
     session = None
     dispatcher = None
+    handlers: list[InFlight] = []
     if policy_consumer is not None:
-        _subscribe(broker, EVENTS_STREAM, EVENTS_PREFIX, POLICY_DURABLE, POLICY_WORKERS)(policy_consumer.handle)
+        handlers.append(InFlight(POLICY_WORKERS))
+        _subscribe(broker, EVENTS_STREAM, EVENTS_PREFIX, POLICY_DURABLE, POLICY_WORKERS)(
+            handlers[-1].detach(policy_consumer.handle)
+        )
     if dispatch:
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=HTTP_CONNECTIONS),
@@ -115,22 +130,24 @@ async def start_gate(
             metrics,
             ack_wait_s=ACK_WAIT_S,
         )
+        handlers.append(InFlight(DISPATCH_WORKERS))
         _subscribe(broker, INVOCATIONS_STREAM, INVOCATIONS_PREFIX, DISPATCH_DURABLE, DISPATCH_WORKERS)(
-            dispatcher.handle
+            handlers[-1].detach(dispatcher.handle)
         )
     await broker.start()
     log.info("gate consumers started", extra={"policy": policy, "dispatch": dispatch})
-    return Gate(broker, session, policy_consumer, dispatcher)
+    return Gate(broker, session, policy_consumer, dispatcher, handlers)
 
 
-def _subscribe(broker: NatsBroker, stream: str, prefix: str, durable: str, workers: int):  # type: ignore[no-untyped-def]
+def _subscribe(broker: NatsBroker, stream: str, prefix: str, durable: str, batch: int):  # type: ignore[no-untyped-def]
+    """FastStream's sequential pull subscriber: it fetches up to `batch` messages and waits for
+    their (detached, so quick) handlers before the next fetch."""
     return broker.subscriber(
         f"{prefix}.>",
         stream=JStream(stream, declare=False),
         durable=durable,
         config=consumer_config(durable, f"{prefix}.>"),
-        pull_sub=PullSub(batch_size=workers, timeout=FETCH_TIMEOUT_S),
-        max_workers=workers,
+        pull_sub=PullSub(batch_size=batch, timeout=FETCH_TIMEOUT_S),
         ack_policy=AckPolicy.MANUAL,
         decoder=_raw,
         title=durable,
