@@ -4,7 +4,7 @@
 
 It starts its own nats-server (JetStream on file storage, `sync_interval: always`, as the hub's
 embedded default) and valkey-server in a temporary directory (the helpers of `bench/ingest.py`),
-then, one at a time, two contenders, each its own process, each consuming its own input stream and
+then, one at a time, three contenders, each its own process, each consuming its own input stream and
 delivering to a core NATS subject this process subscribes to:
 
 - gate: the real `connector-hub run --role policy,dispatch` with one connector, one route
@@ -14,6 +14,10 @@ delivering to a core NATS subject this process subscribes to:
   it to the target subject. Two JetStream hops.
 - relay: `bench/relay_server.py`, a durable pull consumer on BENCH_RELAY_IN that republishes each
   message (body and headers) to `bench.relay.out`, flushes and acks. One JetStream hop.
+- relay2: `bench/relay_server.py --hops 2`, the gate's two JetStream hops without its logic: the
+  first consumer stores each message in BENCH_RELAY_MID (PubAck awaited) and acks, the second
+  consumes that and republishes as the relay does. The ceiling of the gate's design, so the
+  report prints gate/relay2 and relay2/relay beside gate/relay.
 
 Phases, the same events and pacing for both contenders, each with a fresh contender process and
 fresh streams (so counts are exact and nothing is replayed), after an uncounted warm-up:
@@ -90,6 +94,9 @@ RELAY_OUT = "bench.relay.out"
 RELAY_STREAM = "BENCH_RELAY_IN"
 RELAY_PREFIX = "bench.relay.in"
 RELAY_DURABLE = "bench-relay"
+MID_STREAM = "BENCH_RELAY_MID"
+MID_PREFIX = "bench.relay.mid"
+MID_DURABLE = "bench-relay-mid"
 DATA_BYTES = 4096
 IN_FLIGHT = 256
 PUBLISH_TIMEOUT_S = 10.0
@@ -206,31 +213,41 @@ def contenders(workdir: Path, nats_url: str, redis_url: str) -> list[Contender]:
         [sys.executable, "-m", "hub", "run", "--role", "policy,dispatch"],
         gate_env,
     )
-    relay = Contender(
-        "relay",
+    relay_argv = [
+        sys.executable,
+        str(BENCH_DIR / "relay_server.py"),
+        "--nats-url",
+        nats_url,
+        "--out-subject",
         RELAY_OUT,
-        ((RELAY_STREAM, RELAY_DURABLE),),
-        (RELAY_STREAM,),
-        [sys.executable, str(BENCH_DIR / "relay_server.py"), "--nats-url", nats_url, "--out-subject", RELAY_OUT],
+    ]
+    relay = Contender("relay", RELAY_OUT, ((RELAY_STREAM, RELAY_DURABLE),), (RELAY_STREAM,), relay_argv, child_env({}))
+    relay2 = Contender(
+        "relay2",
+        RELAY_OUT,
+        ((RELAY_STREAM, RELAY_DURABLE), (MID_STREAM, MID_DURABLE)),
+        (RELAY_STREAM, MID_STREAM),
+        [*relay_argv, "--hops", "2"],
         child_env({}),
     )
-    return [gate, relay]
+    return [gate, relay, relay2]
 
 
 async def reset_streams(js: JetStreamContext, contender: Contender) -> None:
-    """Delete the contender's streams (and so its durable consumers); recreate the relay's input."""
+    """Delete the contender's streams (and so its durable consumers); recreate the relays' streams."""
     for stream in contender.streams:
         with contextlib.suppress(NotFoundError):
             await js.delete_stream(stream)
-    if contender.name == "relay":
-        await js.add_stream(
-            StreamConfig(
-                name=RELAY_STREAM,
-                subjects=[RELAY_PREFIX + ".>"],
+    inputs = {RELAY_STREAM: RELAY_PREFIX, MID_STREAM: MID_PREFIX}
+    for stream in contender.streams:
+        if stream in inputs:
+            config = StreamConfig(
+                name=stream,
+                subjects=[inputs[stream] + ".>"],
                 storage=StorageType.FILE,
                 duplicate_window=DUPLICATE_WINDOW_S,
             )
-        )
+            await js.add_stream(config)
 
 
 async def wait_ready(js: JetStreamContext, contender: Contender, proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -651,11 +668,12 @@ def report(results: list[PhaseResult], args: argparse.Namespace) -> dict[str, An
         print(line)
     figures: dict[str, Any] = {"phases": [r.as_dict() for r in results]}
     by_key = {(r.contender, r.phase): r for r in results}
-    gate, relay = by_key.get(("gate", "throughput")), by_key.get(("relay", "throughput"))
-    if gate and relay:
-        ratio = gate.delivered_per_s / relay.delivered_per_s if relay.delivered_per_s else math.nan
-        print(f"ratio gate/relay (throughput): {ratio:.2f}x")
-        figures["ratio_gate_relay_throughput"] = round(ratio, 3)
+    for top, bottom in (("gate", "relay"), ("gate", "relay2"), ("relay2", "relay")):
+        over, under = by_key.get((top, "throughput")), by_key.get((bottom, "throughput"))
+        if over and under:
+            ratio = over.delivered_per_s / under.delivered_per_s if under.delivered_per_s else math.nan
+            print(f"ratio {top}/{bottom} (throughput): {ratio:.2f}x")
+            figures[f"ratio_{top}_{bottom}_throughput"] = round(ratio, 3)
 
     print()
     print("latency breakdown, ms (latency phase)   p50      p99      max")

@@ -7,7 +7,12 @@ free). Each message is published, body and headers unchanged, to a core NATS sub
 (a PING/PONG round trip: the server has it) and then acked. No policy, no limiter, no second
 stream: one JetStream hop. `bench/gate.py` creates the stream and starts this as a subprocess:
 
-    python bench/relay_server.py --nats-url nats://127.0.0.1:4222
+    python bench/relay_server.py --nats-url nats://127.0.0.1:4222 [--hops 2]
+
+With `--hops 2` it has the gate's shape without the gate's logic: a first relay publishes each
+message to the `BENCH_RELAY_MID` stream (awaiting its PubAck, with a `Nats-Msg-Id`) and acks, a
+second consumes that stream and republishes to the core subject as above. Two JetStream hops:
+the ceiling of a design that stores every invocation durably, as DESIGN §6 asks.
 
 It runs on uvloop when that is installed, as the hub does, so the comparison is of the work done,
 not of the event loop. It runs until SIGTERM or SIGINT (then finishes its in-flight messages, at
@@ -22,6 +27,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 
 import nats
 import nats.errors
@@ -33,6 +39,11 @@ STREAM = "BENCH_RELAY_IN"
 SUBJECTS = "bench.relay.in.>"
 DURABLE = "bench-relay"
 OUT_SUBJECT = "bench.relay.out"
+MID_STREAM = "BENCH_RELAY_MID"
+MID_PREFIX = "bench.relay.mid"
+MID_DURABLE = "bench-relay-mid"
+MSG_ID = "Nats-Msg-Id"
+PUBLISH_TIMEOUT_S = 5.0
 WORKERS = 64
 FETCH_TIMEOUT_S = 1.0
 ACK_WAIT_S = 30.0
@@ -41,11 +52,11 @@ FLUSH_TIMEOUT_S = 5.0
 DRAIN_TIMEOUT_S = 10.0
 
 
-def consumer_config() -> ConsumerConfig:
+def consumer_config(durable: str, subjects: str) -> ConsumerConfig:
     """The same shape as the gate's consumers (hub/gate/consumers.py)."""
     return ConsumerConfig(
-        durable_name=DURABLE,
-        filter_subject=SUBJECTS,
+        durable_name=durable,
+        filter_subject=subjects,
         ack_policy=AckPolicy.EXPLICIT,
         deliver_policy=DeliverPolicy.ALL,
         ack_wait=ACK_WAIT_S,
@@ -54,12 +65,40 @@ def consumer_config() -> ConsumerConfig:
     )
 
 
-class Relay:
-    """Fetch, republish, flush, ack; counts what it did and what failed."""
+Forward = Callable[[Msg], Awaitable[None]]
 
-    def __init__(self, nc: NATS, out_subject: str, workers: int) -> None:
+
+def to_subject(nc: NATS, subject: str) -> Forward:
+    """Core publish, then a flush: the server has the message when this returns."""
+
+    async def forward(msg: Msg) -> None:
+        await nc.publish(subject, msg.data, headers=msg.headers)
+        await nc.flush(FLUSH_TIMEOUT_S)  # type: ignore[arg-type]  # annotated int; any float works
+
+    return forward
+
+
+def to_stream(nc: NATS, prefix: str) -> Forward:
+    """JetStream publish under `prefix` with the input's last subject token, PubAck awaited."""
+    js = nc.jetstream()
+
+    async def forward(msg: Msg) -> None:
+        headers = dict(msg.headers or {})
+        headers[MSG_ID] = f"{headers.get(MSG_ID, msg.reply)}:mid"
+        await js.publish(
+            f"{prefix}.{msg.subject.rsplit('.', 1)[-1]}", msg.data, headers=headers, timeout=PUBLISH_TIMEOUT_S
+        )
+
+    return forward
+
+
+class Relay:
+    """Fetch, forward, ack; counts what it did and what failed."""
+
+    def __init__(self, nc: NATS, stream: str, subjects: str, durable: str, forward: Forward, workers: int) -> None:
         self._nc = nc
-        self._out = out_subject
+        self._stream, self._subjects, self._durable = stream, subjects, durable
+        self._forward = forward
         self._slots = asyncio.Semaphore(workers)
         self._workers = workers
         self._tasks: set[asyncio.Task[None]] = set()
@@ -68,8 +107,7 @@ class Relay:
 
     async def handle(self, msg: Msg) -> None:
         try:
-            await self._nc.publish(self._out, msg.data, headers=msg.headers)
-            await self._nc.flush(FLUSH_TIMEOUT_S)  # type: ignore[arg-type]  # annotated int; any float works
+            await self._forward(msg)
         except (nats.errors.Error, TimeoutError):
             self.failed += 1
             with contextlib.suppress(nats.errors.Error):
@@ -90,7 +128,10 @@ class Relay:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Fetch loop until `stop` is set; every message gets a slot before its task starts."""
-        psub = await self._nc.jetstream().pull_subscribe(SUBJECTS, DURABLE, stream=STREAM, config=consumer_config())
+        config = consumer_config(self._durable, self._subjects)
+        psub = await self._nc.jetstream().pull_subscribe(
+            self._subjects, self._durable, stream=self._stream, config=config
+        )
         while not stop.is_set():
             try:
                 messages = await psub.fetch(self._workers, timeout=FETCH_TIMEOUT_S)
@@ -112,16 +153,23 @@ async def main_async(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     loop.call_later(args.lifetime, stop.set)
-    relay = Relay(nc, args.out_subject, args.workers)
+    if args.hops == 1:
+        relays = [Relay(nc, STREAM, SUBJECTS, DURABLE, to_subject(nc, args.out_subject), args.workers)]
+    else:
+        relays = [
+            Relay(nc, STREAM, SUBJECTS, DURABLE, to_stream(nc, MID_PREFIX), args.workers),
+            Relay(nc, MID_STREAM, MID_PREFIX + ".>", MID_DURABLE, to_subject(nc, args.out_subject), args.workers),
+        ]
     try:
-        await relay.run(stop)
+        await asyncio.gather(*(relay.run(stop) for relay in relays))
     finally:
         # Every handler has finished (or DRAIN_TIMEOUT_S passed): flush the last acks and close. Not
         # nc.drain(): draining a pull subscription waits on its inbox queue until the timeout.
         with contextlib.suppress(Exception):
             await nc.flush(FLUSH_TIMEOUT_S)  # type: ignore[arg-type]
         await nc.close()
-    print(f"relayed {relay.relayed}, failed {relay.failed}", flush=True)
+    for hop, relay in enumerate(relays, 1):
+        print(f"hop {hop}: relayed {relay.relayed}, failed {relay.failed}", flush=True)
     return 0
 
 
@@ -129,6 +177,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nats-url", required=True)
     parser.add_argument("--out-subject", default=OUT_SUBJECT)
+    parser.add_argument("--hops", type=int, choices=(1, 2), default=1, help="JetStream hops (default 1)")
     parser.add_argument("--workers", type=int, default=WORKERS, help="batch size and in-flight cap (default 64)")
     parser.add_argument("--lifetime", type=float, default=3600.0, help="exit after this many seconds (default 3600)")
     args = parser.parse_args()
