@@ -117,7 +117,3 @@ class Breakers:
         elif (breaker.failure_threshold, breaker.cooldown_s) != (failure_threshold, cooldown_s):
             breaker.configure(failure_threshold, cooldown_s)
         return breaker
-
-    def states(self) -> dict[str, BreakerState]:
-        """Every known breaker's state, for metrics."""
-        return {key: breaker.state for key, breaker in self._breakers.items()}

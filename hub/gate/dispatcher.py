@@ -35,7 +35,7 @@ from events.deadletter import DeadLetter, FailureClass
 from events.envelope import Envelope, headers_to_attributes, rfc3339
 from events.subjects import INVOCATIONS_PREFIX, dlq_subject
 from hub.backoff import backoff_delay
-from hub.gate.breaker import Breakers, CircuitBreaker
+from hub.gate.breaker import Breakers, BreakerState, CircuitBreaker
 from hub.gate.catalog import CompiledRoute, GateCatalog
 from hub.gate.dispatch import Delivered, Failed, HttpDispatcher, Outcome, SubjectDispatcher
 from hub.gate.limiter import (
@@ -161,7 +161,7 @@ class Dispatcher:
             target, route.spec.circuit.failureThreshold, route.spec.circuit.cooldown.total_seconds()
         )
         wait_s = breaker.check()
-        self._export_breaker(target)
+        self._export_breaker(target, breaker)
         if wait_s > 0:
             self._metrics.throttle_delay.labels("breaker").observe(wait_s)
             return nak(wait_s)
@@ -321,11 +321,10 @@ class Dispatcher:
         if breaker.trips > trips:
             self._metrics.breaker_trips.labels(target).inc()
             log.warning("circuit breaker opened", extra={"target": target})
-        self._export_breaker(target)
+        self._export_breaker(target, breaker)
 
-    def _export_breaker(self, target: str) -> None:
-        state = self._breakers.states().get(target)
-        self._metrics.breaker_state.labels(target).set(0 if state is None or state == "closed" else 1)
+    def _export_breaker(self, target: str, breaker: CircuitBreaker) -> None:
+        self._metrics.breaker_state.labels(target).set(0 if breaker.state is BreakerState.CLOSED else 1)
 
 
 @dataclass(frozen=True, slots=True)
