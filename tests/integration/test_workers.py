@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -238,22 +238,39 @@ async def ingress(
 # --- which worker serves a connection ------------------------------------------------------------
 
 
-def accepted_by(server_port: int, client_port: int, pids: Iterable[int]) -> int | None:
-    """The PID among `pids` that holds the server side of the connection client_port -> server_port."""
-    sockets = set()
+TCP_LISTEN = "0A"
+"""The state column of a listening socket in /proc/net/tcp."""
+
+
+def tcp_sockets() -> Iterator[tuple[int, int, str, str]]:
+    """(local port, remote port, state, inode) of every TCP socket, from /proc/net/tcp and tcp6."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
             fields = line.split()
-            local, remote, inode = fields[1], fields[2], fields[9]
-            if int(local.rsplit(":", 1)[1], 16) == server_port and int(remote.rsplit(":", 1)[1], 16) == client_port:
-                sockets.add(f"socket:[{inode}]")
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            for fd in Path(f"/proc/{pid}/fd").iterdir():
-                with contextlib.suppress(OSError):
-                    if os.readlink(fd) in sockets:
-                        return pid
-    return None
+            local, remote = (int(address.rsplit(":", 1)[1], 16) for address in fields[1:3])
+            yield local, remote, fields[3], fields[9]
+
+
+def socket_inodes(pid: int) -> set[str]:
+    """The inodes of the sockets among the PID's open files (none once it has exited)."""
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                if (target := os.readlink(fd)).startswith("socket:["):
+                    inodes.add(target.removeprefix("socket:[").removesuffix("]"))
+    return inodes
+
+
+def listeners(port: int) -> set[str]:
+    """The inodes of the sockets listening on `port`: with SO_REUSEPORT, one per process that listens."""
+    return {inode for local, _, state, inode in tcp_sockets() if local == port and state == TCP_LISTEN}
+
+
+def accepted_by(server_port: int, client_port: int, pids: Iterable[int]) -> int | None:
+    """The PID among `pids` that holds the server side of the connection client_port -> server_port."""
+    sockets = {inode for local, remote, _, inode in tcp_sockets() if (local, remote) == (server_port, client_port)}
+    return next((pid for pid in pids if sockets & socket_inodes(pid)), None)
 
 
 @dataclass
@@ -289,6 +306,8 @@ async def connection(base_url: str, pids: list[int]) -> AsyncIterator[Connection
         owner: list[int] = []
 
         async def accepted() -> bool:
+            if reader.exception() is not None or reader.at_eof():  # a listener closed with it in its queue
+                pytest.fail(f"connection from port {local_port} closed unaccepted: {reader.exception()!r}")
             owner[:] = [pid for pid in [accepted_by(int(port), local_port, pids)] if pid is not None]
             return bool(owner)
 
@@ -377,12 +396,17 @@ async def test_a_redelivery_on_the_other_worker_is_a_duplicate(ingress: Supervis
 
 async def test_a_killed_worker_is_restarted_and_requests_keep_succeeding(ingress: Supervised) -> None:
     killed, survivor = ingress.worker_pids()
+    port = int(ingress.http_url().rsplit(":", 1)[1])
+    killed_listener = listeners(port) & socket_inodes(killed)
+    assert killed_listener
     os.kill(killed, signal.SIGKILL)
 
     async def killed_gone() -> bool:
-        return pid_gone(killed)
+        """Its sockets close when its last thread exits, which can be after its main thread is a zombie:
+        until then the kernel still hands it new connections (SO_REUSEPORT), and resets them as it closes."""
+        return pid_gone(killed) and not listeners(port) & killed_listener
 
-    await wait_for(killed_gone, 10, "the killed worker gone")
+    await wait_for(killed_gone, 10, "the killed worker and its listening socket gone")
     for _ in range(5):  # meanwhile the survivor serves every connection
         async with connection(ingress.http_url(), [survivor]) as conn:
             status, _ = await conn.post(GITHUB.signed(SECRET.value))
