@@ -8,7 +8,6 @@ the sender, so the sender's retry can deliver.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import itertools
 import re
@@ -24,6 +23,7 @@ from hub.dedupe import Claim, DedupeStore, dedupe_key
 from hub.errors import ClaimHeld
 from hub.metrics import HubMetrics
 from hub.publisher import Publisher
+from hub.settled import all_settled
 
 _SAFE_ID = re.compile(r"[\x21-\x7e]{1,200}")
 _TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
@@ -82,7 +82,8 @@ def traceparent_for(incoming: str | None) -> str:
     """The caller's W3C traceparent when well-formed, else a new trace."""
     if incoming and _TRACEPARENT.fullmatch(incoming) and not _ALL_ZERO_ID.search(incoming):
         return incoming
-    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+    ids = secrets.token_hex(24)  # one read of the system's randomness for both ids
+    return f"00-{ids[:32]}-{ids[32:]}-01"
 
 
 def build_envelope(connector: EventSource, event: NormalizedEvent, provenance: Provenance) -> Envelope:
@@ -142,7 +143,7 @@ class Ingestor:
             return IngestResult(accepted=[], duplicates=[e.id for e in envelopes])
         claims = claims[: len(envelopes)]
         fresh = [e for e, c in zip(envelopes, claims, strict=True) if c is not Claim.DONE]
-        results = await asyncio.gather(*(self._publish(connector, e) for e in fresh), return_exceptions=True)
+        results = await all_settled([self._publish(connector, e) for e in fresh])
         failure = next((r for r in results if isinstance(r, BaseException)), None)
         if failure is not None:
             await self._dedupe.release(ours, token)

@@ -9,10 +9,9 @@ so a redelivery (after a crash or a failed publish) adds nothing that was alread
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +27,7 @@ from hub.gate.catalog import CompiledRoute, GateCatalog
 from hub.gate.metrics import GateMetrics
 from hub.gate.policy import Decision, decide
 from hub.live import Live
+from hub.settled import all_settled
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class PolicyConsumer:
         policy = catalog.policy(ref.tenant)
         decisions = [(route, decide(policy, route, ref.event_type)) for route in routes]
         publishes = [self._publish(ref, route, decision, headers, body, sequence) for route, decision in decisions]
-        results = await _all_settled(publishes)
+        results = await all_settled(publishes)
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
             for failure in failures:
@@ -186,18 +186,6 @@ class PolicyConsumer:
             timeout=self._timeout_s,
             headers={MSG_ID: f"{msg_id}:denied", "Content-Type": "application/json"},
         )
-
-
-async def _all_settled(calls: list[Coroutine[Any, Any, None]]) -> list[BaseException | None]:
-    """Run the publishes together and return each one's error (None: acked); a single one runs
-    without the cost of a task."""
-    if len(calls) == 1:
-        try:
-            await calls[0]
-        except Exception as exc:  # reported to the caller, as gather(return_exceptions=True) does
-            return [exc]
-        return [None]
-    return list(await asyncio.gather(*calls, return_exceptions=True))
 
 
 def _parsed(body: bytes) -> Mapping[str, Any]:

@@ -42,7 +42,8 @@ async def test_the_detached_handler_returns_while_the_handling_runs() -> None:
     start = inflight.detach(held.handle)
     await asyncio.wait_for(start(1), 1)  # returns although handler 1 is held
     await until(lambda: held.started == [1], 1, "handler 1 running")
-    assert len(inflight) == 1 and held.finished == []
+    assert len(inflight) == 1
+    assert held.finished == []
     held.let_go(1)
     await until(lambda: len(inflight) == 0, 1, "handler 1 done")
     assert held.finished == [1]
@@ -56,7 +57,8 @@ async def test_at_most_limit_run_and_a_freed_slot_lets_the_next_start() -> None:
     third = asyncio.ensure_future(start(3))
     await until(lambda: held.started == [1, 2], 1, "two handlers running")
     await asyncio.sleep(0)  # give the third a chance it must not take
-    assert not third.done() and held.started == [1, 2]
+    assert not third.done()
+    assert held.started == [1, 2]
     held.let_go(2)
     await asyncio.wait_for(third, 1)
     await until(lambda: held.started == [1, 2, 3], 1, "the third handler running")
@@ -77,7 +79,8 @@ async def test_a_failing_handler_is_logged_and_frees_its_slot(caplog: pytest.Log
         await asyncio.wait_for(start(2), 1)  # the slot came back
         await until(lambda: len(inflight) == 0, 1, "both done")
     failures = [r for r in caplog.records if r.message == "gate handler failed"]
-    assert len(failures) == 2 and failures[0].exc_info is not None
+    assert len(failures) == 2
+    assert failures[0].exc_info is not None
 
 
 async def test_drain_waits_for_running_handlers() -> None:
@@ -85,7 +88,8 @@ async def test_drain_waits_for_running_handlers() -> None:
     await inflight.detach(held.handle)(1)
     asyncio.get_running_loop().call_soon(held.let_go, 1)
     await inflight.drain(5)
-    assert held.finished == [1] and len(inflight) == 0
+    assert held.finished == [1]
+    assert len(inflight) == 0
 
 
 async def test_drain_cancels_what_outlives_its_timeout(caplog: pytest.LogCaptureFixture) -> None:
@@ -94,7 +98,8 @@ async def test_drain_cancels_what_outlives_its_timeout(caplog: pytest.LogCapture
     await until(lambda: held.started == [1], 1, "handler running")
     with caplog.at_level(logging.WARNING, logger="hub.gate.inflight"):
         await inflight.drain(0.05)
-    assert held.finished == [] and len(inflight) == 0
+    assert held.finished == []
+    assert len(inflight) == 0
     assert any("cancelled at stop" in r.message for r in caplog.records)
 
 
@@ -173,7 +178,8 @@ async def test_a_held_dispatch_does_not_hold_the_messages_fetched_with_it(make_g
         for event in events:
             await publish_event(gate.js, event)
         await until(lambda: len(fast.messages) == len(events), 15, "every fast delivery")
-        assert target.holding == 1 and target.answered == 0  # all of that while the slow one was held
+        assert target.holding == 1
+        assert target.answered == 0
         assert sorted(fast.ids()) == sorted(e.id for e in events)
         target.release.set()
         await until(lambda: target.answered == 1, 10, "the slow delivery")
@@ -192,4 +198,5 @@ async def test_stopping_the_gate_lets_a_running_dispatch_finish_and_ack(make_gat
         await asyncio.wait_for(stopping, 15)
         assert target.answered == 1
         info = await gate.js.consumer_info("HUB_INVOCATIONS", DISPATCH_DURABLE)
-        assert info.num_ack_pending == 0 and info.num_pending == 0  # acked before the stop returned
+        assert info.num_ack_pending == 0
+        assert info.num_pending == 0
