@@ -4,12 +4,22 @@ Webhooks and pollers hand over normalized events; `Ingestor.ingest` returns only
 every new event is acknowledged by JetStream, so a 2xx built on its result means "durably in the
 stream". If any publish fails, every claim of the request is released before the error reaches
 the sender, so the sender's retry can deliver.
+
+The `done` mark is written after `ingest` returns, in its own task, not before the answer: if the
+process dies between the PubAck and the mark, the claim expires after the claim TTL and a
+redelivery publishes again under the same `Nats-Msg-Id`, which JetStream's duplicate window
+(longer than the claim TTL, DESIGN §3) drops and the hub answers as a duplicate. Within a process
+the mark is queued before anything that process reads next, so a sender's redelivery after the
+answer finds it; one that reaches another process within the mark's round trip finds the claim
+still held and gets 409 with Retry-After, as for any delivery in flight.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
+import logging
 import re
 import secrets
 from collections.abc import Sequence
@@ -24,6 +34,8 @@ from hub.errors import ClaimHeld
 from hub.metrics import HubMetrics
 from hub.publisher import Publisher
 from hub.settled import all_settled
+
+log = logging.getLogger(__name__)
 
 _SAFE_ID = re.compile(r"[\x21-\x7e]{1,200}")
 _TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
@@ -118,6 +130,7 @@ class Ingestor:
         self._retry_after_s = max(1, round(claim_ttl_s / 10))
         self._token_prefix = secrets.token_hex(12)  # per process; a counter makes each request's token unique
         self._token_counter = itertools.count()
+        self._marking: set[asyncio.Task[None]] = set()
 
     async def ingest(
         self, connector: EventSource, envelopes: Sequence[Envelope], replay_key: str | None = None
@@ -148,7 +161,7 @@ class Ingestor:
         if failure is not None:
             await self._dedupe.release(ours, token)
             raise failure
-        await self._dedupe.mark_done(ours, connector.dedupe_window_s)
+        self._mark_done(ours, connector.dedupe_window_s)
         jetstream_duplicates = {e.id for e, duplicate in zip(fresh, results, strict=True) if duplicate}
         self._count(connector, len(fresh) - len(jetstream_duplicates), len(jetstream_duplicates))
         already = {e.id for e, c in zip(envelopes, claims, strict=True) if c is Claim.DONE} | jetstream_duplicates
@@ -156,6 +169,24 @@ class Ingestor:
             accepted=[e.id for e in envelopes if e.id not in already],
             duplicates=[e.id for e in envelopes if e.id in already],
         )
+
+    def _mark_done(self, keys: list[str], window_s: float) -> None:
+        """Start writing the done marks; `drain` waits for the ones still on their way."""
+        if not keys:
+            return
+        task = asyncio.ensure_future(self._dedupe.mark_done(keys, window_s))
+        self._marking.add(task)
+        task.add_done_callback(self._marking.discard)
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait for the done marks on their way (at stop, before the store connection closes)."""
+        if not self._marking:
+            return
+        _, pending = await asyncio.wait(set(self._marking), timeout=timeout_s)
+        if pending:  # claims expire on their own; JetStream's duplicate window covers a redelivery
+            log.warning("done marks not written at stop", extra={"count": len(pending)})
+            for task in pending:
+                task.cancel()
 
     async def _publish(self, connector: EventSource, envelope: Envelope) -> bool:
         """Publish one envelope; True when JetStream already had it (same Nats-Msg-Id)."""

@@ -311,6 +311,7 @@ async def serve(
             await gate.stop()
             gate = None
         await runner.cleanup()
+        await context.ingestor.drain(settings.store_timeout.total_seconds())
         await context.keys.close()
     finally:
         if admin is not None:

@@ -142,6 +142,7 @@ async def make_hub(
         async def stop() -> None:
             await session.close()
             await runner.cleanup()
+            await context.ingestor.drain(5.0)  # as the runner stops: done marks before the store closes
             await context.keys.close()
             await nc.close()
             await redis.aclose()

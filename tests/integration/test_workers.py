@@ -27,8 +27,10 @@ import nats
 import orjson
 import pytest
 from nats.js.api import RawStreamMsg
+from redis.asyncio import Redis
 
 from events.streams import EVENTS_STREAM
+from hub.dedupe import DONE, dedupe_key
 from hub.embedded import RunningServer
 from hub.workers import RESTART_DELAY_MAX_S, RESTART_DELAY_S, restart_delay, worker_argv
 from tests.conftest import wait_for
@@ -372,7 +374,9 @@ async def test_workers_share_the_port_and_each_serves_webhooks(ingress: Supervis
     assert SECRET.value not in ingress.log_text()
 
 
-async def test_a_redelivery_on_the_other_worker_is_a_duplicate(ingress: Supervised, nats_server: RunningServer) -> None:
+async def test_a_redelivery_on_the_other_worker_is_a_duplicate(
+    ingress: Supervised, nats_server: RunningServer, valkey_server: RunningServer
+) -> None:
     pids = ingress.worker_pids()
     async with contextlib.AsyncExitStack() as stack:
         by_worker: dict[int, Connection] = {}
@@ -385,6 +389,17 @@ async def test_a_redelivery_on_the_other_worker_is_a_duplicate(ingress: Supervis
         delivery = GITHUB.signed(SECRET.value)
 
         assert await first.post(delivery) == (202, {"accepted": 1, "duplicates": 0, "ids": [delivery.event_id]})
+        # The done mark follows the answer (hub/ingest.py); a redelivery landing on the other worker
+        # within its round trip would find the claim held (409, retry later), so wait for it here.
+        store = Redis.from_url(valkey_server.url)
+        try:
+
+            async def marked_done() -> bool:
+                return await store.get(dedupe_key(TENANT, GITHUB.connector, delivery.event_id)) == DONE
+
+            await wait_for(marked_done, 5, "the done mark")
+        finally:
+            await store.aclose()
         assert await second.post(delivery) == (200, {"accepted": 0, "duplicates": 1, "ids": [delivery.event_id]})
 
     events = await stored_events(nats_server.url)

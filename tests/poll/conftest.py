@@ -89,6 +89,7 @@ async def make_poller(
             try:
                 await polling.stop(5.0)  # re-raises what stopped the scheduler, if anything did
             finally:
+                await context.ingestor.drain(5.0)  # as the runner stops: done marks before the store closes
                 await nc.close()
                 await redis.aclose()
 
