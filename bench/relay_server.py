@@ -1,8 +1,8 @@
 """The gate benchmark's baseline: a bare JetStream consume-and-republish relay.
 
 A durable pull consumer (explicit ack, from the first message, no MaxDeliver) on the
-`BENCH_RELAY_IN` stream; batches of up to 64 messages are fetched and handled concurrently, at most
-64 at once (as the gate's FastStream consumers do: the next fetch goes out as soon as slots are
+`BENCH_RELAY_IN` stream; batches of up to 128 messages are fetched and handled concurrently, at most
+128 at once (as the gate's consumers do: the next fetch goes out as soon as slots are
 free). Each message is published, body and headers unchanged, to a core NATS subject, flushed
 (a PING/PONG round trip: the server has it) and then acked. No policy, no limiter, no second
 stream: one JetStream hop. `bench/gate.py` creates the stream and starts this as a subprocess:
@@ -44,7 +44,7 @@ MID_PREFIX = "bench.relay.mid"
 MID_DURABLE = "bench-relay-mid"
 MSG_ID = "Nats-Msg-Id"
 PUBLISH_TIMEOUT_S = 5.0
-WORKERS = 64
+WORKERS = 128
 FETCH_TIMEOUT_S = 1.0
 ACK_WAIT_S = 30.0
 MAX_ACK_PENDING = 20_000
@@ -178,7 +178,7 @@ def main() -> int:
     parser.add_argument("--nats-url", required=True)
     parser.add_argument("--out-subject", default=OUT_SUBJECT)
     parser.add_argument("--hops", type=int, choices=(1, 2), default=1, help="JetStream hops (default 1)")
-    parser.add_argument("--workers", type=int, default=WORKERS, help="batch size and in-flight cap (default 64)")
+    parser.add_argument("--workers", type=int, default=WORKERS, help="batch size and in-flight cap (default 128)")
     parser.add_argument("--lifetime", type=float, default=3600.0, help="exit after this many seconds (default 3600)")
     args = parser.parse_args()
     with contextlib.suppress(ImportError):
