@@ -22,9 +22,12 @@ delivering to a core NATS subject this process subscribes to:
 Phases, the same events and pacing for both contenders, each with a fresh contender process and
 fresh streams (so counts are exact and nothing is replayed), after an uncounted warm-up:
 
-- throughput: N events published as fast as possible (at most 256 awaiting their PubAck), until
-  every one has arrived at the subscriber or --duration-cap passed. delivered/s = delivered /
-  (last delivery - first publish); each event must arrive exactly once (by envelope id).
+- throughput: after the warm-up the contender is stopped, N events are stored in its input stream
+  (published as fast as possible, at most 256 awaiting their PubAck) and a fresh contender process
+  drains them, until every one has arrived at the subscriber or --duration-cap passed. delivered/s
+  = delivered / (last delivery - first delivery), and CPU is counted over the same span: the
+  contender's capacity alone, neither capped by the publisher nor sharing the disk's fsyncs with it.
+  Each event must arrive exactly once (by envelope id).
 - latency: --latency-events events paced at --rate; publish -> delivery per event, and for the gate
   the split at the invocation's stored timestamp in HUB_INVOCATIONS (hop 1: event -> invocation,
   hop 2: invocation -> delivery). One machine, so the wall clocks agree.
@@ -44,6 +47,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
@@ -98,6 +102,7 @@ MID_STREAM = "BENCH_RELAY_MID"
 MID_PREFIX = "bench.relay.mid"
 MID_DURABLE = "bench-relay-mid"
 DATA_BYTES = 4096
+RELAY_SUMMARY = re.compile(r"hop \d+: relayed \d+, failed \d+$")
 IN_FLIGHT = 256
 PUBLISH_TIMEOUT_S = 10.0
 READY_TIMEOUT_S = 30.0
@@ -280,6 +285,7 @@ class Collector:
         self._expected: set[str] = set()
         self._seen = 0
         self.done = asyncio.Event()
+        self.first = asyncio.Event()
 
     async def on_message(self, msg: Msg) -> None:
         now = time.time()
@@ -290,6 +296,7 @@ class Collector:
         self.arrivals[event_id] = now
         if event_id in self._expected:
             self._seen += 1
+            self.first.set()
             if self._seen >= len(self._expected):
                 self.done.set()
 
@@ -298,6 +305,7 @@ class Collector:
         self._expected = set(ids)
         self._seen = sum(1 for event_id in self._expected if event_id in self.arrivals)
         self.done = asyncio.Event()
+        self.first = asyncio.Event()
         if self._seen >= len(self._expected):
             self.done.set()
 
@@ -420,10 +428,11 @@ async def consumer_counts(js: JetStreamContext, contender: Contender) -> dict[st
 
 
 def warnings_in(log: Path) -> list[str]:
-    """Every line the process logged so far: the gate logs only at WARNING and above, the relay only its
-    summary at exit (after this is read), so anything here is a warning, an error or a traceback."""
+    """Every line the process logged so far but the relay's summary at exit: the gate logs only at
+    WARNING and above, the relay nothing else, so anything here is a warning, an error or a traceback."""
     with contextlib.suppress(OSError):
-        return [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+        lines = log.read_text(errors="replace").splitlines()
+        return [line for line in lines if line.strip() and not RELAY_SUMMARY.match(line)]
     return []
 
 
@@ -564,18 +573,32 @@ async def timed_part(
     ids = [e.id for e in events]
     collector.expect(ids)
     warm_duplicates = collector.duplicates
-    before_cpu = {name: cpu_ticks(pid) for name, pid in pids.items()}
     started_mono = time.monotonic()
     deadline = started_mono + args.duration_cap
-    if phase == "throughput":
-        published = await publish_burst(js, contender, events, deadline)
-    else:
-        published = await publish_paced(js, contender, events, args.rate, deadline)
-    await collector.wait(deadline - time.monotonic())
-    after_cpu = {name: cpu_ticks(pid) for name, pid in pids.items()}
+    drain: subprocess.Popen[bytes] | None = None
+    try:
+        if phase == "throughput":
+            # The backlog is stored while nothing consumes, then a fresh process drains it: its
+            # capacity alone, not shared with (nor capped by) the publisher's fsyncs.
+            await asyncio.get_running_loop().run_in_executor(None, stop, proc)
+            published = await publish_burst(js, contender, events, deadline)
+            drain = spawn(contender.argv, contender.env, log.with_suffix(".drain.log"))
+            ctx.register_stop(drain)
+            pids[contender.name] = drain.pid
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(collector.first.wait(), max(0.0, deadline - time.monotonic()))
+            before_cpu = {name: cpu_ticks(pid) for name, pid in pids.items()}
+        else:
+            before_cpu = {name: cpu_ticks(pid) for name, pid in pids.items()}
+            published = await publish_paced(js, contender, events, args.rate, deadline)
+        await collector.wait(deadline - time.monotonic())
+        after_cpu = {name: cpu_ticks(pid) for name, pid in pids.items()}
+    finally:
+        if drain is not None:
+            await asyncio.get_running_loop().run_in_executor(None, stop, drain)
     arrivals = {i: collector.arrivals[i] for i in ids if i in collector.arrivals}
-    first_publish = min(published.times.values(), default=math.nan)
-    elapsed = max(arrivals.values()) - first_publish if arrivals else time.monotonic() - started_mono
+    start = min(arrivals.values(), default=math.nan) if drain else min(published.times.values(), default=math.nan)
+    elapsed = max(arrivals.values()) - start if arrivals else time.monotonic() - started_mono
     delivered = len(arrivals)
     cpu = {name: (after_cpu[name] - before_cpu[name]) * 1000 / CLK_TCK / max(1, delivered) for name in pids}
     hops: dict[str, list[float]] = {"total": hop_ms(published.times, arrivals)}
@@ -612,7 +635,7 @@ async def timed_part(
         cpu_ms_per_event=cpu,
         consumers=consumers,
         stored=stored,
-        warnings=warnings_in(log),
+        warnings=warnings_in(log) + (warnings_in(log.with_suffix(".drain.log")) if drain else []),
     )
 
 
