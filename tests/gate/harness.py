@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import orjson
 from aiohttp import web
@@ -129,10 +129,20 @@ class HttpTarget:
         return self.requests
 
 
+class Served(Protocol):
+    """A target the harness serves: it answers every request and learns its URL."""
+
+    url: str
+
+    async def handle(self, request: web.Request) -> web.Response: ...
+
+
+T = TypeVar("T", bound=Served)
+
+
 @contextlib.asynccontextmanager
-async def http_target(**options: Any) -> AsyncIterator[HttpTarget]:
-    """An HttpTarget listening on a free loopback port until the block ends."""
-    target = HttpTarget(**options)
+async def serving(target: T) -> AsyncIterator[T]:
+    """`target` answering every path on a free loopback port until the block ends."""
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", target.handle)
     runner = web.AppRunner(app, access_log=None)
@@ -145,6 +155,11 @@ async def http_target(**options: Any) -> AsyncIterator[HttpTarget]:
         yield target
     finally:
         await runner.cleanup()
+
+
+def http_target(**options: Any) -> contextlib.AbstractAsyncContextManager[HttpTarget]:
+    """An HttpTarget listening on a free loopback port until the block ends."""
+    return serving(HttpTarget(**options))
 
 
 @dataclass
@@ -222,6 +237,33 @@ async def until(condition: Callable[[], Awaitable[bool] | bool], timeout: float,
 
 # --- Helpers for the rate-limit and dispatch-outcome tests (appended; the names above are unchanged).
 
+
+def acme_specs(routes: str, *, extra_policy_rules: str = "") -> str:
+    """One connector `acme/gh` with the given routes YAML (indented as list items), and a policy
+    allowing 127.0.0.1 and `svc.acme.*` to everything but what `extra_policy_rules` denies."""
+    return f"""
+apiVersion: hub/v1
+kind: Connector
+metadata: {{name: gh, tenant: acme}}
+spec:
+  type: webhook
+  provider: github
+  secrets: [{{secretRef: {{source: env, name: UNUSED}}}}]
+  routes:
+{routes}
+---
+apiVersion: hub/v1
+kind: Policy
+metadata: {{name: default, tenant: acme}}
+spec:
+  allowedSubjects: [svc.acme]
+  allowedHosts: ["127.0.0.1"]
+  rules:
+{extra_policy_rules}
+    - {{name: all, effect: allow}}
+"""
+
+
 POLICY_DURABLE = "hub-policy"
 DISPATCH_DURABLE = "hub-dispatch"
 
@@ -254,22 +296,9 @@ class TimedHttpTarget(HttpTarget):
         ]
 
 
-@contextlib.asynccontextmanager
-async def timed_http_target(**options: Any) -> AsyncIterator[TimedHttpTarget]:
+def timed_http_target(**options: Any) -> contextlib.AbstractAsyncContextManager[TimedHttpTarget]:
     """A TimedHttpTarget listening on a free loopback port until the block ends."""
-    target = TimedHttpTarget(**options)
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", target.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    target.url = f"http://{host}:{port}"
-    try:
-        yield target
-    finally:
-        await runner.cleanup()
+    return serving(TimedHttpTarget(**options))
 
 
 async def gate_idle(js: JetStreamContext) -> bool:

@@ -11,6 +11,7 @@ from events.envelope import Envelope
 from tests.gate.conftest import GateFactory, GateUnderTest
 from tests.gate.harness import (
     TimedHttpTarget,
+    acme_specs,
     dead_letter_messages,
     envelope,
     gate_idle,
@@ -26,32 +27,6 @@ pytestmark = pytest.mark.integration
 
 TARGET_LABEL = "http:127.0.0.1"
 FAST_RETRY = "{maxAttempts: 5, initial: 100ms, max: 200ms, jitter: false}"
-
-
-def specs(route: str, *, extra_policy_rules: str = "") -> str:
-    """One connector `acme/gh` with the given route YAML (indented as a list item), and a policy
-    allowing 127.0.0.1 and `svc.acme.*` to everything but what `extra_policy_rules` denies."""
-    return f"""
-apiVersion: hub/v1
-kind: Connector
-metadata: {{name: gh, tenant: acme}}
-spec:
-  type: webhook
-  provider: github
-  secrets: [{{secretRef: {{source: env, name: UNUSED}}}}]
-  routes:
-{route}
----
-apiVersion: hub/v1
-kind: Policy
-metadata: {{name: default, tenant: acme}}
-spec:
-  allowedSubjects: [svc.acme]
-  allowedHosts: ["127.0.0.1"]
-  rules:
-{extra_policy_rules}
-    - {{name: all, effect: allow}}
-"""
 
 
 def http_route(target: TimedHttpTarget, *, retry: str = FAST_RETRY, circuit: str = "") -> str:
@@ -79,7 +54,7 @@ async def idle(gate: GateUnderTest) -> None:
 
 async def test_transient_failures_are_retried_and_delivered_once(make_gate: GateFactory) -> None:
     async with timed_http_target(script=[503, 503]) as target:
-        gate = await make_gate(specs(http_route(target)))
+        gate = await make_gate(acme_specs(http_route(target)))
         (event,) = await push(gate)
         await until(lambda: 200 in target.statuses, 10, "a 2xx answer")
         await idle(gate)
@@ -94,7 +69,7 @@ async def test_transient_failures_are_retried_and_delivered_once(make_gate: Gate
 
 async def test_a_4xx_is_dead_lettered_at_once_as_permanent(make_gate: GateFactory) -> None:
     async with timed_http_target(then=400) as target:
-        gate = await make_gate(specs(http_route(target)))
+        gate = await make_gate(acme_specs(http_route(target)))
         (event,) = await push(gate)
         await until(lambda: dead_letter_messages(gate.js), 10, "a dead letter")
         await idle(gate)
@@ -119,7 +94,7 @@ async def test_retries_run_out_into_a_dead_letter(
 ) -> None:
     retry = f"{{maxAttempts: {max_attempts}, initial: 50ms, max: 100ms, jitter: false}}"
     async with timed_http_target(then=status) as target:
-        gate = await make_gate(specs(http_route(target, retry=retry)))
+        gate = await make_gate(acme_specs(http_route(target, retry=retry)))
         (event,) = await push(gate)
         await until(lambda: dead_letter_messages(gate.js), 10, "a dead letter")
         await idle(gate)
@@ -134,7 +109,7 @@ async def test_retries_run_out_into_a_dead_letter(
 
 async def test_retry_after_is_honoured(make_gate: GateFactory) -> None:
     async with timed_http_target(script=[503], reply_headers=[{"Retry-After": "2"}]) as target:
-        gate = await make_gate(specs(http_route(target)))  # backoff alone would retry after 100ms
+        gate = await make_gate(acme_specs(http_route(target)))  # backoff alone would retry after 100ms
         await push(gate)
         await until(lambda: len(target.statuses) == 2, 10, "the retry")
         assert target.statuses == [503, 200]
@@ -147,7 +122,7 @@ async def test_the_breaker_opens_holds_off_the_target_then_closes(make_gate: Gat
     retry = "{maxAttempts: 20, initial: 50ms, max: 100ms, jitter: false}"
     async with timed_http_target(script=[503] * events_count) as target:
         route = http_route(target, retry=retry, circuit="{failureThreshold: 3, cooldown: 1s}")
-        gate = await make_gate(specs(route))
+        gate = await make_gate(acme_specs(route))
         registry = gate.metrics.registry
         breaker = {"target": f"http:{target.url}"}  # one breaker per origin: scheme, host and port
         events = await push(gate, events_count)
@@ -173,7 +148,7 @@ async def test_an_invocation_for_a_removed_route_is_a_validation_error(make_gate
     route = """    - name: deploys
       match: {types: ["github.push"]}
       target: {subject: svc.acme.deploys}"""
-    gate = await make_gate(specs(route))
+    gate = await make_gate(acme_specs(route))
     event = envelope("t", "c", "github.push")
     invocation = await publish_invocation(gate.js, "gone", event)
     await until(lambda: dead_letter_messages(gate.js), 10, "a dead letter")
@@ -191,7 +166,7 @@ async def test_an_invocation_the_policy_now_denies_is_dead_lettered(make_gate: G
       match: {types: ["github.push"]}
       target: {subject: svc.acme.blocked}"""
     deny = "    - {name: no-blocked, effect: deny, routes: [blocked]}"
-    gate = await make_gate(specs(route, extra_policy_rules=deny))
+    gate = await make_gate(acme_specs(route, extra_policy_rules=deny))
     target = await subscribe_target(gate.nc, "svc.acme.blocked")
     event = envelope("acme", "gh", "github.push")
     # As if it had been allowed when the policy consumer routed it, and the policy changed since.

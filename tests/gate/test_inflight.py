@@ -16,7 +16,7 @@ from aiohttp import web
 from hub.gate.consumers import DISPATCH_DURABLE
 from hub.gate.inflight import InFlight
 from tests.gate.conftest import GateFactory
-from tests.gate.harness import envelope, publish_event, subscribe_target, until
+from tests.gate.harness import acme_specs, envelope, publish_event, serving, subscribe_target, until
 
 
 class Held:
@@ -105,31 +105,12 @@ async def test_drain_cancels_what_outlives_its_timeout(caplog: pytest.LogCapture
 
 # --- through the gate, on real servers ------------------------------------------------------------
 
-SPECS = """
-apiVersion: hub/v1
-kind: Connector
-metadata: {{name: gh, tenant: acme}}
-spec:
-  type: webhook
-  provider: github
-  secrets: [{{secretRef: {{source: env, name: UNUSED}}}}]
-  routes:
-    - name: slow
+ROUTES = """    - name: slow
       match: {{types: ["github.slow"]}}
       target: {{http: {{url: "{url}/slow", timeout: 20s}}}}
     - name: fast
       match: {{types: ["github.push"]}}
-      target: {{subject: svc.acme.fast}}
----
-apiVersion: hub/v1
-kind: Policy
-metadata: {{name: default, tenant: acme}}
-spec:
-  allowedSubjects: [svc.acme]
-  allowedHosts: ["127.0.0.1"]
-  rules:
-    - {{name: all, effect: allow}}
-"""
+      target: {{subject: svc.acme.fast}}"""
 
 
 @dataclass
@@ -152,26 +133,17 @@ class HeldTarget:
 
 @contextlib.asynccontextmanager
 async def held_target() -> AsyncIterator[HeldTarget]:
-    target = HeldTarget()
-    app = web.Application()
-    app.router.add_post("/slow", target.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    target.url = f"http://{host}:{port}"
-    try:
-        yield target
-    finally:
-        target.release.set()
-        await runner.cleanup()
+    async with serving(HeldTarget()) as target:
+        try:
+            yield target
+        finally:
+            target.release.set()
 
 
 @pytest.mark.integration
 async def test_a_held_dispatch_does_not_hold_the_messages_fetched_with_it(make_gate: GateFactory) -> None:
     async with held_target() as target:
-        gate = await make_gate(SPECS.format(url=target.url))
+        gate = await make_gate(acme_specs(ROUTES.format(url=target.url)))
         fast = await subscribe_target(gate.nc, "svc.acme.fast")
         await publish_event(gate.js, envelope("acme", "gh", "github.slow"))
         events = [envelope("acme", "gh", "github.push", data={"n": n}) for n in range(20)]
@@ -188,7 +160,7 @@ async def test_a_held_dispatch_does_not_hold_the_messages_fetched_with_it(make_g
 @pytest.mark.integration
 async def test_stopping_the_gate_lets_a_running_dispatch_finish_and_ack(make_gate: GateFactory) -> None:
     async with held_target() as target:
-        gate = await make_gate(SPECS.format(url=target.url))
+        gate = await make_gate(acme_specs(ROUTES.format(url=target.url)))
         await publish_event(gate.js, envelope("acme", "gh", "github.slow"))
         await until(lambda: target.holding == 1, 15, "the dispatch running")
         stopping = asyncio.ensure_future(gate.gate.stop())
