@@ -18,6 +18,7 @@ from hub.runner import connect_nats
 from tests.gate.conftest import GateFactory, GateUnderTest
 from tests.gate.harness import (
     HubProcess,
+    acme_specs,
     envelope,
     gate_idle,
     http_target,
@@ -32,27 +33,8 @@ from tests.gate.harness import (
 
 pytestmark = pytest.mark.integration
 
-HEADER = """
-apiVersion: hub/v1
-kind: Connector
-metadata: {{name: gh, tenant: acme}}
-spec:
-  type: webhook
-  provider: github
-  secrets: [{{secretRef: {{source: env, name: UNUSED}}}}]
-  routes:
-    - name: limited
-      match: {{types: ["github.push"]}}
-{route}
----
-apiVersion: hub/v1
-kind: Policy
-metadata: {{name: default, tenant: acme}}
-spec:
-  allowedSubjects: [svc.acme]
-  allowedHosts: ["127.0.0.1"]
-  rules:
-    - {{name: all, effect: allow}}
+LIMITED = """    - name: limited
+      match: {types: ["github.push"]}
 """
 
 HubStarter = Callable[[str, int], list[HubProcess]]
@@ -60,7 +42,7 @@ HubStarter = Callable[[str, int], list[HubProcess]]
 
 def specs(route: str) -> str:
     """`acme/gh` with one route `limited` taking github.push; `route` is the rest of its YAML."""
-    return HEADER.format(route=route)
+    return acme_specs(LIMITED + route)
 
 
 @pytest.fixture
