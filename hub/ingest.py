@@ -16,7 +16,6 @@ still held and gets 409 with Retry-After, as for any delivery in flight.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import itertools
 import logging
@@ -29,6 +28,7 @@ from typing import Protocol
 from adapters.base import NormalizedEvent, Verification
 from events.envelope import Envelope, rfc3339
 from events.subjects import event_subject
+from hub.background import Background
 from hub.dedupe import Claim, DedupeStore, dedupe_key
 from hub.errors import ClaimHeld
 from hub.metrics import HubMetrics
@@ -130,7 +130,7 @@ class Ingestor:
         self._retry_after_s = max(1, round(claim_ttl_s / 10))
         self._token_prefix = secrets.token_hex(12)  # per process; a counter makes each request's token unique
         self._token_counter = itertools.count()
-        self._marking: set[asyncio.Task[None]] = set()
+        self._marking = Background()
 
     async def ingest(
         self, connector: EventSource, envelopes: Sequence[Envelope], replay_key: str | None = None
@@ -172,21 +172,14 @@ class Ingestor:
 
     def _mark_done(self, keys: list[str], window_s: float) -> None:
         """Start writing the done marks; `drain` waits for the ones still on their way."""
-        if not keys:
-            return
-        task = asyncio.ensure_future(self._dedupe.mark_done(keys, window_s))
-        self._marking.add(task)
-        task.add_done_callback(self._marking.discard)
+        if keys:
+            self._marking.start(self._dedupe.mark_done(keys, window_s))
 
     async def drain(self, timeout_s: float) -> None:
         """Wait for the done marks on their way (at stop, before the store connection closes)."""
-        if not self._marking:
-            return
-        _, pending = await asyncio.wait(set(self._marking), timeout=timeout_s)
-        if pending:  # claims expire on their own; JetStream's duplicate window covers a redelivery
-            log.warning("done marks not written at stop", extra={"count": len(pending)})
-            for task in pending:
-                task.cancel()
+        if cancelled := await self._marking.drain(timeout_s):
+            # Claims expire on their own; JetStream's duplicate window covers a redelivery.
+            log.warning("done marks not written at stop", extra={"count": cancelled})
 
     async def _publish(self, connector: EventSource, envelope: Envelope) -> bool:
         """Publish one envelope; True when JetStream already had it (same Nats-Msg-Id)."""
