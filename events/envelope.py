@@ -8,6 +8,7 @@ values can never break a header line.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -19,6 +20,17 @@ from pydantic import Field
 HEADER_PREFIX = "ce-"
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
 _HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
+_NOTHING_TO_ENCODE = re.compile(r"[\x21\x23-\x24\x26-\x7e]*")
+"""Printable ASCII but `"` and `%`: the text of most values (ids, types, times), already a header value."""
+
+
+def header_value(text: str) -> str:
+    """`text` as a header value: percent-encoded outside printable ASCII, and `"` and `%` too.
+
+    Most attribute values need no encoding; a regex says so in a fraction of `quote`'s time, which
+    counts at one call per attribute of every published event.
+    """
+    return text if _NOTHING_TO_ENCODE.fullmatch(text) else quote(text, safe=_HEADER_SAFE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +66,7 @@ class Envelope:
 
     def to_headers(self) -> dict[str, str]:
         """The `ce-*` headers of the NATS message (values percent-encoded where needed)."""
-        headers = {HEADER_PREFIX + name: quote(value, safe=_HEADER_SAFE) for name, value in self.attributes().items()}
+        headers = {HEADER_PREFIX + name: header_value(value) for name, value in self.attributes().items()}
         headers["Content-Type"] = STRUCTURED_CONTENT_TYPE
         return headers
 

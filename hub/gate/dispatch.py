@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
 import nats.errors
@@ -24,7 +23,7 @@ import orjson
 from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
 
-from events.envelope import _HEADER_SAFE, HEADER_PREFIX
+from events.envelope import HEADER_PREFIX, header_value
 from hub.backoff import parse_retry_after
 from hub.gate.sharedflush import SharedFlush
 from hub.publisher import MSG_ID_HEADER
@@ -196,7 +195,7 @@ def binary_request(envelope: bytes, extra_attributes: Mapping[str, str] = _NO_EX
     if missing := [name for name in _REQUIRED_ATTRIBUTES if name not in attributes]:
         raise InvalidEnvelope(f"invalid envelope: no {', '.join(missing)}")
     content_type = attributes.pop("datacontenttype", None) or "application/json"
-    headers = {HEADER_PREFIX + name: quote(value, safe=_HEADER_SAFE) for name, value in attributes.items()}
+    headers = {HEADER_PREFIX + name: header_value(value) for name, value in attributes.items()}
     headers["Content-Type"] = content_type
     return headers, _body(raw, content_type)
 
