@@ -44,14 +44,15 @@ import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import aiohttp
 import nats
 import orjson
+import uvloop
+from loadgen import LoadResult, Request, run_load
 from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 
@@ -70,7 +71,6 @@ MINIMAL_STREAM = "BENCH_MINIMAL"
 MINIMAL_SUBJECTS = "bench.minimal.>"
 DUPLICATE_WINDOW_S = 900.0  # the hub's default for HUB_EVENTS, so both streams track the same ids
 ID_HEADER = "X-Bench-Id"
-REQUEST_TIMEOUT_S = 30.0
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
 MAX_CAP_S = 120.0  # Standard Webhooks signatures are signed before the phase and expire after 300 s
@@ -99,9 +99,6 @@ spec:
 
 # --- requests ------------------------------------------------------------------------------------
 
-Prepared = tuple[str, TestRequest]
-"""(path, signed request)."""
-
 
 def padded_json(payload: dict[str, Any], size: int = BODY_BYTES) -> bytes:
     """`payload` as JSON, padded with a `padding` string to exactly `size` bytes (when it fits)."""
@@ -121,20 +118,20 @@ def standard_request(adapter: StandardWebhooksAdapter, secret: SigningSecret, no
     return adapter.sign(TestRequest(headers=sample.headers, body=padded_json(payload)), secret, now)
 
 
-def prepare(count: int) -> list[Prepared]:
+def prepare(count: int) -> list[Request]:
     """`count` signed requests, alternating GitHub and Standard Webhooks, each with a unique id."""
     github, standard = GitHubAdapter.configure(), StandardWebhooksAdapter.configure()
     gh_secret = SigningSecret("bench", GITHUB_SECRET.encode())
     sw_secret = SigningSecret("bench", STANDARD_SECRET.encode())
     now = time.time()
-    prepared: list[Prepared] = []
+    prepared: list[Request] = []
     for n in range(count):
         if n % 2 == 0:
             path, request = GITHUB_PATH, github_request(github, gh_secret, now, n)
         else:
             path, request = STANDARD_PATH, standard_request(standard, sw_secret, now, n)
         request.headers[ID_HEADER] = uuid.uuid4().hex
-        prepared.append((path, request))
+        prepared.append((path, request.headers, request.body))
     return prepared
 
 
@@ -335,17 +332,6 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 
 @dataclass
-class LoadResult:
-    """What one load run saw."""
-
-    sent: int = 0
-    accepted: int = 0
-    elapsed_s: float = 0.0
-    latencies_ms: list[float] = field(default_factory=list)
-    failures: Counter[str] = field(default_factory=Counter)
-
-
-@dataclass
 class PhaseResult:
     """One phase's figures."""
 
@@ -379,43 +365,6 @@ class PhaseResult:
         }
 
 
-async def load(base_url: str, requests: list[Prepared], concurrency: int, cap_s: float) -> LoadResult:
-    """POST every request with `concurrency` workers on a shared counter, until done or `cap_s` passed."""
-    result = LoadResult()
-    next_index = 0
-    deadline = time.perf_counter() + cap_s
-
-    async def worker(session: aiohttp.ClientSession) -> None:
-        nonlocal next_index
-        while next_index < len(requests) and time.perf_counter() < deadline:
-            path, request = requests[next_index]
-            next_index += 1
-            result.sent += 1
-            started = time.perf_counter()
-            try:
-                async with session.post(base_url + path, data=request.body, headers=request.headers) as response:
-                    await response.read()
-                    status = response.status
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                result.failures[type(exc).__name__] += 1
-                continue
-            if 200 <= status < 300:
-                result.accepted += 1
-                result.latencies_ms.append((time.perf_counter() - started) * 1000)
-            else:
-                result.failures[str(status)] += 1
-
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        started = time.perf_counter()
-        async with asyncio.timeout(cap_s + REQUEST_TIMEOUT_S + 5):  # workers stop at the cap; this is a backstop
-            await asyncio.gather(*(worker(session) for _ in range(concurrency)))
-        result.elapsed_s = time.perf_counter() - started
-    result.latencies_ms.sort()
-    return result
-
-
 async def stream_messages(js: JetStreamContext, stream: str) -> int:
     if not stream:
         return 0
@@ -436,13 +385,13 @@ async def run_phase(
 ) -> PhaseResult:
     """Warm up (not counted), then the timed load with CPU and stream counts around it."""
     requests = prepare(args.warmup + args.requests)
-    warm = await load(contender.url, requests[: args.warmup], args.concurrency, args.duration_cap)
+    warm = await run_load(args.client, contender.url, requests[: args.warmup], args.concurrency, args.duration_cap)
     if args.warmup and not warm.accepted:
         raise RuntimeError(f"{contender.name}: no request accepted in the warm-up: {dict(warm.failures)}")
     pids = stack.pids(contender)
     before_msgs = await stream_messages(js, contender.stream)
     before_cpu = {proc: cpu_of(p) for proc, p in pids.items()}
-    timed = await load(contender.url, requests[args.warmup :], args.concurrency, args.duration_cap)
+    timed = await run_load(args.client, contender.url, requests[args.warmup :], args.concurrency, args.duration_cap)
     after_cpu = {proc: cpu_of(p) for proc, p in pids.items()}
     stored = await stream_messages(js, contender.stream) - before_msgs if contender.stream else timed.accepted
     per_request = {proc: (after_cpu[proc] - before_cpu[proc]) * 1000 / CLK_TCK / max(1, timed.sent) for proc in pids}
@@ -470,7 +419,7 @@ async def bench(stack: Stack, args: argparse.Namespace) -> list[PhaseResult]:
             for phase in args.phases:
                 print(
                     f"# round {round_no}/{args.rounds} {phase}: {args.warmup} warm-up + {args.requests} requests "
-                    f"at concurrency {args.concurrency} ({PHASES[phase]})",
+                    f"at concurrency {args.concurrency}, {args.client} client ({PHASES[phase]})",
                     flush=True,
                 )
                 results.append(await run_phase(stack.contenders[phase], round_no, stack, args, js))
@@ -561,6 +510,7 @@ def report(results: list[PhaseResult], args: argparse.Namespace) -> dict[str, An
         "rounds": args.rounds,
         "requests": args.requests,
         "concurrency": args.concurrency,
+        "client": args.client,
         "warmup": args.warmup,
         "duration_cap_s": args.duration_cap,
         "body_bytes": BODY_BYTES,
@@ -583,6 +533,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="times every phase runs, interleaved (default 3)")
     parser.add_argument(
         "--phases", default=",".join(PHASES), help=f"comma-separated, in order (default {','.join(PHASES)})"
+    )
+    parser.add_argument(
+        "--client",
+        choices=("lean", "aiohttp"),
+        default="lean",
+        help="load generator (default lean: ~0.04 ms of CPU per request; aiohttp: ~0.2 ms)",
     )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (server data and logs)")
@@ -609,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.keep:
                 print(f"# data and logs in {stack.workdir}")
             try:
-                results = asyncio.run(bench(stack, args))
+                results = uvloop.run(bench(stack, args))
             finally:
                 signal.signal(signal.SIGTERM, _interrupt)  # closing the loop reset it to the default
     except (KeyboardInterrupt, asyncio.CancelledError):
