@@ -228,6 +228,7 @@ async def serve(
     A worker of `run --workers N` shares its ports with its siblings (SO_REUSEPORT) and reports to
     its supervisor when it listens; the supervisor, not the worker, keeps the endpoints record.
     """
+    stopped = _stop_on_signals()  # before anything says "listening": a SIGTERM from then on stops gracefully
     master = master_key(settings)
     nc = await connect_nats(endpoints.nats_url)
     redis = connect_redis(endpoints.redis_url, settings.store_timeout.total_seconds())
@@ -300,7 +301,7 @@ async def serve(
         freeze_startup_heap()
         listening = "listening" if worker is None else "worker listening"  # the supervisor says `listening` once
         log.info(listening, extra={"http": http_url, "admin": admin_url, "roles": list(roles)})
-        await _until_stopped()
+        await stopped.wait()
         log.info("stopping: finishing in-flight requests, handlers and poll pages")
         if admin is not None:
             await admin.cleanup()
@@ -490,12 +491,13 @@ def record_endpoints(
     staged.replace(path)
 
 
-async def _until_stopped() -> None:
+def _stop_on_signals() -> asyncio.Event:
+    """An event that SIGINT or SIGTERM sets; a signal during start-up stops the hub once it has started."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop
 
 
 def run(

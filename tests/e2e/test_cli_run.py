@@ -466,6 +466,46 @@ def test_sigterm_stops_hub_and_servers(own_hub: HubProcess) -> None:
     assert stopped == set(servers.values())
 
 
+SIGTERM_WHILE_STARTING = """
+import os, signal, sys
+import hub.runner
+from hub.cli import main
+
+def signalled_while_starting() -> None:
+    os.kill(os.getpid(), signal.SIGTERM)  # after the HTTP port is open, before the hub says it listens
+
+hub.runner.freeze_startup_heap = signalled_while_starting
+sys.exit(main(["run"]))
+"""
+
+
+def test_sigterm_during_startup_stops_gracefully(tmp_path: Path) -> None:
+    """A SIGTERM once the port answers but before `listening` is a graceful stop, not a kill."""
+    connectors = tmp_path / "connectors.yaml"
+    connectors.write_text(CONNECTORS_YAML)
+    env = hub_env(tmp_path / "data", connectors, free_port(), SECRETS)
+    log_path = tmp_path / "hub.log"
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", SIGTERM_WHILE_STARTING],
+            env=env,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    hub = HubProcess(proc, tmp_path / "data", log_path, env, "")
+    try:
+        status = proc.wait(START_TIMEOUT_S + STOP_TIMEOUT_S)
+    finally:
+        stop_hub(hub)
+        left = leftover_servers(hub)
+    assert status == 0, hub.log_text()
+    messages = [r.get("msg") for r in hub.log_records()]
+    assert "stopping: finishing in-flight requests, handlers and poll pages" in messages
+    assert not left, f"embedded server PIDs {left} outlived the hub"
+
+
 def test_sigkill_takes_embedded_servers_down(own_hub: HubProcess) -> None:
     servers = dict(own_hub.servers)
     assert set(servers) == {"nats-server", "valkey-server"}
