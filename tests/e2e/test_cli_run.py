@@ -213,8 +213,8 @@ def healthy(url: str) -> bool:
     return False
 
 
-def start_hub(workdir: Path) -> HubProcess:
-    """Start `connector-hub run` and wait until /healthz answers (or fail with its log)."""
+def spawn_hub(workdir: Path, argv: list[str]) -> HubProcess:
+    """Start `argv` (a hub run) with the test connectors and its own data dir; no waiting."""
     workdir.mkdir(parents=True, exist_ok=True)
     connectors = workdir / "connectors.yaml"
     connectors.write_text(CONNECTORS_YAML)
@@ -223,9 +223,15 @@ def start_hub(workdir: Path) -> HubProcess:
     log_path = workdir / "hub.log"
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(
-            hub_cli("run"), env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT
+            argv, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT
         )
-    hub = HubProcess(proc, workdir / "data", log_path, env, f"http://127.0.0.1:{port}")
+    return HubProcess(proc, workdir / "data", log_path, env, f"http://127.0.0.1:{port}")
+
+
+def start_hub(workdir: Path) -> HubProcess:
+    """Start `connector-hub run` and wait until /healthz answers (or fail with its log)."""
+    hub = spawn_hub(workdir, hub_cli("run"))
+    proc = hub.proc
     deadline = time.monotonic() + START_TIMEOUT_S
     while not healthy(hub.url):
         if proc.poll() is not None or time.monotonic() >= deadline:
@@ -481,22 +487,9 @@ sys.exit(main(["run"]))
 
 def test_sigterm_during_startup_stops_gracefully(tmp_path: Path) -> None:
     """A SIGTERM once the port answers but before `listening` is a graceful stop, not a kill."""
-    connectors = tmp_path / "connectors.yaml"
-    connectors.write_text(CONNECTORS_YAML)
-    env = hub_env(tmp_path / "data", connectors, free_port(), SECRETS)
-    log_path = tmp_path / "hub.log"
-    with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", SIGTERM_WHILE_STARTING],
-            env=env,
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    hub = HubProcess(proc, tmp_path / "data", log_path, env, "")
+    hub = spawn_hub(tmp_path, [sys.executable, "-c", SIGTERM_WHILE_STARTING])
     try:
-        status = proc.wait(START_TIMEOUT_S + STOP_TIMEOUT_S)
+        status = hub.proc.wait(START_TIMEOUT_S + STOP_TIMEOUT_S)
     finally:
         stop_hub(hub)
         left = leftover_servers(hub)
