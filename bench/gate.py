@@ -4,7 +4,7 @@
 
 It starts its own nats-server (JetStream on file storage, `sync_interval: always`, as the hub's
 embedded default) and valkey-server in a temporary directory (the helpers of `bench/ingest.py`),
-then, one at a time, three contenders, each its own process, each consuming its own input stream and
+then, one at a time, four contenders, each its own process, each consuming its own input stream and
 delivering to a core NATS subject this process subscribes to:
 
 - gate: the real `connector-hub run --role policy,dispatch` with one connector, one route
@@ -14,15 +14,24 @@ delivering to a core NATS subject this process subscribes to:
   it to the target subject. Two JetStream hops.
 - relay: `bench/relay_server.py`, a durable pull consumer on BENCH_RELAY_IN that republishes each
   message (body and headers) to `bench.relay.out`, flushes and acks. One JetStream hop.
+- relay-js: `bench/relay_server.py --out stream`, the relay with a stored republish: each message
+  is published with JetStream to `bench.relay.out`, which the BENCH_RELAY_OUT stream stores
+  (PubAck awaited), then acked. One JetStream hop that, as the gate's policy consumer does, stores
+  what it hands on.
 - relay2: `bench/relay_server.py --hops 2`, the gate's two JetStream hops without its logic: the
   first consumer stores each message in BENCH_RELAY_MID (PubAck awaited) and acks, the second
-  consumes that and republishes as the relay does. The ceiling of the gate's design, so the
-  report prints gate/relay2 and relay2/relay beside gate/relay.
+  consumes that and republishes as the relay does. The ceiling of the gate's design.
 
-Phases, the same events and pacing for both contenders, each with a fresh contender process and
-fresh streams (so counts are exact and nothing is replayed), after an uncounted warm-up:
+The report prints gate/relay, the issue's ratio, and beside it gate/relay-js, gate/relay2 and
+relay2/relay: a relay that stores nothing is bound by CPU, one that stores by the disk's fsyncs
+(the `published/s` column: how fast the bench itself stores events, at most 256 awaiting PubAck).
 
-- throughput: after the warm-up the contender is stopped, N events are stored in its input stream
+Phases, the same pacing for every contender, each with a fresh contender process and fresh streams
+(so counts are exact and nothing is replayed), after an uncounted warm-up:
+
+- throughput, --rounds times with the contenders interleaved (fresh events each round; the report
+  gives each contender's median and the ratios of the medians): after the warm-up the contender is
+  stopped, N events are stored in its input stream
   (published as fast as possible, at most 256 awaiting their PubAck) and a fresh contender process
   drains them, until every one has arrived at the subscriber or --duration-cap passed. delivered/s
   = delivered / (last delivery - first delivery), and CPU is counted over the same span: the
@@ -50,6 +59,7 @@ import platform
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -101,6 +111,7 @@ RELAY_DURABLE = "bench-relay"
 MID_STREAM = "BENCH_RELAY_MID"
 MID_PREFIX = "bench.relay.mid"
 MID_DURABLE = "bench-relay-mid"
+RELAY_OUT_STREAM = "BENCH_RELAY_OUT"
 DATA_BYTES = 4096
 RELAY_SUMMARY = re.compile(r"hop \d+: relayed \d+, failed \d+$")
 IN_FLIGHT = 256
@@ -227,6 +238,14 @@ def contenders(workdir: Path, nats_url: str, redis_url: str) -> list[Contender]:
         RELAY_OUT,
     ]
     relay = Contender("relay", RELAY_OUT, ((RELAY_STREAM, RELAY_DURABLE),), (RELAY_STREAM,), relay_argv, child_env({}))
+    relay_js = Contender(
+        "relay-js",
+        RELAY_OUT,
+        ((RELAY_STREAM, RELAY_DURABLE),),
+        (RELAY_STREAM, RELAY_OUT_STREAM),
+        [*relay_argv, "--out", "stream"],
+        child_env({}),
+    )
     relay2 = Contender(
         "relay2",
         RELAY_OUT,
@@ -235,7 +254,7 @@ def contenders(workdir: Path, nats_url: str, redis_url: str) -> list[Contender]:
         [*relay_argv, "--hops", "2"],
         child_env({}),
     )
-    return [gate, relay, relay2]
+    return [gate, relay, relay_js, relay2]
 
 
 async def reset_streams(js: JetStreamContext, contender: Contender) -> None:
@@ -243,12 +262,12 @@ async def reset_streams(js: JetStreamContext, contender: Contender) -> None:
     for stream in contender.streams:
         with contextlib.suppress(NotFoundError):
             await js.delete_stream(stream)
-    inputs = {RELAY_STREAM: RELAY_PREFIX, MID_STREAM: MID_PREFIX}
+    subjects = {RELAY_STREAM: RELAY_PREFIX + ".>", MID_STREAM: MID_PREFIX + ".>", RELAY_OUT_STREAM: RELAY_OUT}
     for stream in contender.streams:
-        if stream in inputs:
+        if stream in subjects:
             config = StreamConfig(
                 name=stream,
-                subjects=[inputs[stream] + ".>"],
+                subjects=[subjects[stream]],
                 storage=StorageType.FILE,
                 duplicate_window=DUPLICATE_WINDOW_S,
             )
@@ -450,6 +469,7 @@ class PhaseResult:
 
     contender: str
     phase: str
+    round_no: int
     events: int
     published: int
     published_per_s: float
@@ -478,6 +498,7 @@ class PhaseResult:
         return {
             "contender": self.contender,
             "phase": self.phase,
+            "round": self.round_no,
             "events": self.events,
             "published": self.published,
             "published_per_s": _rounded(self.published_per_s),
@@ -502,6 +523,14 @@ class PhaseResult:
         }
 
 
+def _label(r: PhaseResult) -> str:
+    return f"{r.phase} {r.round_no}" if r.phase == "throughput" else r.phase
+
+
+def _ratio(over: float, under: float) -> float:
+    return over / under if under else math.nan
+
+
 def _last(values: list[float]) -> float:
     return values[-1] if values else math.nan
 
@@ -523,12 +552,12 @@ class Context:
 
 
 async def run_phase(
-    ctx: Context, contender: Contender, phase: str, events: list[Event], args: argparse.Namespace
+    ctx: Context, contender: Contender, phase: str, round_no: int, events: list[Event], args: argparse.Namespace
 ) -> PhaseResult:
     """Fresh streams and process, warm-up, the timed part with CPU around it, then the counts."""
     js = ctx.js
     await reset_streams(js, contender)
-    log = ctx.workdir / f"{contender.name}-{phase}.log"
+    log = ctx.workdir / f"{contender.name}-{phase}-{round_no}.log"
     proc = spawn(contender.argv, contender.env, log)
     ctx.register_stop(proc)
     try:
@@ -546,7 +575,7 @@ async def run_phase(
                         f"{contender.name}: {phase} warm-up delivered {len(collector.arrivals)} of {args.warmup} "
                         f"in {WARMUP_TIMEOUT_S:.0f}s; log:\n{tail(log)}"
                     )
-            return await timed_part(ctx, contender, phase, events, args, proc, collector, log)
+            return await timed_part(ctx, contender, phase, round_no, events, args, proc, collector, log)
         finally:
             await sub.unsubscribe()
     finally:
@@ -557,6 +586,7 @@ async def timed_part(
     ctx: Context,
     contender: Contender,
     phase: str,
+    round_no: int,
     events: list[Event],
     args: argparse.Namespace,
     proc: subprocess.Popen[bytes],
@@ -624,6 +654,7 @@ async def timed_part(
     return PhaseResult(
         contender=contender.name,
         phase=phase,
+        round_no=round_no,
         events=len(events),
         published=len(published.times),
         published_per_s=published.per_s(),
@@ -655,12 +686,17 @@ async def bench(
         ctx = Context(nc.jetstream(), sub_nc, nats_server, valkey_server, workdir, register_stop)
         runners = contenders(workdir, nats_server.url, valkey_server.url)
         results = []
-        for phase, count in (("throughput", args.events), ("latency", args.latency_events)):
-            events = make_events(count, phase)
+        # Throughput rounds interleave the contenders, so a slow minute of the disk does not fall on one alone.
+        plan = [("throughput", n, args.events) for n in range(1, args.rounds + 1)]
+        plan.append(("latency", 1, args.latency_events))
+        for phase, round_no, count in plan:
+            events = make_events(count, f"{phase}-{round_no}")  # fresh ids each round
             for contender in runners:
                 pace = "as fast as possible" if phase == "throughput" else f"at {args.rate:g}/s"
-                print(f"# {contender.name} {phase}: {args.warmup} warm-up + {count} events {pace}", flush=True)
-                results.append(await run_phase(ctx, contender, phase, events, args))
+                print(
+                    f"# {contender.name} {phase} {round_no}: {args.warmup} warm-up + {count} events {pace}", flush=True
+                )
+                results.append(await run_phase(ctx, contender, phase, round_no, events, args))
         return results
     finally:
         await sub_nc.close()
@@ -680,23 +716,29 @@ def _pair(r: PhaseResult, hop: str) -> str:
 def report(results: list[PhaseResult], args: argparse.Namespace) -> dict[str, Any]:
     """Print the tables; return the figures for --json."""
     print()
-    head = f"{'contender':<9} {'phase':<10} {'events':>6} {'delivered':>9} {'dup':>3} {'redeliv':>7}"
+    head = f"{'contender':<9} {'phase':<12} {'events':>6} {'delivered':>9} {'dup':>3} {'redeliv':>7}"
     head += f" {'published/s':>11} {'delivered/s':>11}  {'ev->inv ms':>16} {'inv->dlv ms':>16} {'total ms':>16}"
     print(head)
-    print(" " * 76 + "".join(f"{'p50/p99':>17}" for _ in range(3)))
+    print(" " * 78 + "".join(f"{'p50/p99':>17}" for _ in range(3)))
     for r in results:
-        line = f"{r.contender:<9} {r.phase:<10} {r.events:>6} {r.delivered:>9} {r.duplicates:>3} {r.redelivered:>7}"
+        line = f"{r.contender:<9} {_label(r):<12} {r.events:>6} {r.delivered:>9} {r.duplicates:>3} {r.redelivered:>7}"
         line += f" {r.published_per_s:>11.1f} {r.delivered_per_s:>11.1f}  {_pair(r, 'event->invocation'):>16}"
         line += f" {_pair(r, 'invocation->delivery'):>16} {_pair(r, 'total'):>16}"
         print(line)
     figures: dict[str, Any] = {"phases": [r.as_dict() for r in results]}
-    by_key = {(r.contender, r.phase): r for r in results}
-    for top, bottom in (("gate", "relay"), ("gate", "relay2"), ("relay2", "relay")):
-        over, under = by_key.get((top, "throughput")), by_key.get((bottom, "throughput"))
-        if over and under:
-            ratio = over.delivered_per_s / under.delivered_per_s if under.delivered_per_s else math.nan
-            print(f"ratio {top}/{bottom} (throughput): {ratio:.2f}x")
-            figures[f"ratio_{top}_{bottom}_throughput"] = round(ratio, 3)
+    rates: dict[str, list[float]] = {}
+    for r in results:
+        if r.phase == "throughput":
+            rates.setdefault(r.contender, []).append(r.delivered_per_s)
+    print()
+    for name, per_round in rates.items():
+        print(f"median delivered/s {name:<9} {statistics.median(per_round):8.1f}")
+    for top, bottom in (("gate", "relay"), ("gate", "relay-js"), ("gate", "relay2"), ("relay2", "relay")):
+        if top in rates and bottom in rates:
+            ratio = _ratio(statistics.median(rates[top]), statistics.median(rates[bottom]))
+            rounds = " ".join(f"{_ratio(a, b):.2f}" for a, b in zip(rates[top], rates[bottom], strict=True))
+            print(f"ratio {top}/{bottom} (throughput, medians): {ratio:.2f}x (per round: {rounds})")
+            figures[f"ratio_{top}_{bottom}_throughput".replace("-", "_")] = round(ratio, 3)
 
     print()
     print("latency breakdown, ms (latency phase)   p50      p99      max")
@@ -714,12 +756,12 @@ def report(results: list[PhaseResult], args: argparse.Namespace) -> dict[str, An
     for r in results:
         cells = [r.cpu_ms_per_event.get(r.contender, 0.0)] + [r.cpu_ms_per_event[p] for p in procs[1:]]
         busy = cells[0] * r.delivered_per_s / 10  # ms/event x events/s = ms/s; /10 is % of one core
-        label = f"{r.contender} {r.phase}"
+        label = f"{r.contender} {_label(r)}"
         print(f"{label:<27}" + "".join(f"{c:>14.3f}" for c in cells) + f"{sum(cells):>9.3f}{busy:>15.0f}%")
 
     notes = []
     for r in results:
-        label = f"{r.contender} {r.phase}"
+        label = f"{r.contender} {_label(r)}"
         if r.delivered < r.events:
             notes.append(f"{label}: only {r.delivered} of {r.events} delivered within {args.duration_cap:g}s")
         if r.publish_failures:
@@ -745,6 +787,7 @@ def report(results: list[PhaseResult], args: argparse.Namespace) -> dict[str, An
         "latency_events": args.latency_events,
         "rate_per_s": args.rate,
         "warmup": args.warmup,
+        "rounds": args.rounds,
         "duration_cap_s": args.duration_cap,
         "publish_in_flight": IN_FLIGHT,
         "data_bytes": DATA_BYTES,
@@ -764,12 +807,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=200.0, help="events/s in the latency phase (default 200)")
     parser.add_argument("--latency-events", type=int, default=1_000, help="events in the latency phase (default 1000)")
     parser.add_argument("--warmup", type=int, default=200, help="uncounted events before each phase (default 200)")
+    parser.add_argument("--rounds", type=int, default=3, help="throughput rounds, interleaved; medians (default 3)")
     parser.add_argument("--duration-cap", type=float, default=120.0, help="time cap per timed part, s (default 120)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (server data and process logs)")
     args = parser.parse_args(argv)
     if args.events < 1 or args.latency_events < 1 or args.warmup < 0 or args.rate <= 0:
         parser.error("--events, --latency-events and --rate must be positive, --warmup not negative")
+    if not 1 <= args.rounds <= 10:
+        parser.error("--rounds must be 1-10")
     if not 0 < args.duration_cap <= MAX_CAP_S:
         parser.error(f"--duration-cap must be in (0, {MAX_CAP_S:.0f}] s")
     return args

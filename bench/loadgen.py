@@ -16,6 +16,7 @@ test send: HTTP/1.1 answers with `Content-Length` (aiohttp's `web.Response`), ne
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -189,7 +190,7 @@ async def lean_load(base_url: str, requests: Sequence[Request], concurrency: int
     for _ in range(concurrency):
         done: asyncio.Future[None] = loop.create_future()
         finished.append(done)
-        await loop.create_connection(lambda done=done: _Connection(shared, done), url.hostname, url.port)
+        await loop.create_connection(functools.partial(_Connection, shared, done), url.hostname, url.port)
     await asyncio.gather(*finished)
     shared.result.elapsed_s = time.perf_counter() - started
     return shared.result

@@ -7,11 +7,16 @@ free). Each message is published, body and headers unchanged, to a core NATS sub
 (a PING/PONG round trip: the server has it) and then acked. No policy, no limiter, no second
 stream: one JetStream hop. `bench/gate.py` creates the stream and starts this as a subprocess:
 
-    python bench/relay_server.py --nats-url nats://127.0.0.1:4222 [--hops 2]
+    python bench/relay_server.py --nats-url nats://127.0.0.1:4222 [--out stream] [--hops 2]
+
+With `--out stream` the republish is durable instead: each message is published with JetStream to
+the output subject, which the bench's `BENCH_RELAY_OUT` stream stores (PubAck awaited, with a
+`Nats-Msg-Id`), then acked. One JetStream hop and one stored republish: the least a relay that
+stores what it hands on can do, as the gate stores every invocation.
 
 With `--hops 2` it has the gate's shape without the gate's logic: a first relay publishes each
 message to the `BENCH_RELAY_MID` stream (awaiting its PubAck, with a `Nats-Msg-Id`) and acks, a
-second consumes that stream and republishes to the core subject as above. Two JetStream hops:
+second consumes that stream and republishes to the output subject as above. Two JetStream hops:
 the ceiling of a design that stores every invocation durably, as DESIGN §6 asks.
 
 It runs on uvloop when that is installed, as the hub does, so the comparison is of the work done,
@@ -78,18 +83,22 @@ def to_subject(nc: NATS, subject: str) -> Forward:
     return forward
 
 
-def to_stream(nc: NATS, prefix: str) -> Forward:
-    """JetStream publish under `prefix` with the input's last subject token, PubAck awaited."""
+def to_stream(nc: NATS, subject_for: Callable[[Msg], str], hop: str) -> Forward:
+    """JetStream publish to `subject_for(msg)`, PubAck awaited, under the input's `Nats-Msg-Id`
+    tagged with `hop` (so the output stream deduplicates as the gate's streams do)."""
     js = nc.jetstream()
 
     async def forward(msg: Msg) -> None:
         headers = dict(msg.headers or {})
-        headers[MSG_ID] = f"{headers.get(MSG_ID, msg.reply)}:mid"
-        await js.publish(
-            f"{prefix}.{msg.subject.rsplit('.', 1)[-1]}", msg.data, headers=headers, timeout=PUBLISH_TIMEOUT_S
-        )
+        headers[MSG_ID] = f"{headers.get(MSG_ID, msg.reply)}:{hop}"
+        await js.publish(subject_for(msg), msg.data, headers=headers, timeout=PUBLISH_TIMEOUT_S)
 
     return forward
+
+
+def mid_subject(msg: Msg) -> str:
+    """The middle stream's subject: its prefix and the input's last subject token."""
+    return f"{MID_PREFIX}.{msg.subject.rsplit('.', 1)[-1]}"
 
 
 class Relay:
@@ -153,12 +162,14 @@ async def main_async(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     loop.call_later(args.lifetime, stop.set)
+    out = args.out_subject
+    last_hop = to_stream(nc, lambda msg: out, "out") if args.out == "stream" else to_subject(nc, out)
     if args.hops == 1:
-        relays = [Relay(nc, STREAM, SUBJECTS, DURABLE, to_subject(nc, args.out_subject), args.workers)]
+        relays = [Relay(nc, STREAM, SUBJECTS, DURABLE, last_hop, args.workers)]
     else:
         relays = [
-            Relay(nc, STREAM, SUBJECTS, DURABLE, to_stream(nc, MID_PREFIX), args.workers),
-            Relay(nc, MID_STREAM, MID_PREFIX + ".>", MID_DURABLE, to_subject(nc, args.out_subject), args.workers),
+            Relay(nc, STREAM, SUBJECTS, DURABLE, to_stream(nc, mid_subject, "mid"), args.workers),
+            Relay(nc, MID_STREAM, MID_PREFIX + ".>", MID_DURABLE, last_hop, args.workers),
         ]
     try:
         await asyncio.gather(*(relay.run(stop) for relay in relays))
@@ -178,6 +189,12 @@ def main() -> int:
     parser.add_argument("--nats-url", required=True)
     parser.add_argument("--out-subject", default=OUT_SUBJECT)
     parser.add_argument("--hops", type=int, choices=(1, 2), default=1, help="JetStream hops (default 1)")
+    parser.add_argument(
+        "--out",
+        choices=("subject", "stream"),
+        default="subject",
+        help="republish to a core subject and flush (default), or with JetStream to a stream, PubAck awaited",
+    )
     parser.add_argument("--workers", type=int, default=WORKERS, help="batch size and in-flight cap (default 128)")
     parser.add_argument("--lifetime", type=float, default=3600.0, help="exit after this many seconds (default 3600)")
     args = parser.parse_args()
