@@ -1,25 +1,32 @@
 """Ingest benchmark: `connector-hub run` against a minimal JetStream-publishing handler, same machine, same run.
 
-    .venv/bin/python bench/ingest.py [--requests N] [--concurrency C] [--duration-cap S] [--json PATH]
+    .venv/bin/python bench/ingest.py [--requests N] [--concurrency C] [--rounds R] [--phases ...]
+                                     [--client lean|aiohttp] [--compare REF] [--json PATH] [--keep]
 
 It starts its own nats-server (JetStream on file storage, `sync_interval: always`, as the hub's
-embedded default) and valkey-server in a temporary directory, then two HTTP servers, each in its
-own process, both publishing to that NATS:
+embedded default) and valkey-server in a temporary directory, then every phase's HTTP server, each
+in its own process or processes, all publishing to that NATS (bench/README.md describes them):
 
-- hub: the real `connector-hub run` (HUB_NATS_URL/HUB_REDIS_URL set), with a GitHub and a Standard
-  Webhooks connector; half the requests go to each. Full path: verify, dedupe claim in Valkey,
-  envelope, publish with PubAck, done mark.
-- minimal: `bench/minimal_server.py`, which only reads the body, publishes it to the BENCH_MINIMAL
-  stream with a `Nats-Msg-Id` and awaits the PubAck.
+- trivial: `bench/minimal_server.py --trivial`, 202 without reading the body;
+- minimal: `bench/minimal_server.py`, which reads the body, publishes it to the BENCH_MINIMAL
+  stream with a `Nats-Msg-Id` and awaits the PubAck;
+- hub: the real `connector-hub run --role ingress` (HUB_NATS_URL/HUB_REDIS_URL set), with a GitHub
+  and a Standard Webhooks connector; half the requests go to each. Full path: verify, dedupe claim
+  in Valkey, envelope, publish with PubAck, done mark;
+- minimal-2p and hub-2w: the same in two processes sharing the port;
+- hub-ref (with --compare REF): the hub as it is at git REF, on the same servers, to measure a
+  change against its base in one run (hub/hub-ref).
 
-The load generator is an aiohttp client in this process: C workers share one counter over N
-pre-signed requests (4 KB JSON bodies, unique delivery ids, valid signatures), after a warm-up that
-is not counted. Every phase is bounded by --duration-cap. Only 2xx answers count as accepted.
+The load generator (bench/loadgen.py) runs in this process: C keep-alive connections share a
+counter over N pre-signed requests (4 KB JSON bodies, unique delivery ids, valid signatures), after
+a warm-up that is not counted. The phases run --rounds times, interleaved. Every load run is
+bounded by --duration-cap. Only 2xx answers count as accepted.
 
-Output: per phase requests, accepted/s, p50/p99/p999 latency of accepted requests, errors, and
-how many events the stream gained (must equal accepted); then `ratio hub/minimal` and CPU ms
-per request of every process (from /proc/<pid>/stat utime+stime, over the timed part only).
-Everything listens on loopback and is stopped by PID at the end, also on error or Ctrl-C.
+Output: per phase and round requests, accepted/s, p50/p99/p999 latency of accepted requests,
+errors, and how many events the stream gained (must equal accepted); the medians; the ratios
+hub/minimal, hub-2w/minimal-2p (and hub/hub-ref); and CPU ms per request of every process (from
+/proc/<pid>/stat utime+stime, over the timed part only). Everything listens on loopback and is
+stopped by PID at the end, also on error or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import io
 import json
 import math
 import os
@@ -38,6 +46,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import urllib.request
@@ -138,13 +147,15 @@ def prepare(count: int) -> list[Request]:
 # --- processes -----------------------------------------------------------------------------------
 
 
-def spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """Start a child in its own session (Ctrl-C reaches the bench, which stops children in order)."""
+def spawn(argv: list[str], env: dict[str, str], log: Path, cwd: Path = BENCH_DIR.parent) -> subprocess.Popen[bytes]:
+    """Start a child in its own session (Ctrl-C reaches the bench, which stops children in order).
+
+    `python -m hub` imports the `hub` package of `cwd` before any other, so `cwd` picks the code."""
     with log.open("wb") as log_file:
         return subprocess.Popen(
             argv,
             env=env,
-            cwd=BENCH_DIR.parent,
+            cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -232,11 +243,16 @@ PHASES = {
     "hub": "connector-hub run --role ingress",
     "minimal-2p": "minimal pipeline, 2 processes sharing the port (SO_REUSEPORT)",
     "hub-2w": "connector-hub run --role ingress --workers 2",
+    "hub-ref": "connector-hub run --role ingress, the code of the git ref given to --compare",
 }
-RATIOS = (("hub", "minimal"), ("hub-2w", "minimal-2p"))
+DEFAULT_PHASES = [name for name in PHASES if name != "hub-ref"]
+RATIOS = (("hub", "minimal"), ("hub-2w", "minimal-2p"), ("hub", "hub-ref"))
+SOURCE_PACKAGES = ("hub", "adapters", "events", "schemas")
 
 
-def hub_process(workdir: Path, nats_url: str, redis_url: str, workers: int) -> tuple[list[str], dict[str, str], str]:
+def hub_process(
+    workdir: Path, nats_url: str, redis_url: str, workers: int, name: str = "hub"
+) -> tuple[list[str], dict[str, str], str]:
     """argv, environment and base URL of `connector-hub run --role ingress` on the bench's servers.
 
     Only the ingress role: the gate consumers would route the bench's events in the same process
@@ -249,7 +265,7 @@ def hub_process(workdir: Path, nats_url: str, redis_url: str, workers: int) -> t
         {
             "HUB_NATS_URL": nats_url,
             "HUB_REDIS_URL": redis_url,
-            "HUB_DATA_DIR": str(workdir / f"hub-{workers}"),
+            "HUB_DATA_DIR": str(workdir / name),
             "HUB_CONNECTORS": str(connectors),
             "HUB_HTTP_PORT": str(port),
             "HUB_ADMIN_PORT": "0",
@@ -268,21 +284,53 @@ def minimal_argv(nats_url: str, port: int, *extra: str) -> list[str]:
 
 
 def start_http_server(
-    cleanup: contextlib.ExitStack, name: str, argv: list[str], env: dict[str, str], url: str, workdir: Path
+    cleanup: contextlib.ExitStack,
+    name: str,
+    argv: list[str],
+    env: dict[str, str],
+    url: str,
+    workdir: Path,
+    cwd: Path = BENCH_DIR.parent,
 ) -> subprocess.Popen[bytes]:
     """Spawn, register its stop (before waiting, so an interrupt still stops it), wait for /healthz."""
     log = workdir / f"{name}.log"
-    proc = spawn(argv, env, log)
+    proc = spawn(argv, env, log, cwd)
     cleanup.callback(stop, proc)
     wait_healthy(name, f"{url}/healthz", proc, log)
     return proc
 
 
-def start_contender(cleanup: contextlib.ExitStack, name: str, workdir: Path, nats: str, redis: str) -> Contender:
+def export_source(ref: str, into: Path) -> Path:
+    """The hub's packages as they are at git `ref`, extracted under `into`."""
+    git = shutil.which("git")
+    if git is None:
+        raise RuntimeError("--compare needs git on PATH")
+    archive = subprocess.run(
+        [git, "-C", str(BENCH_DIR.parent), "archive", "--format=tar", ref, "--", *SOURCE_PACKAGES],
+        capture_output=True,
+        check=False,
+    )
+    if archive.returncode:
+        raise RuntimeError(f"--compare {ref}: {archive.stderr.decode(errors='replace').strip()}")
+    into.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(into, filter="data")
+    return into
+
+
+def start_contender(
+    cleanup: contextlib.ExitStack, name: str, workdir: Path, nats: str, redis: str, compare: str | None
+) -> Contender:
     """Start the server(s) of one phase."""
     if name.startswith("hub"):
-        argv, env, url = hub_process(workdir, nats, redis, workers=2 if name == "hub-2w" else 1)
-        return Contender(name, url, HUB_STREAM, [start_http_server(cleanup, name, argv, env, url, workdir)])
+        argv, env, url = hub_process(workdir, nats, redis, workers=2 if name == "hub-2w" else 1, name=name)
+        if name == "hub-ref":
+            assert compare is not None  # parse_args adds the phase with the option
+            code = export_source(compare, workdir / "hub-ref-source")
+            server = start_http_server(cleanup, name, argv, env, url, workdir, cwd=code)
+        else:
+            server = start_http_server(cleanup, name, argv, env, url, workdir)
+        return Contender(name, url, HUB_STREAM, [server])
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     if name == "trivial":
@@ -298,7 +346,7 @@ def start_contender(cleanup: contextlib.ExitStack, name: str, workdir: Path, nat
 
 
 @contextlib.contextmanager
-def running_stack(keep: bool, phases: list[str]) -> Iterator[Stack]:
+def running_stack(keep: bool, phases: list[str], compare: str | None = None) -> Iterator[Stack]:
     """Start NATS, Valkey and every phase's server; stop each by PID on the way out."""
     with contextlib.ExitStack() as cleanup:
         workdir = Path(tempfile.mkdtemp(prefix="hub-bench-"))
@@ -309,7 +357,8 @@ def running_stack(keep: bool, phases: list[str]) -> Iterator[Stack]:
         valkey_server = start_valkey(workdir / "servers")
         cleanup.callback(valkey_server.stop)
         contenders = {
-            name: start_contender(cleanup, name, workdir, nats_server.url, valkey_server.url) for name in phases
+            name: start_contender(cleanup, name, workdir, nats_server.url, valkey_server.url, compare)
+            for name in phases
         }
         yield Stack(workdir, nats_server, valkey_server, contenders)
 
@@ -507,6 +556,7 @@ def report(results: list[PhaseResult], args: argparse.Namespace) -> dict[str, An
         print(f"{name:<27} " + " ".join(f"{c:>13.3f}" for c in cells) + f" {sum(cells):>8.3f}")
     figures["setup"] = {
         "phases": {name: PHASES[name] for name in args.phases},
+        "compare": args.compare,
         "rounds": args.rounds,
         "requests": args.requests,
         "concurrency": args.concurrency,
@@ -532,7 +582,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=500, help="uncounted requests before each phase (default 500)")
     parser.add_argument("--rounds", type=int, default=3, help="times every phase runs, interleaved (default 3)")
     parser.add_argument(
-        "--phases", default=",".join(PHASES), help=f"comma-separated, in order (default {','.join(PHASES)})"
+        "--phases",
+        default=",".join(DEFAULT_PHASES),
+        help=f"comma-separated, in order (default {','.join(DEFAULT_PHASES)}; hub-ref comes with --compare)",
     )
     parser.add_argument(
         "--client",
@@ -540,10 +592,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="lean",
         help="load generator (default lean: ~0.04 ms of CPU per request; aiohttp: ~0.2 ms)",
     )
+    parser.add_argument(
+        "--compare",
+        metavar="REF",
+        help="also run the hub as it is at this git ref (phase hub-ref, after hub) and print hub/hub-ref",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (server data and logs)")
     args = parser.parse_args(argv)
     args.phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    if args.compare and "hub-ref" not in args.phases:
+        at = args.phases.index("hub") + 1 if "hub" in args.phases else len(args.phases)
+        args.phases.insert(at, "hub-ref")
+    if "hub-ref" in args.phases and not args.compare:
+        parser.error("phase hub-ref needs --compare REF")
     if set(args.phases) - PHASES.keys() or not args.phases:
         parser.error(f"--phases takes some of: {', '.join(PHASES)}")
     if args.requests < 1 or args.concurrency < 1 or args.warmup < 0 or not 1 <= args.rounds <= 10:
@@ -561,7 +623,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM cleans up like Ctrl-C
     try:
-        with running_stack(args.keep, args.phases) as stack:
+        with running_stack(args.keep, args.phases, args.compare) as stack:
             if args.keep:
                 print(f"# data and logs in {stack.workdir}")
             try:
