@@ -324,13 +324,11 @@ def start_contender(
     """Start the server(s) of one phase."""
     if name.startswith("hub"):
         argv, env, url = hub_process(workdir, nats, redis, workers=2 if name == "hub-2w" else 1, name=name)
+        code = BENCH_DIR.parent
         if name == "hub-ref":
             assert compare is not None  # parse_args adds the phase with the option
             code = export_source(compare, workdir / "hub-ref-source")
-            server = start_http_server(cleanup, name, argv, env, url, workdir, cwd=code)
-        else:
-            server = start_http_server(cleanup, name, argv, env, url, workdir)
-        return Contender(name, url, HUB_STREAM, [server])
+        return Contender(name, url, HUB_STREAM, [start_http_server(cleanup, name, argv, env, url, workdir, code)])
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     if name == "trivial":
