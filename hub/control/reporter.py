@@ -50,6 +50,7 @@ class StatusReporter:
         self._poll_store = poll_store
         self._changes: asyncio.Queue[tuple[str, str, StatusChange]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def report(self, tenant: str, name: str, change: StatusChange) -> None:
         """Queue a change (callable from synchronous code on the loop)."""
@@ -57,23 +58,35 @@ class StatusReporter:
 
     def start(self) -> None:
         """Start writing."""
+        self._stopping = False
         self._task = asyncio.create_task(self._run(), name="status reporter")
 
     async def stop(self) -> None:
-        """Write what is queued (bounded), then stop."""
+        """Stop the loop, then write what is queued (bounded).
+
+        The loop is cancelled and also told to stop: on Python 3.11 `asyncio.wait_for` (which
+        nats-py's requests use) returns the result of a future that completed as its task was
+        cancelled, so a cancellation can be lost, and the flag then ends the loop at its next turn.
+        The caller's own cancellation is not swallowed here.
+        """
         if self._task is None:
             return
+        self._stopping = True
         self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await asyncio.wait({self._task})
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._drain(), FLUSH_INTERVAL_S)
+            async with asyncio.timeout(FLUSH_INTERVAL_S):
+                await self._drain()
 
     async def _run(self) -> None:
         next_health = 0.0
-        while True:
+        while not self._stopping:
+            change = None
             with contextlib.suppress(TimeoutError):
-                await self._write(*await asyncio.wait_for(self._changes.get(), FLUSH_INTERVAL_S))
+                async with asyncio.timeout(FLUSH_INTERVAL_S):
+                    change = await self._changes.get()
+            if change is not None:
+                await self._write(*change)
             await self._drain()
             for (tenant, name), at in self._activity.take().items():
                 await self._write(tenant, name, StatusChange(last_success_at=rfc3339(at)))
