@@ -26,7 +26,7 @@ from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
 
 from events.envelope import Envelope, rfc3339
-from events.streams import AUDIT_STREAM, DLQ_STREAM, INVOCATIONS_STREAM
+from events.streams import AUDIT_STREAM, DLQ_STREAM, EVENTS_STREAM, INVOCATIONS_STREAM
 from events.subjects import event_subject
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -301,13 +301,26 @@ def timed_http_target(**options: Any) -> contextlib.AbstractAsyncContextManager[
     return serving(TimedHttpTarget(**options))
 
 
+async def consumer_caught_up(js: JetStreamContext, stream: str, durable: str) -> bool:
+    """Every message stored in `stream` so far was delivered to `durable` and acked (a NAKed-with-delay
+    one still counts as waiting).
+
+    Judged by the consumer's ack floor against the stream's last sequence, not by `num_pending`:
+    nats-server sends the PubAck before it signals the stream's consumers, from another goroutine
+    (`processJetStreamMsg`, `signalConsumersLoop`), so just after a publish a consumer can report
+    nothing pending and nothing awaiting an ack (CI once saw it). The ack floor cannot reach a
+    sequence before that message is acked."""
+    last_stored = (await js.stream_info(stream)).state.last_seq
+    info = await js.consumer_info(stream, durable)
+    acked_up_to = info.ack_floor.stream_seq if info.ack_floor else 0
+    return bool(acked_up_to >= last_stored and not info.num_ack_pending)
+
+
 async def gate_idle(js: JetStreamContext) -> bool:
-    """Both gate consumers have nothing left: no undelivered message and none waiting for an ack
-    (a NAKed-with-delay invocation still counts as pending an ack). Both ack only after their
-    publishes (invocations, deliveries, dead letters) are done, so idle means the gate is finished."""
-    for stream, durable in (("HUB_EVENTS", POLICY_DURABLE), (INVOCATIONS_STREAM, DISPATCH_DURABLE)):
-        info = await js.consumer_info(stream, durable)
-        if info.num_pending or info.num_ack_pending:
+    """Both gate consumers have caught up with their streams. Both ack only after their publishes
+    (invocations, deliveries, dead letters) are done, so idle means the gate is finished."""
+    for stream, durable in ((EVENTS_STREAM, POLICY_DURABLE), (INVOCATIONS_STREAM, DISPATCH_DURABLE)):
+        if not await consumer_caught_up(js, stream, durable):
             return False
     return True
 
@@ -347,7 +360,7 @@ async def wait_until_consuming(js: JetStreamContext, processes: list[HubProcess]
                 raise AssertionError(f"hub process exited with {process.proc.returncode}:\n{hub_log(process)[-4000:]}")
             if "gate consumers started" not in hub_log(process):
                 return False
-        for stream, durable in (("HUB_EVENTS", POLICY_DURABLE), (INVOCATIONS_STREAM, DISPATCH_DURABLE)):
+        for stream, durable in ((EVENTS_STREAM, POLICY_DURABLE), (INVOCATIONS_STREAM, DISPATCH_DURABLE)):
             if (await js.consumer_info(stream, durable)).num_waiting < len(processes):
                 return False
         return True

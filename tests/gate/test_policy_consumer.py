@@ -19,7 +19,15 @@ from hub.gate.policy_consumer import PolicyConsumer
 from hub.live import Live
 from schemas.loader import load_specs
 from tests.gate.conftest import GateFactory, GateUnderTest
-from tests.gate.harness import envelope, invocations, publish_event, stream_messages, subscribe_target, until
+from tests.gate.harness import (
+    consumer_caught_up,
+    envelope,
+    invocations,
+    publish_event,
+    stream_messages,
+    subscribe_target,
+    until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -48,8 +56,7 @@ ALLOW_ALL = {"name": "all", "effect": "allow"}
 
 async def settled(js: JetStreamContext) -> bool:
     """Every event stored so far was delivered to the policy consumer and acked."""
-    info = await js.consumer_info(EVENTS_STREAM, POLICY_DURABLE)
-    return bool(info.num_pending == 0 and info.num_ack_pending == 0)
+    return await consumer_caught_up(js, EVENTS_STREAM, POLICY_DURABLE)
 
 
 async def routed(js: JetStreamContext) -> list[tuple[str, str]]:
