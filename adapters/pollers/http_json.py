@@ -5,6 +5,10 @@ POST body); the response's items become events keyed by their own id, and the ne
 from the response (or its last item). Conditional-request validators are sent and taken only on
 the first page: later pages are other resources, and their ETags would not describe the run's
 starting point.
+
+The selectors are the tenant's and the response is the network's, so every selector runs within
+one budget per page (`schemas.bounded_jmespath`), proportional to the page's size: a selector
+that would cost more fails the run with `InvalidPayload` naming it, instead of stalling the hub.
 """
 
 from __future__ import annotations
@@ -14,10 +18,8 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import quote, urlencode, urljoin, urlsplit, urlunsplit
 
-import jmespath
 import orjson
 from jmespath.exceptions import JMESPathError
-from jmespath.parser import ParsedResult
 from pydantic import BaseModel
 
 from adapters.base import NormalizedEvent
@@ -31,7 +33,16 @@ from adapters.pollers.base import (
     PollState,
     event_type,
 )
+from schemas.bounded_jmespath import BoundedExpression, Budget, BudgetExceeded
 from schemas.poll import CURSOR_PLACEHOLDER, PollSettings
+
+PAGE_BASE_UNITS = 100_000
+PAGE_UNITS_PER_BYTE = 2
+"""A page's selectors may cost the base plus this much per byte of the response: selecting the items
+and reading a few fields of each is a small multiple of the response's size, anything far beyond
+that is an expression amplifying it."""
+PAGE_SECONDS = 1.0
+"""The wall-clock backstop of all the selectors of one page."""
 
 # One link-value of RFC 8288: `<target>` then `; name=value` parameters (values quoted or tokens).
 _LINK = re.compile(r'<([^>]*)>((?:\s*;\s*[^\s;,="]+\s*(?:=\s*(?:"(?:[^"\\]|\\.)*"|[^\s;,"]*))?)*)')
@@ -106,9 +117,9 @@ class HttpJsonPoller(Poller):
         if items is None:
             raise ValueError("http_json needs items.id")
         self._cursor_from_last_item = items.cursorFrom == "lastItem"
-        self._path = jmespath.compile(items.path)
-        self._id = jmespath.compile(items.id)
-        self._fields: dict[str, ParsedResult | None] = {
+        self._path = BoundedExpression(items.path)
+        self._id = BoundedExpression(items.id)
+        self._fields: dict[str, BoundedExpression | None] = {
             "items.time": _compile(items.time),
             "items.type": _compile(items.type),
             "items.subject": _compile(items.subject),
@@ -133,74 +144,78 @@ class HttpJsonPoller(Poller):
             body = orjson.loads(response.body)
         except orjson.JSONDecodeError as exc:
             raise InvalidPayload(f"the response is not JSON: {exc}") from None
-        items = _search("items.path", self._path, body)
+        budget = Budget(PAGE_BASE_UNITS + PAGE_UNITS_PER_BYTE * len(response.body), PAGE_SECONDS)
+        items = _search("items.path", self._path, body, budget, sized=True)  # sized: items become events
         if items is None:
             items = []
         elif not isinstance(items, list):
             raise InvalidPayload("items.path did not select a list")
-        events = [self._event(index, item) for index, item in enumerate(items)]
+        events = [self._event(index, item, budget) for index, item in enumerate(items)]
         times = [event.time.timestamp() for event in events if event.time is not None]
-        cursor = self._cursor(body, items)
+        cursor = self._cursor(body, items, budget)
         return Page(
             events,
             next_state(state, response, first, cursor),
-            next_request=self._next_request(body, response),
+            next_request=self._next_request(body, response, budget),
             newest_item_time=max(times) if times else None,
         )
 
-    def _event(self, index: int, item: Any) -> NormalizedEvent:
-        item_id = _search("items.id", self._id, item)
+    def _event(self, index: int, item: Any, budget: Budget) -> NormalizedEvent:
+        item_id = _search("items.id", self._id, item, budget)
         if item_id is None or item_id == "":
             raise InvalidPayload(f"item {index} has no id")
         if isinstance(item_id, bool) or not isinstance(item_id, str | int):
             raise InvalidPayload(f"item {index} id is not a string or an integer")
-        subject = self._field("items.subject", item)
+        subject = self._field("items.subject", item, budget)
         return NormalizedEvent(
             id=str(item_id),
-            type=event_type(self.provider, self._field("items.type", item), "item"),
+            type=event_type(self.provider, self._field("items.type", item, budget), "item"),
             data=item,
             subject=subject if isinstance(subject, str) and subject else None,
-            time=parse_time(self._field("items.time", item)),
+            time=parse_time(self._field("items.time", item, budget)),
         )
 
-    def _cursor(self, body: Any, items: list[Any]) -> str | None:
+    def _cursor(self, body: Any, items: list[Any], budget: Budget) -> str | None:
         """The new cursor, or None to keep the old one (no expression, no last item, null or empty)."""
         if self._cursor_from_last_item:
             if not items:
                 return None
-            value = self._field("items.cursor", items[-1])
+            value = self._field("items.cursor", items[-1], budget)
         else:
-            value = self._field("items.cursor", body)
+            value = self._field("items.cursor", body, budget)
         if value is None or value == "":
             return None
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise InvalidPayload("items.cursor did not select a string or a number")
         return str(value)
 
-    def _next_request(self, body: Any, response: FetchResponse) -> FetchRequest | None:
+    def _next_request(self, body: Any, response: FetchResponse, budget: Budget) -> FetchRequest | None:
         try:
             if self.settings.pagination.linkHeader:
                 url = next_link(response.header("link"), response.url)
             else:
-                link = self._field("pagination.nextLink", body)
+                link = self._field("pagination.nextLink", body, budget)
                 url = urljoin(response.url, link.strip()) if isinstance(link, str) and link.strip() else None
         except ValueError:  # urljoin on something that is not a URL (`http://[oops/`)
             source = "the Link header's next" if self.settings.pagination.linkHeader else "pagination.nextLink"
             raise InvalidPayload(f"{source} is not a URL") from None
         return FetchRequest(url, headers=dict(self.settings.request.headers)) if url is not None else None
 
-    def _field(self, name: str, data: Any) -> Any:
+    def _field(self, name: str, data: Any, budget: Budget) -> Any:
         expression = self._fields[name]
-        return None if expression is None else _search(name, expression, data)
+        return None if expression is None else _search(name, expression, data, budget)
 
 
-def _compile(expression: str | None) -> ParsedResult | None:
-    return None if expression is None else jmespath.compile(expression)
+def _compile(expression: str | None) -> BoundedExpression | None:
+    return None if expression is None else BoundedExpression(expression)
 
 
-def _search(name: str, expression: ParsedResult, data: Any) -> Any:
-    """Evaluate a compiled expression; a failure on this data is the payload's fault, named by field."""
+def _search(name: str, expression: BoundedExpression, data: Any, budget: Budget, *, sized: bool = False) -> Any:
+    """Evaluate a compiled expression within the page's budget; a failure on this data is the payload's
+    fault, an exhausted budget the selector's (or both), each named by field."""
     try:
-        return expression.search(data)
+        return expression.search(data, budget, sized=sized)
     except (JMESPathError, TypeError, ValueError) as exc:
         raise InvalidPayload(f"{name} could not be evaluated on the response: {exc}") from None
+    except BudgetExceeded as exc:
+        raise InvalidPayload(f"{name} exceeded the evaluation budget of this page: {exc}") from None

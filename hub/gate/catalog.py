@@ -2,7 +2,9 @@
 
 Built from validated specs. JMESPath conditions and debounce keys are compiled once here, so an
 event costs one evaluation, and the type patterns of a route are checked on the event's type
-before anything parses the envelope.
+before anything parses the envelope. Tenants write those expressions, so each evaluation runs
+within a budget (`schemas.bounded_jmespath`): one that costs more raises `ConditionError`, which
+the policy consumer turns into a `(condition_error)` denial instead of stalling the event loop.
 """
 
 from __future__ import annotations
@@ -12,15 +14,19 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-import jmespath
 import orjson
 from jmespath.exceptions import JMESPathError
-from jmespath.parser import ParsedResult
 
+from schemas.bounded_jmespath import BoundedExpression, BudgetExceeded
 from schemas.connector import ConnectorDocument, Route
 from schemas.loader import LoadedSpecs
 from schemas.patterns import matches
 from schemas.policy import PolicyDocument, PolicySpec
+
+
+class ConditionError(Exception):
+    """A route's `match.when` or `debounce.key` exceeded its evaluation budget on an event; the message
+    names the field and the bound."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +37,8 @@ class CompiledRoute:
     connector: str
     provider: str
     spec: Route
-    condition: ParsedResult | None
-    debounce_key: ParsedResult | None
+    condition: BoundedExpression | None
+    debounce_key: BoundedExpression | None
 
     @property
     def name(self) -> str:
@@ -53,7 +59,8 @@ class CompiledRoute:
 
         A condition that fails on this event (a function given the wrong type, e.g. `contains()` of
         a missing field, or `>` between a string and a number) is false for it: the event is not
-        the route's, and it must not be held up.
+        the route's, and it must not be held up. One that exceeds its evaluation budget raises
+        `ConditionError`: that is the tenant's expression, not the event, and it is audited.
         """
         if self.condition is None:
             return True
@@ -61,24 +68,36 @@ class CompiledRoute:
             return _truthy(self.condition.search(envelope))
         except _EVALUATION_ERRORS:
             return False
+        except BudgetExceeded as exc:
+            raise ConditionError(f"match.when exceeded its evaluation budget: {exc}") from None
 
-    def debounce_value(self, envelope: Mapping[str, Any]) -> str | None:
+    def debounce_value(self, envelope: Mapping[str, Any], *, strict: bool = False) -> str | None:
         """The debounce key of this event, or None when the route does not debounce it (also when
-        the key expression fails on this event)."""
+        the key expression fails on this event, or exceeds its evaluation budget).
+
+        `strict` raises `ConditionError` for a key over its budget instead: the policy consumer
+        denies such an event, so the dispatcher (not strict) meets one only if the deadline, rather
+        than the deterministic unit budget, stopped the key under load, and then does not debounce.
+        """
         if self.debounce_key is None:
             return None
         try:
-            value = self.debounce_key.search(envelope)
-        except _EVALUATION_ERRORS:
+            value = self.debounce_key.search(envelope, sized=True)  # sized: the value is serialized
+            if value is None:
+                return None
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()  # JSON keeps "1" and 1 apart
+        except _EVALUATION_ERRORS:  # also orjson's, for a value nested deeper than it serializes
             return None
-        if value is None:
+        except BudgetExceeded as exc:
+            if strict:
+                raise ConditionError(f"debounce.key exceeded its evaluation budget: {exc}") from None
             return None
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()  # JSON keeps "1" and 1 apart
 
 
 _EVALUATION_ERRORS = (JMESPathError, TypeError, ValueError)
 """What evaluating a valid expression can raise on an unexpected event (jmespath raises a plain
-TypeError when ordering a string against a number)."""
+TypeError when ordering a string against a number). Exceeding the evaluation budget is not among
+them: `BudgetExceeded` is the expression's doing, whatever the event, and becomes `ConditionError`."""
 
 
 def _truthy(value: Any) -> bool:
@@ -138,8 +157,8 @@ def compile_route(tenant: str, connector: str, provider: str, route: Route) -> C
         connector=connector,
         provider=provider,
         spec=route,
-        condition=jmespath.compile(route.match.when) if route.match.when else None,
-        debounce_key=jmespath.compile(debounce.key) if debounce else None,
+        condition=BoundedExpression(route.match.when) if route.match.when else None,
+        debounce_key=BoundedExpression(debounce.key) if debounce else None,
     )
 
 

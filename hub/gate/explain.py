@@ -10,7 +10,8 @@ from typing import Any
 import orjson
 
 from hub.gate.catalog import CompiledRoute, GateCatalog
-from hub.gate.policy import Decision, decide
+from hub.gate.conditions import CONDITION_ERROR, route_decision
+from hub.gate.policy import Decision
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +79,12 @@ def _explain_route(
     types = ", ".join(route.spec.match.types)
     if not route.fits_type(event_type):
         return RouteExplanation(route.name, target, False, f"type {event_type} fits none of [{types}]", None)
-    if not route.fits_condition(event):
+    decision = route_decision(catalog.policy(route.tenant), route, event_type, event)
+    if decision is None:
         why = f"type fits, but the condition `{route.spec.match.when}` is not true for this event"
         return RouteExplanation(route.name, target, False, why, None)
+    if decision.rule == CONDITION_ERROR:
+        why = f"type {event_type} fits [{types}], but an expression of the route exceeded its evaluation budget"
+        return RouteExplanation(route.name, target, True, why, decision)
     why = f"type {event_type} fits [{types}]" + (f" and `{route.spec.match.when}` holds" if route.condition else "")
-    return RouteExplanation(route.name, target, True, why, decide(catalog.policy(route.tenant), route, event_type))
+    return RouteExplanation(route.name, target, True, why, decision)

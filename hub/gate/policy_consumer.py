@@ -1,7 +1,9 @@
 """The policy consumer: events from `HUB_EVENTS` become gated invocations on `HUB_INVOCATIONS`.
 
 For each event: the connector's routes whose type patterns and `when` condition fit, a decision
-per route, an invocation for each allowed one and an audit record for each denied one. The event
+per route, an invocation for each allowed one and an audit record for each denied one. A route
+whose `when` or debounce key exceeds its evaluation budget on the event is denied for it by
+`(condition_error)` (hub/gate/conditions.py), so a costly expression never holds the event. The event
 is acked only after every one of those publishes is acknowledged; if any fails, the event is
 NAKed and redelivered. Every publish carries a `Nats-Msg-Id` derived from the event and the route,
 so a redelivery (after a crash or a failed publish) adds nothing that was already published.
@@ -24,8 +26,9 @@ from events.audit import AuditRecord
 from events.envelope import headers_to_attributes, rfc3339
 from events.subjects import audit_subject, invocation_subject
 from hub.gate.catalog import CompiledRoute, GateCatalog
+from hub.gate.conditions import route_decision
 from hub.gate.metrics import GateMetrics
-from hub.gate.policy import Decision, decide
+from hub.gate.policy import Decision
 from hub.live import Live
 from hub.settled import all_settled
 
@@ -123,11 +126,14 @@ class PolicyConsumer:
             self._metrics.events_routed.labels("no_connector").inc()
             return None
         routes = [route for route in connector.routes if route.fits_type(ref.event_type)]
-        if any(route.condition is not None for route in routes):
-            envelope = _parsed(body)
-            routes = [route for route in routes if route.fits_condition(envelope)]
+        needs_envelope = any(route.condition is not None or route.debounce_key is not None for route in routes)
+        envelope = _parsed(body) if needs_envelope else {}
         policy = catalog.policy(ref.tenant)
-        decisions = [(route, decide(policy, route, ref.event_type)) for route in routes]
+        decisions = [
+            (route, decision)
+            for route in routes
+            if (decision := route_decision(policy, route, ref.event_type, envelope)) is not None
+        ]
         publishes = [self._publish(ref, route, decision, headers, body, sequence) for route, decision in decisions]
         results = await all_settled(publishes)
         failures = [r for r in results if isinstance(r, BaseException)]
