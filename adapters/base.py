@@ -224,7 +224,9 @@ class WebhookAdapter(ABC, Generic[OptionsT]):
     def handshake(self, request: InboundRequest, secrets: Sequence[SigningSecret]) -> HandshakeReply | None:
         """The reply to a verified handshake request, or None for an ordinary event.
 
-        `secrets` are the connector's own, for providers whose answer is signed (Zoom, X CRC).
+        `secrets` are the connector's own, for providers whose answer is signed (Zoom, X CRC). In shadow
+        mode the hub also asks about a request that failed verification, only to refuse it if it is a
+        handshake (or a confirmation): the reply is never sent for an unverified request.
         """
         return None
 

@@ -19,7 +19,9 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from adapters.keyhosts import allow_key_hosts
 from hub import runner, schemagen, workers
+from hub.admin.auth import is_loopback_host
 from hub.embedded import EmbeddedServerError
 from hub.errors import EXIT_USAGE, ConfigError
 from hub.logs import configure_logging
@@ -67,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--insecure-no-auth",
         action="store_true",
-        help="serve the admin API without API keys (development only; warns at start and on /readyz)",
+        help="serve the admin API without API keys (development only: HUB_ADMIN_HOST must be a loopback "
+        "address; warns at start and on /readyz)",
     )
     _control_commands(commands, settings)
 
@@ -265,6 +268,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     settings = load_settings(args)
     configure_logging(settings.log_level, settings.log_format)
+    allow_key_hosts(settings.key_fetch_allowed_hosts)  # apply/diff/verify check connectors as `run` does
     if args.command in CONTROL_COMMANDS:
         return _control(settings, args)
     if args.command == "service-map":
@@ -276,6 +280,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         unknown = set(roles) - set(runner.ROLES)
         if unknown or not roles:
             print(f"connector-hub: unknown role(s): {', '.join(sorted(unknown)) or '(none given)'}", file=sys.stderr)
+            return EXIT_USAGE
+        if args.insecure_no_auth and not is_loopback_host(settings.admin_host):
+            print(
+                f"connector-hub: --insecure-no-auth needs the admin API on a loopback address: HUB_ADMIN_HOST is "
+                f"{settings.admin_host!r} (use 127.0.0.1, ::1 or localhost)",
+                file=sys.stderr,
+            )
             return EXIT_USAGE
         return workers.run(settings, roles, setting_flags(args), insecure_no_auth=args.insecure_no_auth)
     if args.command == "url-token":
@@ -335,14 +346,20 @@ def _validate(paths: list[Path]) -> int:
 
 
 def _url_token(settings: Settings, target: str, base_url: str | None) -> int:
+    """From the spec files when they define the connector, else as the running hub serves it."""
     from adapters.webhooks.url_token import UrlTokenAdapter
-    from hub.registry import connector_from_specs
+    from hub.deployed import deployed_connector
+    from hub.registry import connector_from_specs, defined_in_files
     from hub.sendtest import hook_url
 
-    if connector_from_specs(settings, target).provider != UrlTokenAdapter.name:
+    if defined_in_files(settings, target):
+        connector = connector_from_specs(settings, target)
+    else:
+        connector = asyncio.run(deployed_connector(settings, target))
+    if connector.provider != UrlTokenAdapter.name:
         print(f"connector-hub: {target} is not a url-token connector", file=sys.stderr)
         return EXIT_USAGE
-    print(hook_url(settings, target, base_url))
+    print(hook_url(settings, connector, base_url))
     return 0
 
 

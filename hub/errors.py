@@ -56,12 +56,22 @@ class PublishUnavailable(RequestRejected):
         super().__init__("unavailable", detail)
 
 
-class KeysUnavailable(PublishUnavailable):
-    """Key material a provider's verification needs could not be fetched (503 with Retry-After)."""
+KEYS_UNAVAILABLE = "the provider's key material could not be fetched; retry later"
 
-    def __init__(self, detail: str) -> None:
+
+class KeysUnavailable(PublishUnavailable):
+    """Key material a provider's verification needs could not be fetched, or a URL it asks the hub to
+    visit could not be (503 with Retry-After).
+
+    The answer says no more than `detail`, a fixed sentence: what the fetch met (a status, a refused
+    address, a connection error) is `cause`, for the hub's log only, or whoever sends requests could
+    learn what the hub's fetches reach.
+    """
+
+    def __init__(self, cause: str, detail: str = KEYS_UNAVAILABLE) -> None:
         super().__init__(detail, retry_after_s=10)
         self.reason = "keys_unavailable"
+        self.cause = cause
 
 
 @dataclass(frozen=True, slots=True)

@@ -137,6 +137,14 @@ def build_connector(
     )
 
 
+def defined_in_files(settings: Settings, target: str) -> bool:
+    """Whether HUB_CONNECTORS (or --connectors) is set and defines the connector `tenant/name`."""
+    if settings.connectors is None:
+        return False
+    tenant, _, name = target.partition("/")
+    return any(s.connector.key == (tenant, name) for s in load_specs(settings.connectors).connectors)
+
+
 def connector_from_specs(settings: Settings, target: str) -> Connector:
     """The connector `tenant/name` of HUB_CONNECTORS, built as `run` builds it (its secrets resolved)."""
     tenant, _, name = target.partition("/")

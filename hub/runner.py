@@ -28,6 +28,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from adapters.keyhosts import allow_key_hosts
 from events.streams import ensure_streams
 from hub import embedded
 from hub.admin.app import build_admin_app
@@ -46,7 +47,8 @@ from hub.gate.catalog import GateCatalog, build_catalog
 from hub.gate.consumers import Gate, start_gate
 from hub.ingest import Ingestor
 from hub.ingress.app import build_app
-from hub.ingress.health import INSECURE_WARNING
+from hub.ingress.health import INSECURE_WARNING, add_ops_routes
+from hub.keys import KeyCache
 from hub.live import Live
 from hub.metrics import HubMetrics
 from hub.poll.scheduler import PollScheduler
@@ -93,6 +95,7 @@ def load_configuration(settings: Settings, roles: Sequence[str] = ROLES) -> Conf
     (and their credentials) only for the poller role: a process that runs only the gate consumers
     needs the routes and policies, not the secrets.
     """
+    allow_key_hosts(settings.key_fetch_allowed_hosts)  # for every connector this process validates from now on
     if settings.connectors is None:
         log.warning("HUB_CONNECTORS is unset: no connectors loaded, every webhook will be 404")
         return Configuration(ConnectorRegistry([]), build_catalog(LoadedSpecs([], [])), [])
@@ -286,14 +289,17 @@ async def serve(
         )
         await runner.setup()
         http_url = await _listen(runner, settings.http_host, settings.http_port, reuse_port=worker is not None)
-        admin_url = None
+        # The admin port serves /readyz and /metrics in every process (never the public ingress port),
+        # and the admin API with the admin role.
+        ops = web.Application()
         if "admin" in roles:
-            admin_api = admin_context(settings, plane, insecure_no_auth, PollStore(redis))
-            admin = web.AppRunner(build_admin_app(admin_api), access_log=None)
-            await admin.setup()
-            admin_url = await _listen(admin, settings.admin_host, settings.admin_port, reuse_port=worker is not None)
+            ops = build_admin_app(admin_context(settings, plane, insecure_no_auth, PollStore(redis)))
             if insecure_no_auth:
                 log.warning(INSECURE_WARNING)
+        add_ops_routes(ops, context)
+        admin = web.AppRunner(ops, access_log=None)
+        await admin.setup()
+        admin_url = await _listen(admin, settings.admin_host, settings.admin_port, reuse_port=worker is not None)
         if worker is None:
             record_endpoints(settings.data_dir, endpoints, http_url, admin_url)
         else:
@@ -453,6 +459,7 @@ def build_context(
         nats=nc,
         js=js,
         redis=redis,
+        keys=KeyCache.from_settings(settings),
         insecure_no_auth=insecure_no_auth,
     )
 

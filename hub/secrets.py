@@ -16,7 +16,7 @@ from typing import Protocol
 
 from adapters.base import SigningSecret
 from schemas.connector import ConnectorDocument
-from schemas.secrets import SecretEntry
+from schemas.secrets import SecretEntry, reserved_reference
 
 
 class SecretResolutionError(Exception):
@@ -72,6 +72,9 @@ def resolve_secret(entry: SecretEntry) -> SigningSecret:
             raise SecretResolutionError(f"environment variable {ref.name} is not set or empty")
         return SigningSecret(entry.key_id, value.encode())
     if ref.source == "file":
+        reserved = reserved_reference("file", str(Path(ref.name).resolve()))  # through any symlink
+        if reserved is not None:
+            raise SecretResolutionError(f"secret file {ref.name}: {reserved}")
         try:
             content = Path(ref.name).read_bytes().rstrip(b"\r\n")
         except OSError as exc:

@@ -12,7 +12,7 @@ import aiohttp
 from adapters.base import TestRequest
 from adapters.webhooks.url_token import UrlTokenAdapter, issue_token
 from hub.errors import ConfigError, Problem
-from hub.registry import connector_from_specs
+from hub.registry import Connector, connector_from_specs
 from hub.runner import running_hub_endpoints
 from hub.settings import Settings
 
@@ -38,10 +38,9 @@ def signed_request(settings: Settings, target: str, payload: Path | None) -> Tes
         raise ConfigError([Problem(connector.label, "spec.secrets[0]", f"cannot sign a test request: {exc}")]) from None
 
 
-def hook_url(settings: Settings, target: str, base_url: str | None) -> str:
-    """Where `target` receives webhooks; a url-token connector's URL carries its token (its first secret)."""
-    url = f"{(base_url or hub_url(settings)).rstrip('/')}/hooks/{target}"
-    connector = connector_from_specs(settings, target)
+def hook_url(settings: Settings, connector: Connector, base_url: str | None) -> str:
+    """Where a connector receives webhooks; a url-token connector's URL carries its token (its first secret)."""
+    url = f"{(base_url or hub_url(settings)).rstrip('/')}/hooks/{connector.tenant}/{connector.name}"
     if connector.provider == UrlTokenAdapter.name:
         url += "?token=" + issue_token(connector.secrets[0].value, connector.tenant, connector.name)
     return url
@@ -50,7 +49,7 @@ def hook_url(settings: Settings, target: str, base_url: str | None) -> str:
 async def send_test(settings: Settings, target: str, payload: Path | None, base_url: str | None) -> int:
     """Post the signed request; prints the status and body; 0 on a 2xx answer."""
     request = signed_request(settings, target, payload)
-    url = hook_url(settings, target, base_url)
+    url = hook_url(settings, connector_from_specs(settings, target), base_url)
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,

@@ -5,15 +5,47 @@ No `.env` file is read: configuration is explicit, from the environment or the c
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from events.streams import StreamSettings
 from schemas.durations import Duration
+
+_HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
+
+
+def _comma_separated(value: Any) -> Any:
+    """`a,b` (an environment variable or a flag) as a list; a list stays as it is."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def _host(value: str) -> str:
+    host = value.strip().removeprefix("[").removesuffix("]").rstrip(".").lower()
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        if not _HOST_NAME.fullmatch(host):
+            raise ValueError(f"{value!r} is not a host name or an IP address (no scheme, port or path)") from None
+    return host
+
+
+def _network(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value.strip(), strict=False))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a network (CIDR) or an IP address") from None
+
+
+Hosts = Annotated[tuple[Annotated[str, AfterValidator(_host)], ...], NoDecode, BeforeValidator(_comma_separated)]
+Networks = Annotated[tuple[Annotated[str, AfterValidator(_network)], ...], NoDecode, BeforeValidator(_comma_separated)]
 
 
 class Settings(BaseSettings):
@@ -70,6 +102,17 @@ class Settings(BaseSettings):
     )
     store_timeout: Duration = Field(
         default=timedelta(milliseconds=500), description="Valkey socket timeout before dedupe fails open"
+    )
+    key_fetch_allowed_hosts: Hosts = Field(
+        default=(),
+        description="Comma-separated hosts, besides each provider's own, that connectors may name for key material "
+        "(Pub/Sub jwksUrl, SNS certificateHosts): a local mirror, a test's loopback server. Plain http only to a "
+        "loopback one",
+    )
+    key_fetch_allowed_networks: Networks = Field(
+        default=(),
+        description="Comma-separated non-public networks (CIDR) that key fetches and SNS subscription confirmations "
+        "may reach, e.g. 127.0.0.0/8 for a mirror on this machine (default: public addresses only)",
     )
 
     @property

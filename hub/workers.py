@@ -5,7 +5,9 @@ configuration and the master key as `run` does, starts the embedded servers wher
 then starts N workers (`python -m hub run` with the same roles and flags, HUB_WORKERS=1, the
 servers' URLs and concrete ports). Each worker binds the ingress and admin ports with SO_REUSEPORT,
 so the kernel spreads connections across them, and holds its own NATS and Valkey connections; every
-role is safe with several instances (leases, shared durable consumers, state in NATS KV).
+role is safe with several instances (leases, shared durable consumers, state in NATS KV). Each worker
+counts its own metrics: `/metrics` on the shared admin port answers for the worker that accepted the
+connection.
 
 The supervisor keeps the endpoints record (its PID, the shared URLs, the workers' PIDs), restarts a
 worker that exits with a capped backoff, and on SIGTERM/SIGINT stops the workers, then the servers.
@@ -110,9 +112,8 @@ def supervise(settings: Settings, roles: Sequence[str], flags: Mapping[str, str]
     runner.master_key(settings)
     with contextlib.ExitStack() as held:  # both ports at once, so that port 0 cannot yield the same one twice
         http_port = _claim_port(held, settings.http_host, settings.http_port, "HUB_HTTP_PORT")
-        admin_port = settings.admin_port
-        if "admin" in roles:
-            admin_port = _claim_port(held, settings.admin_host, settings.admin_port, "HUB_ADMIN_PORT")
+        # every worker serves /readyz and /metrics on the admin port, whatever its roles
+        admin_port = _claim_port(held, settings.admin_host, settings.admin_port, "HUB_ADMIN_PORT")
     argv = worker_argv(roles, flags, insecure_no_auth=insecure_no_auth)
     with runner.servers(settings) as endpoints:
         env = os.environ | {

@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from schemas.connector import HUB_SUBJECT_ROOT, Limits, Metadata
 from schemas.patterns import check_pattern, is_within
+from schemas.poll import check_network
 
 Effect = Literal["allow", "deny"]
 HOST_PATTERN = r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$"
@@ -43,6 +44,22 @@ class Rule(_Model):
     hosts: list[HostPattern] = Field(default_factory=list, description="HTTP target hosts")
 
 
+class PolicyEgress(_Model):
+    """The operator's exceptions to the egress guard for this tenant: the only place they come from.
+
+    A tenant's own connector may ask for `egress.allowPrivateNetworks` or `egress.allowedNetworks`
+    only where this grants them; HTTP route targets resolving to non-public addresses are refused
+    unless this allows those networks.
+    """
+
+    allowPrivateNetworks: bool = Field(
+        default=False, description="The tenant may reach private, loopback and link-local addresses (polls, targets)"
+    )
+    allowedNetworks: list[Annotated[str, AfterValidator(check_network)]] = Field(
+        default_factory=list, description="Non-public networks (CIDR) the tenant may reach anyway"
+    )
+
+
 class PolicySpec(_Model):
     """A tenant's boundary, its tenant-wide limits and its rules."""
 
@@ -51,6 +68,9 @@ class PolicySpec(_Model):
     )
     allowedHosts: list[HostPattern] = Field(
         default_factory=list, description="Hosts the tenant's HTTP targets may call (`*.example.com` for subdomains)"
+    )
+    egress: PolicyEgress = Field(
+        default_factory=PolicyEgress, description="Exceptions to the egress guard, granted by the operator"
     )
     limits: Limits = Field(default_factory=Limits, description="Tenant-wide limits, applied on top of each route's")
     default: Effect = Field(default="deny", description="The decision when no rule matches")

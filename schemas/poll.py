@@ -39,7 +39,8 @@ def _check_cron(expression: str) -> str:
     return expression
 
 
-def _check_network(value: str) -> str:
+def check_network(value: str) -> str:
+    """A CIDR network (a bare address is its /32 or /128)."""
     try:
         ipaddress.ip_network(value, strict=False)
     except ValueError as exc:
@@ -112,7 +113,7 @@ class Egress(_Model):
     allowPrivateNetworks: bool = Field(
         default=False, description="Allow private, loopback, link-local and other non-public addresses"
     )
-    allowedNetworks: list[Annotated[str, AfterValidator(_check_network)]] = Field(
+    allowedNetworks: list[Annotated[str, AfterValidator(check_network)]] = Field(
         default_factory=list, description="Non-public networks allowed anyway (CIDR), e.g. one internal API"
     )
 

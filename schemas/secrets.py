@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import re
 from typing import Literal, Self
 
@@ -9,6 +10,21 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SecretSource = Literal["env", "file", "store"]
 STORE_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
+RESERVED_ENV_PREFIX = "HUB_"
+"""The hub's own settings (the master key, the signing key, ...): never a connector's secret."""
+RESERVED_PATHS = ("/proc", "/sys", "/dev")
+"""Where a file reference could read the hub's own process, the kernel or a device."""
+
+
+def reserved_reference(source: SecretSource, name: str) -> str | None:
+    """Why an `env` or `file` reference may not be used by any spec, operator's or tenant's; None if it may."""
+    if source == "env" and name.upper().startswith(RESERVED_ENV_PREFIX):
+        return f"{RESERVED_ENV_PREFIX}* variables are the hub's own settings, never a connector's secret"
+    if source == "file":
+        path = posixpath.normpath("/" + name.lstrip("/"))  # `..` cannot climb out of the check
+        if any(path == root or path.startswith(root + "/") for root in RESERVED_PATHS):
+            return f"files under {', '.join(RESERVED_PATHS)} are the hub's process, kernel and devices, never a secret"
+    return None
 
 
 class SecretRef(BaseModel):
@@ -34,6 +50,9 @@ class SecretRef(BaseModel):
             raise ValueError(f"a store secret name matches {STORE_NAME_PATTERN}")
         if self.version is not None and self.source != "store":
             raise ValueError("version applies to store secrets only")
+        reserved = reserved_reference(self.source, self.name)
+        if reserved is not None:
+            raise ValueError(reserved)
         return self
 
 

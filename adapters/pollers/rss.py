@@ -8,6 +8,7 @@ or open a local file of that name, and a poller never does I/O of its own.
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import io
 import time
@@ -19,6 +20,7 @@ import feedparser
 from adapters.base import NormalizedEvent
 from adapters.pollers.base import (
     FetchRequest,
+    FetchResponse,
     InvalidPayload,
     Page,
     PollClient,
@@ -40,6 +42,17 @@ class RssPoller(Poller):
         response = await client.fetch(first_request(self.settings, state) if request is None else request)
         if response.status == 304:
             return Page([], state, not_modified=True)
+        # feedparser is pure Python and takes seconds on a feed near the body cap: reading it on the
+        # event loop would stall every tenant's requests, so a worker thread does it
+        events = await asyncio.to_thread(self._events, response)
+        times = [event.time.timestamp() for event in events if event.time is not None]
+        return Page(
+            events,
+            next_state(state, response, first, None),
+            newest_item_time=max(times) if times else None,
+        )
+
+    def _events(self, response: FetchResponse) -> list[NormalizedEvent]:
         headers = {"content-location": response.url}
         content_type = response.header("content-type")
         if content_type is not None:
@@ -50,13 +63,7 @@ class RssPoller(Poller):
             problem = parsed.get("bozo_exception") or "no feed found"
             raise InvalidPayload(f"not an RSS or Atom feed: {' '.join(str(problem).split())[:200]}")
         feed_title = _text(parsed.get("feed", {}).get("title"))
-        events = [self._event(index, entry, feed_title) for index, entry in enumerate(entries)]
-        times = [event.time.timestamp() for event in events if event.time is not None]
-        return Page(
-            events,
-            next_state(state, response, first, None),
-            newest_item_time=max(times) if times else None,
-        )
+        return [self._event(index, entry, feed_title) for index, entry in enumerate(entries)]
 
     def _event(self, index: int, entry: Any, feed_title: str | None) -> NormalizedEvent:
         link = _text(_raw(entry, "link"))

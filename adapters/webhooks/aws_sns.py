@@ -1,5 +1,7 @@
 """Amazon SNS HTTP/S subscriptions: an RSA signature in the JSON body, checked with the X.509
-certificate at `SigningCertURL`, which the hub fetches (`key_urls`) only from a trusted host.
+certificate at `SigningCertURL`, which the hub fetches (`key_urls`) only from a trusted host: AWS's
+own SNS hosts, or the `certificateHosts` option's, each of which must be an SNS host or one the
+operator allows (adapters/keyhosts.py).
 
 Signed content (AWS "Verifying the signatures of Amazon SNS messages", as AWS's PHP validator builds
 it): `Name\\nvalue\\n` per field, values JSON-decoded. Notification: `Message, MessageId, Subject (if
@@ -24,7 +26,6 @@ from __future__ import annotations
 
 import base64
 import hmac
-import ipaddress
 import re
 import uuid
 from collections.abc import Sequence
@@ -37,7 +38,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from adapters.base import (
     InboundRequest,
@@ -49,6 +50,7 @@ from adapters.base import (
     WebhookAdapter,
 )
 from adapters.errors import PayloadError, SignatureError
+from adapters.keyhosts import check_key_host, is_loopback
 from adapters.signing import decode_base64
 
 _CONFIRMATION = ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type")
@@ -79,8 +81,8 @@ class AwsSnsOptions(BaseModel):
         None,
         min_length=1,
         description="Exact hosts (`host` or `host:port`, lowercase) the signing certificate may come from, "
-        "replacing the default `sns.<region>.amazonaws.com[.cn]` over https; plain http only to a listed "
-        "loopback host (tests, a local mirror).",
+        "replacing the default `sns.<region>.amazonaws.com[.cn]` over https; each an SNS host or one the operator "
+        "allows (HUB_KEY_FETCH_ALLOWED_HOSTS), plain http only to a listed loopback host (tests, a local mirror).",
     )
     confirmSubscriptions: bool = Field(
         False,
@@ -93,6 +95,17 @@ class AwsSnsOptions(BaseModel):
         description='Accepted SignatureVersion values, "1" (SHA1withRSA, the topic default) and "2" '
         '(SHA256withRSA); ["2"] once the topic signs with version 2.',
     )
+
+    @field_validator("certificateHosts")
+    @classmethod
+    def _allowed_hosts(cls, authorities: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        """Each an SNS host or one the operator allows: a tenant's document cannot choose another."""
+        for index, authority in enumerate(authorities or ()):
+            host = authority if authority.endswith("]") or ":" not in authority else authority.rpartition(":")[0]
+            own = _AWS_HOST.fullmatch(host) is not None
+            option = f"certificateHosts[{index}]"
+            check_key_host(option, host, scheme="https", own=own, provider_hosts="sns.<region>.amazonaws.com")
+        return authorities
 
 
 class AwsSnsAdapter(WebhookAdapter[AwsSnsOptions]):
@@ -234,7 +247,7 @@ class AwsSnsAdapter(WebhookAdapter[AwsSnsOptions]):
         if self.options.certificateHosts is None:
             return scheme == "https" and port is None and _AWS_HOST.fullmatch(host) is not None
         authority = host if port is None else f"{host}:{port}"
-        return authority in self.options.certificateHosts and (scheme == "https" or _is_loopback(host))
+        return authority in self.options.certificateHosts and (scheme == "https" or is_loopback(host))
 
 
 def _message(request: InboundRequest, provider: str) -> dict[str, Any]:
@@ -310,10 +323,3 @@ def _render(fields: dict[str, Any]) -> bytes:
     """The body laid out as SNS sends it: one `"Name" : value` per line."""
     lines = (f"  {orjson.dumps(name).decode()} : {orjson.dumps(value).decode()}" for name, value in fields.items())
     return ("{\n" + ",\n".join(lines) + "\n}").encode()
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return host == "localhost"

@@ -1,6 +1,7 @@
 """Google Cloud Pub/Sub push subscriptions with authentication: `Authorization: Bearer <JWT>`, an
 OpenID Connect ID token Google signs with RS256, checked with the JWKS at `jwksUrl` (default Google's
-`https://www.googleapis.com/oauth2/v3/certs`), which the hub fetches and caches. Checked: `kid` in the
+`https://www.googleapis.com/oauth2/v3/certs`), which the hub fetches and caches. A `jwksUrl` off
+Google's `googleapis.com` needs the operator's allowance (adapters/keyhosts.py). Checked: `kid` in the
 JWKS, the signature, `iss` (`https://accounts.google.com` or `accounts.google.com`), `aud` = the
 `audience` option, `exp` not past and `iat` not ahead (60 s leeway, at the request's arrival),
 `email_verified`, and `email` one of the secrets. The body is not signed.
@@ -25,7 +26,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import ipaddress
 import re
 import secrets
 from collections.abc import Sequence
@@ -50,9 +50,11 @@ from adapters.base import (
     WebhookAdapter,
 )
 from adapters.errors import PayloadError, ReplayWindowError, SignatureError
+from adapters.keyhosts import check_key_host
 from adapters.signing import with_headers
 
 GOOGLE_JWKS_URL = "https://www.googleapis.com/oauth2/v3/certs"
+_GOOGLE_HOST = re.compile(r"(?:[a-z0-9-]+\.)*googleapis\.com")
 ISSUERS = frozenset({"https://accounts.google.com", "accounts.google.com"})
 LEEWAY_S = 60.0
 TOKEN_LIFETIME_S = 3600
@@ -76,16 +78,19 @@ class GooglePubSubOptions(BaseModel):
     jwksUrl: str = Field(
         GOOGLE_JWKS_URL,
         max_length=2048,
-        description="Where Google's signing keys (a JWKS) are fetched; https, or http to loopback for tests.",
+        description="Where Google's signing keys (a JWKS) are fetched: https on googleapis.com, or a host the "
+        "operator allows (HUB_KEY_FETCH_ALLOWED_HOSTS; plain http only to such a loopback host, for tests).",
     )
 
     @field_validator("jwksUrl")
     @classmethod
     def _fetchable(cls, url: str) -> str:
         parts = urlsplit(url)
-        loopback = parts.scheme == "http" and _is_loopback(parts.hostname or "")
-        if not (parts.scheme == "https" or loopback) or not parts.hostname or parts.username or parts.fragment:
-            raise ValueError("must be an https URL (http only to loopback) without credentials or fragment")
+        host = parts.hostname
+        if parts.scheme not in ("https", "http") or not host or "@" in parts.netloc or parts.fragment:
+            raise ValueError("must be an https URL without credentials or fragment")
+        own = _GOOGLE_HOST.fullmatch(host) is not None
+        check_key_host("jwksUrl", host, scheme=parts.scheme, own=own, provider_hosts="googleapis.com")
         return url
 
 
@@ -296,10 +301,3 @@ def _rfc3339(value: Any) -> datetime | None:
         return datetime.fromisoformat(value)
     except ValueError:
         return None
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"

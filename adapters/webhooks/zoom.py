@@ -111,7 +111,8 @@ class ZoomAdapter(WebhookAdapter[NoOptions]):
         return with_headers(request, {TIMESTAMP_HEADER: timestamp, SIGNATURE_HEADER: signature})
 
     def _signing_secret(self, request: InboundRequest, secrets: Sequence[SigningSecret]) -> SigningSecret:
-        """The first secret that verifies the request, else (an unverified, shadow-mode request) the first."""
+        """The first secret that verifies the request, else the first (the hub never sends the answer to an
+        unverified request: in shadow mode it refuses such a validation with its verification failure)."""
         if not secrets:
             raise SignatureError(self.name, "no_match", "the connector has no secret to answer the validation with")
         try:

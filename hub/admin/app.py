@@ -6,10 +6,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler, Middleware
 
 from events.subjects import HUB_WIDE, is_name
-from hub.admin.auth import Principal, authenticate, request_id
+from hub.admin.auth import HOST_NOT_LOOPBACK, Principal, addressed_to_loopback, authenticate, request_id
 from hub.admin.errors import ApiError, Denied
 from hub.admin.routes import ENDPOINTS, MAX_BODY_BYTES, AdminContext, Call, Endpoint
 from hub.control.plane import Actor
@@ -20,12 +21,39 @@ ADMIN = web.AppKey("admin", AdminContext)
 
 
 def build_admin_app(admin: AdminContext) -> web.Application:
-    """Every endpoint of the table, each wrapped in the checks."""
-    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    """Every endpoint of the table, each wrapped in the checks; with `--insecure-no-auth`, every route
+    (also any added later) answers only requests addressed to a loopback host."""
+    middlewares = [_loopback_host_only(admin)] if admin.insecure else []
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=middlewares)
     app[ADMIN] = admin
     for endpoint in ENDPOINTS:
         app.router.add_route(endpoint.method, endpoint.path, _guarded(endpoint, admin))
     return app
+
+
+def _loopback_host_only(admin: AdminContext) -> Middleware:
+    """Without keys, the admin API must not obey a web page in a developer's browser: one whose name
+    the attacker's DNS rebinds to 127.0.0.1 reaches the loopback port, but with its own name as `Host`."""
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if addressed_to_loopback(request.headers.getall(hdrs.HOST, [])):
+            return await handler(request)
+        started, rid = time.perf_counter(), request_id(request)
+        denial = Denied(403, HOST_NOT_LOOPBACK, "without API keys only Host 127.0.0.1, localhost or [::1] is served")
+        await admin.plane.audit.record(
+            tenant=HUB_WIDE,
+            action="denied",
+            target=f"{request.method} {request.path}"[:512],
+            outcome=denial.code,
+            request_id=rid,
+            key_id=None,
+            started=started,
+            detail={"status": denial.status},
+        )
+        return denial.response(rid)
+
+    return check
 
 
 def _guarded(endpoint: Endpoint, admin: AdminContext) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -40,7 +68,7 @@ def _guarded(endpoint: Endpoint, admin: AdminContext) -> Callable[[web.Request],
                 principal.require_tenant(tenant)
             if endpoint.scope is not None:
                 principal.require_scope(endpoint.scope)
-            actor = Actor(principal.key_id, rid, started)
+            actor = Actor(principal.key_id, rid, started, tenant=principal.tenant)
             response = await endpoint.handler(Call(request, principal, admin, actor))
         except Denied as denial:
             await _audit_denial(admin, request, endpoint, principal, denial, rid, started)

@@ -7,8 +7,10 @@ scope (else 403 naming the scope). Every refusal is audited.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -17,7 +19,29 @@ from hub.admin.errors import Denied
 from hub.control.apikeys import SCOPES, ApiKey, ApiKeyStore
 
 INSECURE_KEY_ID = "insecure-no-auth"
+HOST_NOT_LOOPBACK = "host_not_loopback"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_HOST_HEADER = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[^:\[\]]+)(?::[0-9]{1,5})?")
+"""`host[:port]`, an IPv6 literal in brackets (RFC 9110 `Host`)."""
+
+
+def is_loopback_host(host: str) -> bool:
+    """`localhost` or a loopback IP literal (an IPv6 one with or without brackets)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.removeprefix("[").removesuffix("]")).is_loopback
+    except ValueError:
+        return False
+
+
+def addressed_to_loopback(host_headers: Sequence[str]) -> bool:
+    """Whether a request's one `Host` header names this machine's loopback: `127.0.0.1[:port]`,
+    `localhost[:port]` or `[::1][:port]`. A browser sends a page's own name as `Host`, also when an
+    attacker's DNS rebinds that name to 127.0.0.1: this tells a local client from such a page."""
+    if len(host_headers) != 1 or (match := _HOST_HEADER.fullmatch(host_headers[0])) is None:
+        return False
+    return is_loopback_host(match["host"])
 
 
 @dataclass(frozen=True, slots=True)

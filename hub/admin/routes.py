@@ -274,7 +274,7 @@ async def validate_documents(call: Call) -> web.Response:
     documents = await read_documents(call)
     problems: list[dict[str, Any]] = []
     for index, document in enumerate(documents):
-        problems.extend(_problems(await call.plane.check(document), index))
+        problems.extend(_problems(await call.plane.check(document, call.actor), index))
     return json_response({"valid": not problems, "documents": len(documents), "problems": problems})
 
 

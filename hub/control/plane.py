@@ -17,6 +17,7 @@ from nats.js import JetStreamContext
 from events.subjects import HUB_WIDE
 from hub.control.apikeys import ApiKey, ApiKeyStore
 from hub.control.audit import AuditLog
+from hub.control.boundary import tenant_boundary_problems
 from hub.control.buckets import (
     API_KEYS_BUCKET,
     SECRETS_BUCKET,
@@ -25,6 +26,7 @@ from hub.control.buckets import (
     STATUS_BUCKET,
     connector_key,
     kv_bucket,
+    policy_key,
 )
 from hub.control.checks import check_connector
 from hub.control.sealing import MasterKey
@@ -34,6 +36,7 @@ from hub.control.status import State, StatusChange, StatusStore
 from hub.errors import Problem
 from hub.secrets import store_secrets_of
 from schemas.connector import ConnectorDocument
+from schemas.policy import PolicyDocument
 
 
 class InvalidSpec(Exception):
@@ -51,6 +54,9 @@ class Actor:
     key_id: str
     request_id: str | None = None
     started: float = field(default_factory=time.perf_counter)
+    tenant: str | None = None
+    """The tenant a tenant's key is bound to: its documents are held to the tenant boundary.
+    None for an operator (spec files, the operator CLI, an operator key)."""
 
     @classmethod
     def cli(cls) -> Actor:
@@ -91,16 +97,23 @@ class ControlPlane:
             AuditLog(js),
         )
 
-    async def check(self, document: SpecDocument) -> list[Problem]:
-        """What would make an apply of this document fail its checks."""
+    async def check(self, document: SpecDocument, actor: Actor | None = None) -> list[Problem]:
+        """What would make an apply of this document by `actor` (default: an operator) fail its checks."""
         if not isinstance(document, ConnectorDocument):
             return []
-        stored = {info.name for info in await self.secrets.list(document.metadata.tenant)}
-        return check_connector(document, stored)
+        tenant = document.metadata.tenant
+        problems: list[Problem] = []
+        if actor is not None and actor.tenant is not None:
+            policy = await self.specs.get(policy_key(tenant))
+            problems = tenant_boundary_problems(
+                document, policy.document if policy and isinstance(policy.document, PolicyDocument) else None
+            )
+        stored = {info.name for info in await self.secrets.list(tenant)}
+        return problems + check_connector(document, stored)
 
     async def apply(self, document: SpecDocument, actor: Actor, *, dry_run: bool = False) -> ApplyResult:
         """Check, then create or update (RevisionConflict, InvalidSpec); audited unless a dry run."""
-        problems = await self.check(document)
+        problems = await self.check(document, actor)
         action = "connector_apply" if isinstance(document, ConnectorDocument) else "policy_apply"
         tenant = document.metadata.tenant
         target = _target(document)
@@ -109,7 +122,7 @@ class ControlPlane:
                 await self._audit(actor, tenant, action, target, "invalid", {"problems": len(problems)})
             raise InvalidSpec(problems)
         try:
-            result = await self.specs.apply(document, dry_run=dry_run)
+            result = await self.specs.apply(document, dry_run=dry_run, tenant_authored=actor.tenant is not None)
         except RevisionConflict as conflict:
             if not dry_run:
                 sides = {"expected": conflict.expected, "current": conflict.current}

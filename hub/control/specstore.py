@@ -4,11 +4,14 @@ The KV entry's revision is the spec's revision. Every write is conditional on th
 based on (`create` for a new key, `update(last=...)` otherwise), so two applies that started from
 the same revision cannot both land: the second one gets `RevisionConflict` instead of silently
 undoing the first (no lost update). An apply that names no revision is based on what it read.
+
+A document written with a tenant's key is stored with `appliedBy` beside it (outside the document,
+so no document can claim it): each instance holds such a document to the tenant boundary
+(hub.control.boundary) when it builds it, whatever was checked when it was applied.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -23,6 +26,8 @@ from schemas.connector import ConnectorDocument
 from schemas.policy import PolicyDocument
 
 SpecDocument = ConnectorDocument | PolicyDocument
+APPLIED_BY = "appliedBy"
+"""The stored value's field, beside the document's own, naming the tenant whose key wrote it."""
 Action = Literal["created", "updated", "unchanged", "deleted"]
 
 
@@ -47,6 +52,8 @@ class StoredSpec:
 
     document: SpecDocument
     revision: int
+    tenant_authored: bool = False
+    """Written with a tenant's key (the admin API, the console), not by an operator."""
 
     def with_revision(self) -> dict[str, Any]:
         """The document as JSON data with `metadata.revision` set: what `get` shows and an apply sends back."""
@@ -100,19 +107,34 @@ def comparable(document: SpecDocument) -> dict[str, Any]:
 
 def parse_spec(value: bytes) -> SpecDocument:
     """A stored value as a document; StoredSpecError if it is not one."""
+    return parse_stored(value)[0]
+
+
+def parse_stored(value: bytes) -> tuple[SpecDocument, bool]:
+    """A stored value as a document and whether a tenant's key wrote it; StoredSpecError if it is none."""
     try:
         data = orjson.loads(value)
-        if isinstance(data, Mapping) and data.get("kind") == "Policy":
-            return PolicyDocument.model_validate(data)
-        return ConnectorDocument.model_validate(data)
+        if not isinstance(data, dict):
+            raise StoredSpecError("stored spec is not a JSON object")
+        tenant_authored = data.pop(APPLIED_BY, None) is not None
+        if data.get("kind") == "Policy":
+            return PolicyDocument.model_validate(data), tenant_authored
+        return ConnectorDocument.model_validate(data), tenant_authored
     except (orjson.JSONDecodeError, ValidationError) as exc:
         raise StoredSpecError(f"stored spec does not parse: {exc}") from None
 
 
-def _stored_bytes(document: SpecDocument) -> bytes:
+def _stored_bytes(document: SpecDocument, *, tenant_authored: bool) -> bytes:
     data = document.model_dump(mode="json", exclude_unset=True)
     data["metadata"].pop("revision", None)
+    if tenant_authored:
+        data[APPLIED_BY] = {"tenant": document.metadata.tenant}
     return orjson.dumps(data)
+
+
+def _stored(value: bytes, revision: int) -> StoredSpec:
+    document, tenant_authored = parse_stored(value)
+    return StoredSpec(document, revision, tenant_authored)
 
 
 class SpecStore:
@@ -129,7 +151,7 @@ class SpecStore:
             return None
         assert entry.value is not None
         assert entry.revision is not None
-        return StoredSpec(parse_spec(entry.value), entry.revision)
+        return _stored(entry.value, entry.revision)
 
     async def connector(self, tenant: str, name: str) -> StoredSpec | None:
         """A connector's stored document, or None."""
@@ -138,11 +160,14 @@ class SpecStore:
     async def connectors(self, tenant: str | None = None) -> list[StoredSpec]:
         """Every stored connector of a tenant (None: of every tenant), by tenant and name."""
         entries = await current_entries(self._kv, "connector.>" if tenant is None else f"connector.{tenant}.*")
-        found = [StoredSpec(parse_spec(e.value or b""), e.revision or 0) for e in entries]
+        found = [_stored(e.value or b"", e.revision or 0) for e in entries]
         return sorted(found, key=lambda s: spec_key(s.document))
 
-    async def apply(self, document: SpecDocument, *, dry_run: bool = False) -> ApplyResult:
-        """Create or update a document; a no-op when the stored one means the same.
+    async def apply(
+        self, document: SpecDocument, *, dry_run: bool = False, tenant_authored: bool = False
+    ) -> ApplyResult:
+        """Create or update a document; a no-op when the stored one means the same (and was written
+        with the same authority: a tenant re-applying an operator's document makes it the tenant's).
 
         `document.metadata.revision`, when set, is the revision it is based on: any other stored
         revision (or nothing stored) is a RevisionConflict. Without it, the apply is based on the
@@ -157,16 +182,17 @@ class SpecStore:
         before = comparable(current.document) if current else {}
         changes = diff(before, comparable(document))
         tenant, name = _identity(document)
-        if current is not None and not changes:
+        if current is not None and not changes and current.tenant_authored == tenant_authored:
             return ApplyResult(document.kind, tenant, name, "unchanged", current.revision)
         action: Action = "created" if current is None else "updated"
         if dry_run:
             return ApplyResult(document.kind, tenant, name, action, current_revision, changes)
         try:
             if current is None:
-                revision = await self._kv.create(key, _stored_bytes(document))
+                revision = await self._kv.create(key, _stored_bytes(document, tenant_authored=tenant_authored))
             else:
-                revision = await self._kv.update(key, _stored_bytes(document), last=current.revision)
+                stored = _stored_bytes(document, tenant_authored=tenant_authored)
+                revision = await self._kv.update(key, stored, last=current.revision)
         except KeyWrongLastSequenceError:
             latest = await self.get(key)
             raise RevisionConflict(key, current_revision, latest.revision if latest else None) from None

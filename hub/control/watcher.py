@@ -8,7 +8,9 @@ webhook connectors (with their secrets) for the ingress, poll sources for the po
 catalog (routes and policies, no secrets) for the gate consumers.
 
 A connector that cannot be built here (a secret this instance cannot resolve, say) is not served
-(404) and its status says why; the others are unaffected.
+(404) and its status says why; the others are unaffected. A connector a tenant's key wrote is held
+to the tenant boundary against the tenant's current Policy each time it is built, so a Policy
+change rebuilds the tenant's connectors.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from typing import Protocol, TypeVar
 
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
+from hub.control.boundary import tenant_boundary_problems
 from hub.control.buckets import current_entries
-from hub.control.specstore import StoredSpecError, parse_spec
+from hub.control.specstore import StoredSpecError, parse_stored
 from hub.control.status import StatusChange
 from hub.errors import ConfigError
 from hub.gate.catalog import GateCatalog, catalog_of
@@ -89,6 +92,7 @@ class ConfigWatcher:
         self._status = status
         self._on_sources = on_sources
         self._documents: dict[Key, tuple[ConnectorDocument, int]] = {}
+        self._tenant_authored: set[Key] = set()
         self._policies: dict[str, PolicyDocument] = {}
         self._webhooks: dict[Key, Connector] = {}
         self._polls: dict[Key, PollSource] = {}
@@ -188,14 +192,18 @@ class ConfigWatcher:
             if value is None:
                 self._policies.pop(rest, None)
             else:
-                self._policies[rest] = _parsed(value, PolicyDocument)
-            return set()
+                self._policies[rest] = _parsed(value, PolicyDocument)[0]
+            return {key for key in self._tenant_authored if key[0] == rest}  # their grants may have changed
         tenant, _, name = rest.partition(".")
         key = (tenant, name)
+        self._tenant_authored.discard(key)
         if value is None:
             self._documents.pop(key, None)
         else:
-            self._documents[key] = (_parsed(value, ConnectorDocument), entry.revision or 0)
+            document, tenant_authored = _parsed(value, ConnectorDocument)
+            self._documents[key] = (document, entry.revision or 0)
+            if tenant_authored:
+                self._tenant_authored.add(key)
         return {key}
 
     def _rebuild(self, keys: Iterable[Key], *, specs_changed: bool) -> None:
@@ -227,6 +235,10 @@ class ConfigWatcher:
             self._report(key, StatusChange(state="disabled", revision=revision, clear_error=True))
             return
         try:
+            if key in self._tenant_authored:
+                problems = tenant_boundary_problems(document, self._policies.get(key[0]))
+                if problems:
+                    raise ConfigError(problems)
             if document.spec.type == "webhook":
                 self._webhooks[key] = build_connector(
                     document,
@@ -261,8 +273,8 @@ def _value(entry: KeyValue.Entry) -> bytes | None:
 Document = TypeVar("Document", ConnectorDocument, PolicyDocument)
 
 
-def _parsed(value: bytes, kind: type[Document]) -> Document:
-    document = parse_spec(value)
+def _parsed(value: bytes, kind: type[Document]) -> tuple[Document, bool]:
+    document, tenant_authored = parse_stored(value)
     if not isinstance(document, kind):
         raise StoredSpecError(f"expected a {kind.__name__}")
-    return document
+    return document, tenant_authored

@@ -14,7 +14,6 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-import aiohttp
 from faststream import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
 from nats.aio.client import Client as NATS
@@ -24,6 +23,7 @@ from redis.asyncio import Redis
 
 from events.streams import EVENTS_STREAM, INVOCATIONS_STREAM
 from events.subjects import EVENTS_PREFIX, INVOCATIONS_PREFIX
+from hub.egress import Lookup, system_lookup
 from hub.gate.catalog import GateCatalog
 from hub.gate.dispatch import HttpDispatcher, SubjectDispatcher
 from hub.gate.dispatcher import Dispatcher
@@ -43,7 +43,6 @@ POLICY_WORKERS = 128
 DISPATCH_WORKERS = 128
 MAX_ACK_PENDING = 20_000
 """Throttled invocations wait as pending acks; the cap must leave room for every route's backlog."""
-HTTP_CONNECTIONS = 256
 DRAIN_TIMEOUT_S = 10.0
 """How long a stopping gate waits for running handlers; JetStream redelivers what they held."""
 FETCH_TIMEOUT_S = 1.0
@@ -69,7 +68,7 @@ class Gate:
     """The running gate of one hub process."""
 
     broker: NatsBroker
-    session: aiohttp.ClientSession | None
+    http: HttpDispatcher | None
     policy: PolicyConsumer | None
     dispatcher: Dispatcher | None
     handlers: list[InFlight]
@@ -81,8 +80,8 @@ class Gate:
         await asyncio.gather(*(subscriber.stop() for subscriber in self.broker.subscribers))
         await asyncio.gather(*(handlers.drain(DRAIN_TIMEOUT_S) for handlers in self.handlers))
         await self.broker.stop()
-        if self.session is not None:
-            await self.session.close()
+        if self.http is not None:
+            await self.http.close()
 
 
 async def start_gate(
@@ -94,8 +93,10 @@ async def start_gate(
     *,
     policy: bool,
     dispatch: bool,
+    lookup: Lookup = system_lookup,
 ) -> Gate:
-    """Start the consumers asked for; `nc` is the hub's connection, used for publishing."""
+    """Start the consumers asked for; `nc` is the hub's connection, used for publishing; HTTP targets'
+    names are resolved with `lookup` (tests map names to loopback addresses)."""
     broker = NatsBroker(
         nats_url,
         name="connector-hub-gate",
@@ -107,7 +108,7 @@ async def start_gate(
     )
     js = nc.jetstream()
     policy_consumer = PolicyConsumer(catalog, js, metrics) if policy else None
-    session = None
+    http = None
     dispatcher = None
     handlers: list[InFlight] = []
     if policy_consumer is not None:
@@ -116,16 +117,12 @@ async def start_gate(
             handlers[-1].detach(policy_consumer.handle)
         )
     if dispatch:
-        session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=HTTP_CONNECTIONS),
-            cookie_jar=aiohttp.DummyCookieJar(),
-            trust_env=False,
-        )
+        http = HttpDispatcher(lookup=lookup)
         dispatcher = Dispatcher(
             catalog,
             Limiter(redis),
             SubjectDispatcher(nc),
-            HttpDispatcher(session),
+            http,
             js,
             metrics,
             ack_wait_s=ACK_WAIT_S,
@@ -136,7 +133,7 @@ async def start_gate(
         )
     await broker.start()
     log.info("gate consumers started", extra={"policy": policy, "dispatch": dispatch})
-    return Gate(broker, session, policy_consumer, dispatcher, handlers)
+    return Gate(broker, http, policy_consumer, dispatcher, handlers)
 
 
 def _subscribe(broker: NatsBroker, stream: str, prefix: str, durable: str, batch: int):  # type: ignore[no-untyped-def]

@@ -4,12 +4,19 @@ The caller owns everything around the attempt (breakers, NAK delays, dead letter
 a delivery failure is never raised: it comes back as `Failed`, with an `error` that is safe to
 log and to store in a dead letter. It names the kind of failure and the exception type only:
 never the target's headers (credentials), its URL (tokens in the query) nor the response body.
+
+HTTP targets go through the egress guard (hub/egress.py): the Policy's `allowedHosts` judges a
+target's host by name, but a tenant controls the DNS of its own domains, so the addresses a host
+resolves to (and an IP literal's) must also be public unless the tenant's Policy grants those
+networks (`spec.egress`). A refused target is a permanent `egress_refused` failure, dead-lettered
+without a retry and without a request sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import re
 import time
 from collections.abc import Mapping
@@ -22,16 +29,24 @@ import nats.errors
 import orjson
 from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
+from yarl import URL
 
+from adapters.pollers.base import EgressRefused
 from events.envelope import HEADER_PREFIX, header_value
 from hub.backoff import parse_retry_after
+from hub.egress import AddressGuard, GuardedResolver, Lookup, system_lookup
 from hub.gate.sharedflush import SharedFlush
 from hub.publisher import MSG_ID_HEADER
 from schemas.connector import HttpTarget
+from schemas.policy import PolicyEgress
 
 STREAM_CACHE_S = 30.0
 """How long "which stream captures this subject" is trusted; streams rarely change."""
 DRAIN_LIMIT = 64 * 1024
+HTTP_CONNECTIONS = 256
+"""Connections to HTTP targets, per set of egress grants (most tenants share the default one)."""
+EGRESS_REFUSED = "egress_refused"
+"""The `error` prefix of a target the egress guard refused."""
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _TRANSIENT_STATUSES = frozenset({408, 425, 429})
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
@@ -120,11 +135,22 @@ class SubjectDispatcher:
         return stream
 
 
-class HttpDispatcher:
-    """POSTs (or PUTs, PATCHes) the event in CloudEvents HTTP binary content mode."""
+_Grants = tuple[bool, frozenset[str]]
+"""A Policy's egress grants as a key: private networks allowed, and the networks listed."""
 
-    def __init__(self, session: aiohttp.ClientSession) -> None:
-        self._session = session
+
+class HttpDispatcher:
+    """POSTs (or PUTs, PATCHes) the event in CloudEvents HTTP binary content mode, through the
+    egress guard of the tenant's Policy.
+
+    Each distinct set of grants has its own session, resolver and connection pool: a pooled
+    connection is reused without a new lookup, so one opened under a tenant's grants must never
+    serve a tenant without them.
+    """
+
+    def __init__(self, *, lookup: Lookup = system_lookup) -> None:
+        self._lookup = lookup
+        self._sessions: dict[_Grants, tuple[AddressGuard, aiohttp.ClientSession]] = {}
 
     async def send(
         self,
@@ -132,9 +158,11 @@ class HttpDispatcher:
         envelope: bytes,
         invocation_id: str,
         *,
+        egress: PolicyEgress,
         extra_attributes: Mapping[str, str] = _NO_EXTRA,
     ) -> Outcome:
-        """One request; the status (or the exception) decides the outcome."""
+        """One request, to addresses `egress` (the tenant's Policy) allows; the status (or the
+        exception) decides the outcome."""
         try:
             headers, body = binary_request(envelope, extra_attributes)
         except InvalidEnvelope as exc:
@@ -142,8 +170,10 @@ class HttpDispatcher:
         headers[IDEMPOTENCY_HEADER] = invocation_id
         headers = _target_headers(target.headers) | headers
         timeout_s = target.timeout.total_seconds()
+        guard, session = self._session(egress)
         try:
-            async with self._session.request(
+            guard.check_literal(URL(str(target.url)).raw_host or "")  # aiohttp does not resolve an IP literal
+            async with session.request(
                 target.method,
                 str(target.url),
                 data=body,
@@ -155,6 +185,8 @@ class HttpDispatcher:
                 outcome = classify(response.status, response.headers.get("Retry-After"))
                 await _drain(response)
                 return outcome
+        except EgressRefused as exc:
+            return Failed(permanent=True, error=f"{EGRESS_REFUSED}: {exc.reason}", trips_breaker=False)
         except aiohttp.InvalidURL as exc:
             return Failed(permanent=True, error=f"invalid url: {type(exc).__name__}", trips_breaker=False)
         except TimeoutError:  # aiohttp's ServerTimeoutError family is one too
@@ -163,6 +195,25 @@ class HttpDispatcher:
             return Failed(permanent=False, error=f"{_connection_failure(exc)}: {type(exc).__name__}")
         except ValueError as exc:  # aiohttp refuses e.g. a header value with a newline in it
             return Failed(permanent=True, error=f"request not built: {type(exc).__name__}", trips_breaker=False)
+
+    async def close(self) -> None:
+        """Close every session (at stop)."""
+        sessions, self._sessions = self._sessions, {}
+        for _, session in sessions.values():
+            await session.close()
+
+    def _session(self, egress: PolicyEgress) -> tuple[AddressGuard, aiohttp.ClientSession]:
+        """The guard and session of these grants, made on first use (aiohttp wants a running loop)."""
+        networks = frozenset(str(ipaddress.ip_network(n, strict=False)) for n in egress.allowedNetworks)
+        grants = (egress.allowPrivateNetworks, networks)
+        made = self._sessions.get(grants)
+        if made is None:
+            guard = AddressGuard(networks, allow_private=egress.allowPrivateNetworks)
+            # aiohttp's DNS cache holds what this resolver returned: addresses checked under these grants
+            connector = aiohttp.TCPConnector(limit=HTTP_CONNECTIONS, resolver=GuardedResolver(guard, self._lookup))
+            session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False)
+            made = self._sessions[grants] = (guard, session)
+        return made
 
 
 def classify(status: int, retry_after: str | None = None) -> Outcome:

@@ -50,6 +50,7 @@ from hub.gate.metrics import GateMetrics
 from hub.gate.policy import decide
 from hub.gate.policy_consumer import MSG_ID, SEQUENCE_HEADER
 from hub.live import Live
+from schemas.policy import PolicyEgress
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ DLQ_RETRY_DELAY_S = 2.0
 FAILURE_DELAY_S = 30.0
 STORE_RETRY_MAX_S = 2.0
 COALESCED_ATTRIBUTE = "hubcoalesced"
+NO_GRANTS = PolicyEgress()
+"""The egress guard's default: public addresses only."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,10 +219,16 @@ class Dispatcher:
                 target.subject, invocation.body, invocation.target_headers(), invocation.id, SUBJECT_TIMEOUT_S
             )
         assert target.http is not None
+        policy = self._catalog.current.policy(route.tenant)
+        egress = policy.egress if policy is not None else NO_GRANTS
         if target.http.timeout.total_seconds() < self._heartbeat_s:
-            return await self._http.send(target.http, invocation.body, invocation.id, extra_attributes=invocation.extra)
+            return await self._http.send(
+                target.http, invocation.body, invocation.id, egress=egress, extra_attributes=invocation.extra
+            )
         async with _heartbeat(invocation.still_working, self._heartbeat_s):
-            return await self._http.send(target.http, invocation.body, invocation.id, extra_attributes=invocation.extra)
+            return await self._http.send(
+                target.http, invocation.body, invocation.id, egress=egress, extra_attributes=invocation.extra
+            )
 
     def _scopes(self, route: CompiledRoute) -> tuple[list[RateScope], list[ParallelScope]]:
         """The tenant-wide limits (from the Policy) and the route's own: all of them apply."""

@@ -13,7 +13,7 @@ import time
 import orjson
 from aiohttp import web
 
-from adapters.base import InboundRequest, Verification
+from adapters.base import HandshakeReply, InboundRequest, Verification
 from adapters.errors import ReplayWindowError, RequestRejected, SignatureError
 from hub.context import HUB, HubContext
 from hub.errors import UnknownConnector
@@ -71,10 +71,19 @@ def _replay_key(connector: Connector, verification: Verification) -> str | None:
 SHADOW = Verification(scheme="none", key_id=None)
 """What a shadow-mode connector records for a request that failed verification."""
 
+REPLY_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
+"""On every provider-specific answer: a handshake may echo the sender's text (a validation token, a
+challenge), which a browser must never sniff into HTML, and no cache may keep or replay an answer."""
 
-async def _verified(context: HubContext, connector: Connector, inbound: InboundRequest) -> Verification:
-    """Fetch the key material the scheme needs, verify, check the window; in shadow mode a failure
-    is counted and logged, not refused (a key server that cannot be reached is still a 503)."""
+VerificationFailure = SignatureError | ReplayWindowError
+
+
+async def _verified(
+    context: HubContext, connector: Connector, inbound: InboundRequest
+) -> tuple[Verification, VerificationFailure | None]:
+    """Fetch the key material the scheme needs, verify, check the window. A failure is raised, but in
+    shadow mode returned with SHADOW for the caller to decide (a key server that cannot be reached is
+    still a 503)."""
     try:
         urls = connector.adapter.key_urls(inbound)
         if urls:  # certificates or JWKS the provider's scheme needs, fetched once and cached
@@ -84,13 +93,24 @@ async def _verified(context: HubContext, connector: Connector, inbound: InboundR
     except (SignatureError, ReplayWindowError) as failure:
         if not connector.shadow:
             raise
-        context.metrics.shadow_failures.labels(connector.tenant, connector.name, failure.reason).inc()
-        log.warning(
-            "shadow mode: verification failed, accepting unverified",
-            extra={"connector": connector.label, "error": failure.category, "reason": failure.reason},
-        )
-        return SHADOW
-    return verification
+        return SHADOW, failure
+    return verification, None
+
+
+def _accept_unverified(context: HubContext, connector: Connector, failure: VerificationFailure) -> None:
+    """Shadow mode: count and log the failure; the request's events are published unverified."""
+    context.metrics.shadow_failures.labels(connector.tenant, connector.name, failure.reason).inc()
+    log.warning(
+        "shadow mode: verification failed, accepting unverified",
+        extra={"connector": connector.label, "error": failure.category, "reason": failure.reason},
+    )
+
+
+def _reply(reply: HandshakeReply) -> web.Response:
+    """A provider-specific answer (a handshake's, or the one a provider needs once events are published)."""
+    return web.Response(
+        status=reply.status, body=reply.body, headers={"Content-Type": reply.content_type, **REPLY_HEADERS}
+    )
 
 
 async def _deliver(context: HubContext, connector: Connector, request: web.Request) -> tuple[web.Response, str]:
@@ -103,13 +123,18 @@ async def _deliver(context: HubContext, connector: Connector, request: web.Reque
         received_at=time.time(),
         query=request.query,
     )
-    verification = await _verified(context, connector, inbound)
+    verification, failure = await _verified(context, connector, inbound)
     reply = connector.handshake(inbound)
     confirm = connector.adapter.confirmation_url(inbound)  # checked before anything is published
+    if failure is not None:
+        if reply is not None or confirm is not None:
+            # Shadow mode accepts unverified events, never an unverified handshake or confirmation: the
+            # reply may be computed with the secret (Zoom's HMAC of any plainToken is a valid signature
+            # of a forged event) or enrol a subscription the tenant never made, and a visit is an action.
+            raise failure
+        _accept_unverified(context, connector, failure)
     if reply is not None:
-        return web.Response(status=reply.status, body=reply.body, headers={"Content-Type": reply.content_type}), (
-            "handshake"
-        )
+        return _reply(reply), "handshake"
     provenance = Provenance(
         verification=verification,
         received_at=inbound.received_at,
@@ -129,7 +154,5 @@ async def _deliver(context: HubContext, connector: Connector, request: web.Reque
         log.info("subscription confirmed", extra={"connector": connector.label})
     custom = connector.adapter.accepted_reply(inbound)  # only now: every event is durably in the stream
     if custom is not None:
-        return web.Response(status=custom.status, body=custom.body, headers={"Content-Type": custom.content_type}), (
-            outcome
-        )
+        return _reply(custom), outcome
     return web.Response(status=status, body=orjson.dumps(answer), content_type="application/json"), outcome

@@ -1,4 +1,10 @@
-"""`/healthz` (the process answers), `/readyz` (NATS, Valkey and the streams are there), `/metrics`."""
+"""`/healthz` (the process answers), `/readyz` (NATS, Valkey and the streams are there), `/metrics`.
+
+`/healthz` is on the public ingress port for load balancers and says nothing else. `/readyz` and
+`/metrics` describe the hub (metrics are labelled with every tenant and connector) and are served on
+the admin port only (`add_ops_routes`), in every process whatever its roles; `/readyz` gives counts,
+never names.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
 from events.streams import missing_streams
-from hub.context import HUB
+from hub.context import HUB, HubContext
 
 READY_CHECK_TIMEOUT_S = 1.0
 INSECURE_WARNING = "the admin API runs with --insecure-no-auth: anyone who reaches it can change every tenant"
@@ -45,9 +51,9 @@ async def readyz(request: web.Request) -> web.Response:
         checks["valkey"] = f"error: {type(exc).__name__}"
     ready = all(v == "ok" for v in checks.values())
     body: dict[str, object] = {"ready": ready, "checks": checks}
-    warnings = [
-        f"connector {label} is in shadow verification mode" for label in context.registry.current.in_shadow_mode()
-    ]
+    warnings: list[str] = []
+    if shadow := len(context.registry.current.in_shadow_mode()):
+        warnings.append(f"{shadow} connector(s) in shadow verification mode: unverified events are accepted")
     if context.insecure_no_auth:
         warnings.append(INSECURE_WARNING)
         log.warning(INSECURE_WARNING)
@@ -60,6 +66,13 @@ async def metrics(request: web.Request) -> web.Response:
     """Prometheus text format."""
     body = generate_latest(request.app[HUB].metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def add_ops_routes(app: web.Application, context: HubContext) -> None:
+    """Serve `/readyz` and `/metrics` from `app` (the admin port's application)."""
+    app[HUB] = context
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
 
 
 def _json(payload: object, status: int) -> web.Response:

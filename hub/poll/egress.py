@@ -1,90 +1,53 @@
 """The egress guard of poll sources: which hosts they may fetch from and which addresses they may reach.
 
-A host must be allowed (`allowedHosts`, else the request URL's host only). Every address it resolves
-to must be public, or in `allowedNetworks`, or non-public with `allowPrivateNetworks` set; a name
-with any address not allowed is refused as a whole. `GuardedResolver` is the aiohttp resolver that
-resolves once, checks, and hands aiohttp exactly the checked addresses: the connection goes where
-the check looked (no second lookup a DNS rebinding could answer differently). aiohttp skips the
-resolver for IP literals, so the client checks those itself with `check_target`.
+A host must be allowed (`allowedHosts`, else the request URL's host only). Its addresses are checked
+as every egress of the hub checks them (hub/egress.py): public, or in `allowedNetworks`, or
+non-public with `allowPrivateNetworks` set; `GuardedResolver` checks the resolved ones and the
+client checks IP literals itself with `check_target`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
-import socket
-from collections.abc import Awaitable, Callable, Sequence
-
-from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from adapters.pollers.base import EgressRefused
+from hub.egress import (
+    Address,
+    AddressGuard,
+    GuardedResolver,
+    Lookup,
+    Network,
+    address_class,
+    host_key,
+    system_lookup,
+)
 from schemas.poll import Egress, PollSettings
 
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-Lookup = Callable[[str, int, int], Awaitable[Sequence[str]]]
-"""(host, port, address family) -> the host's IP addresses, as text."""
-
-_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
-_CGNAT = ipaddress.ip_network("100.64.0.0/10")
-_PRIVATE: tuple[Network, ...] = tuple(
-    ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7", "fec0::/10")
-)
-_NUMERIC_FLAGS = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
+__all__ = [
+    "Address",
+    "EgressPolicy",
+    "GuardedResolver",
+    "Lookup",
+    "Network",
+    "address_class",
+    "system_lookup",
+]
 
 
-def _host_key(host: str) -> str:
-    return host.strip().rstrip(".").lower()
-
-
-def _embedded(address: Address) -> Address:
-    """The IPv4 address an IPv6 address stands for (IPv4-mapped, 6to4), else the address itself."""
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return address.ipv4_mapped
-        if address.sixtofour is not None:
-            return address.sixtofour
-    return address
-
-
-def address_class(address: Address) -> str | None:
-    """None for a public address, else why it is not one: private, loopback, link-local, ..."""
-    address = _embedded(address)
-    if address.is_unspecified or (isinstance(address, ipaddress.IPv4Address) and address in _THIS_NETWORK):
-        return "unspecified"
-    if address.is_multicast:
-        return "multicast"
-    if address.is_loopback:
-        return "loopback"
-    if address.is_link_local:
-        return "link-local"
-    if address in _CGNAT:
-        return "carrier-grade NAT"
-    if any(address in network for network in _PRIVATE):
-        return "private"
-    if address.is_reserved:
-        return "reserved"
-    return None if address.is_global else "non-public"
-
-
-class EgressPolicy:
+class EgressPolicy(AddressGuard):
     """The allowed hosts and networks of one poll source."""
 
     def __init__(self, egress: Egress, request_url: str) -> None:
+        super().__init__(egress.allowedNetworks, allow_private=egress.allowPrivateNetworks)
         if egress.allowedHosts:
-            patterns = [_host_key(host) for host in egress.allowedHosts]
+            patterns = [host_key(host) for host in egress.allowedHosts]
         else:
             host = URL(request_url).raw_host
             if not host:
                 raise ValueError("the request URL has no host")
-            patterns = [_host_key(host)]
+            patterns = [host_key(host)]
         self._exact = frozenset(p for p in patterns if not p.startswith("*."))
         self._suffixes = tuple(p[1:] for p in patterns if p.startswith("*."))  # "*.example.com" -> ".example.com"
-        self._networks: tuple[Network, ...] = tuple(
-            ipaddress.ip_network(n, strict=False) for n in egress.allowedNetworks
-        )
-        self._allow_private = egress.allowPrivateNetworks
 
     @classmethod
     def for_settings(cls, settings: PollSettings) -> EgressPolicy:
@@ -92,29 +55,13 @@ class EgressPolicy:
         return cls(settings.egress, settings.request.url)
 
     def host_allowed(self, host: str) -> bool:
-        key = _host_key(host)
+        key = host_key(host)
         return key in self._exact or any(key.endswith(s) and len(key) > len(s) for s in self._suffixes)
 
     def check_host(self, host: str) -> None:
         """Raise `EgressRefused` unless the host is allowed."""
         if not self.host_allowed(host):
-            raise EgressRefused(f"host not allowed: {_host_key(host) or '(none)'}")
-
-    def check_address(self, address: str, host: str | None = None) -> None:
-        """Raise `EgressRefused` unless a connection to `address` (an IP, for `host`) is allowed."""
-        suffix = f" for {host}" if host is not None and host != address else ""
-        try:
-            parsed = ipaddress.ip_address(address)
-        except ValueError:
-            raise EgressRefused(f"address not allowed: {address} (not an IP address){suffix}") from None
-        why = address_class(parsed)
-        if why is None:
-            return
-        never = why in ("unspecified", "multicast")
-        listed = any(a in n for a in (parsed, _embedded(parsed)) for n in self._networks)
-        if not never and (listed or self._allow_private):
-            return
-        raise EgressRefused(f"address not allowed: {address} ({why}){suffix}")
+            raise EgressRefused(f"host not allowed: {host_key(host) or '(none)'}")
 
     def check_target(self, host: str) -> None:
         """Check a URL's host before connecting: allowed, and an IP literal's address too.
@@ -123,64 +70,4 @@ class EgressPolicy:
         Legacy numeric forms (`2130706433`, `127.1`, `0x7f.1`) are refused outright.
         """
         self.check_host(host)
-        key = _host_key(host)
-        try:
-            ipaddress.ip_address(key)
-        except ValueError:
-            if _legacy_ipv4(key):
-                raise EgressRefused(f"address not allowed: {key} (not a canonical IP address)") from None
-            return
-        self.check_address(key, key)
-
-
-def _legacy_ipv4(host: str) -> bool:
-    try:
-        socket.inet_aton(host)
-    except OSError:
-        return False
-    return True
-
-
-async def system_lookup(host: str, port: int, family: int) -> list[str]:
-    """The host's addresses from the system resolver (getaddrinfo)."""
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
-    addresses: list[str] = []
-    for info_family, _, _, _, sockaddr in infos:
-        address = str(sockaddr[0])
-        if info_family == socket.AF_INET6 and len(sockaddr) > 3 and sockaddr[3]:
-            address = f"{address.split('%', 1)[0]}%{sockaddr[3]}"  # a link-local address keeps its scope
-        if address not in addresses:
-            addresses.append(address)
-    return addresses
-
-
-class GuardedResolver(AbstractResolver):
-    """Resolves once, checks every address, and returns exactly the checked ones (or refuses)."""
-
-    def __init__(self, policy: EgressPolicy, lookup: Lookup = system_lookup) -> None:
-        self._policy = policy
-        self._lookup = lookup
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        self._policy.check_host(host)
-        addresses = list(await self._lookup(host, port, family))
-        if not addresses:
-            raise OSError(f"no address for {_host_key(host)}")
-        for address in addresses:
-            self._policy.check_address(address, _host_key(host))
-        return [
-            ResolveResult(
-                hostname=host,
-                host=address,
-                port=port,
-                family=socket.AF_INET6 if ":" in address else socket.AF_INET,
-                proto=0,
-                flags=_NUMERIC_FLAGS,
-            )
-            for address in addresses
-        ]
-
-    async def close(self) -> None:
-        return None
+        self.check_literal(host)

@@ -38,6 +38,11 @@ class RunProgress:
     """The run stopped early: the lease was lost or the hub is stopping (what was saved stands)."""
 
 
+INGEST_CHUNK = 256
+"""Events handed to the ingestor at once: a source's page of thousands of items must not hold the
+event loop every tenant shares for the whole page's envelopes and claims."""
+
+
 async def run_source(
     source: PollSource,
     client: PollClient,
@@ -60,8 +65,9 @@ async def run_source(
         if page.not_modified:
             progress.not_modified = progress.pages == 1
             return
-        if page.events:
-            result = await ingestor.ingest(source, [_envelope(source, event) for event in page.events])
+        for start in range(0, len(page.events), INGEST_CHUNK):  # a page of any size, a bounded turn at a time
+            chunk = page.events[start : start + INGEST_CHUNK]
+            result = await ingestor.ingest(source, [_envelope(source, event) for event in chunk])
             progress.published += len(result.accepted)
             progress.duplicates += len(result.duplicates)
         if page.newest_item_time is not None:

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from adapters.base import InboundRequest, SigningSecret, TestRequest
 from adapters.errors import PayloadError, ReplayWindowError, SignatureError
+from adapters.keyhosts import key_hosts_allowed
 from adapters.webhooks.aws_sns import AwsSnsAdapter, _string_to_sign
 from hub.ingress.handler import check_replay_window
 from tests.adapters.refusals import refusal_reason
@@ -212,7 +213,8 @@ def test_china_partition_is_trusted_by_default() -> None:
 
 
 def test_configured_hosts_replace_the_default_and_allow_http_only_to_loopback() -> None:
-    adapter = AwsSnsAdapter.configure({"certificateHosts": ["127.0.0.1:8123", "certs.example.com"]})
+    with key_hosts_allowed(["127.0.0.1", "certs.example.com"]):  # the operator's setting
+        adapter = AwsSnsAdapter.configure({"certificateHosts": ["127.0.0.1:8123", "certs.example.com"]})
     for url, trusted in [
         ("http://127.0.0.1:8123/cert.pem", True),
         ("https://certs.example.com/cert.pem", True),

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from adapters.base import InboundRequest, SigningSecret, TestRequest
 from adapters.errors import PayloadError, ReplayWindowError, SignatureError
+from adapters.keyhosts import key_hosts_allowed
 from adapters.webhooks.google_pubsub import GOOGLE_JWKS_URL, GooglePubSubAdapter, key_id_of
 from tests.adapters.refusals import assert_no_secret_or_signature, refusal_reason
 
@@ -198,7 +199,8 @@ def test_missing_and_duplicated_authorization() -> None:
 
 def test_key_urls_name_the_configured_jwks() -> None:
     assert ADAPTER.key_urls(inbound(f"Bearer {token()}")) == [GOOGLE_JWKS_URL]
-    local = GooglePubSubAdapter.configure({"audience": AUDIENCE, "jwksUrl": "http://127.0.0.1:9000/certs"})
+    with key_hosts_allowed(["127.0.0.1"]):  # the operator's setting: a loopback JWKS for tests
+        local = GooglePubSubAdapter.configure({"audience": AUDIENCE, "jwksUrl": "http://127.0.0.1:9000/certs"})
     assert local.key_urls(inbound(f"Bearer {token()}")) == ["http://127.0.0.1:9000/certs"]
 
 

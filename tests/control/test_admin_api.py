@@ -15,11 +15,19 @@ from hub.poll.store import SourceKey
 from tests.control.conftest import ControlUnderTest, Reply, webhook_connector
 from tests.gate.harness import stream_messages
 
-ENV_SECRET = [{"secretRef": {"source": "env", "name": "GH_SECRET"}}]
+STORE_SECRET = [{"secretRef": {"source": "store", "name": "gh-secret"}}]
+"""A tenant key references its own store secrets only (see tests/control/test_tenant_boundary.py)."""
+
+
+@pytest.fixture(autouse=True)
+async def tenant_secrets(control: ControlUnderTest) -> None:
+    """Each tenant has the store secret its connectors reference."""
+    for tenant in ("a", "b"):
+        await control.plane.secrets.set(tenant, "gh-secret", b"signing secret of " + tenant.encode())
 
 
 def connector(tenant: str, name: str, **spec: Any) -> dict[str, Any]:
-    return webhook_connector(tenant, name, ENV_SECRET, **spec)
+    return webhook_connector(tenant, name, STORE_SECRET, **spec)
 
 
 async def seed(control: ControlUnderTest) -> None:
@@ -86,7 +94,7 @@ async def test_a_tenant_key_cannot_read_change_or_detect_another_tenants_connect
         assert same == {k: v for k, v in missing.json().items() if k != "requestId"}, operation
         assert b"gh" not in existing.body.replace(b"/gh", b""), operation
     assert await control.plane.specs.connectors("b") == before
-    assert [s.name for s in await control.plane.secrets.list("b")] == ["token"]
+    assert [s.name for s in await control.plane.secrets.list("b")] == ["gh-secret", "token"]
     assert (await control.plane.secrets.info("b", "token")).versions[-1].version == 1  # type: ignore[union-attr]
 
 

@@ -170,7 +170,7 @@ async def test_insecure_no_auth_is_explicit_and_keeps_warning(
     hub = await start_hub("insecure", None, "--insecure-no-auth")
     warning = b"the admin API runs with --insecure-no-auth"
     assert hub.log().count(warning) == 1
-    async with session.get(f"{hub.http_url}/readyz") as response:
+    async with session.get(f"{hub.admin_url}/readyz") as response:
         ready = await response.json()
     assert any("--insecure-no-auth" in w for w in ready["warnings"])
     listed = await AdminApi(hub.admin_url, session).call("GET", "/v1/connectors")
@@ -184,7 +184,7 @@ async def test_without_the_flag_every_admin_route_needs_a_key(
 ) -> None:
     hub = await start_hub("secure")
     assert (await AdminApi(hub.admin_url, session).call("GET", "/v1/connectors")).status == 401
-    async with session.get(f"{hub.http_url}/readyz") as response:
+    async with session.get(f"{hub.admin_url}/readyz") as response:
         assert "warnings" not in await response.json()
 
 

@@ -318,7 +318,7 @@ def test_startup_logs_embedded_servers_and_is_ready(hub: HubProcess) -> None:
     assert set(hub.servers.values()) <= child_pids(hub.proc.pid)
     assert set(hub.servers.values()) <= set(processes_using(hub.data_dir))  # the orphan check can see them
 
-    status, body = http("GET", f"{hub.url}/readyz")
+    status, body = http("GET", f"{json.loads(hub.endpoints_path.read_text())['admin_url']}/readyz")
     assert status == 200, body
     ready = json.loads(body)
     assert ready["ready"] is True
@@ -328,7 +328,7 @@ def test_startup_logs_embedded_servers_and_is_ready(hub: HubProcess) -> None:
 def test_metrics_count_requests(hub: HubProcess) -> None:
     status, body = post_hook(hub, GITHUB, signed(GITHUB, GITHUB_SECRET))
     assert status == 202, body
-    status, metrics = http("GET", f"{hub.url}/metrics")
+    status, metrics = http("GET", f"{json.loads(hub.endpoints_path.read_text())['admin_url']}/metrics")
     assert status == 200
     text = metrics.decode()
     assert "hub_ingest_requests_total" in text

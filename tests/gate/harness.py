@@ -240,7 +240,8 @@ async def until(condition: Callable[[], Awaitable[bool] | bool], timeout: float,
 
 def acme_specs(routes: str, *, extra_policy_rules: str = "") -> str:
     """One connector `acme/gh` with the given routes YAML (indented as list items), and a policy
-    allowing 127.0.0.1 and `svc.acme.*` to everything but what `extra_policy_rules` denies."""
+    allowing 127.0.0.1 (its loopback network granted to the egress guard) and `svc.acme.*` to
+    everything but what `extra_policy_rules` denies."""
     return f"""
 apiVersion: hub/v1
 kind: Connector
@@ -258,6 +259,7 @@ metadata: {{name: default, tenant: acme}}
 spec:
   allowedSubjects: [svc.acme]
   allowedHosts: ["127.0.0.1"]
+  egress: {{allowedNetworks: [127.0.0.0/8]}}
   rules:
 {extra_policy_rules}
     - {{name: all, effect: allow}}
@@ -374,7 +376,7 @@ async def hub_metric(process: HubProcess, name: str, labels: dict[str, str]) -> 
     from prometheus_client.parser import text_string_to_metric_families
 
     record = orjson.loads((process.log_path.parent / "endpoints.json").read_bytes())
-    async with aiohttp.ClientSession() as session, session.get(f"{record['http_url']}/metrics") as response:
+    async with aiohttp.ClientSession() as session, session.get(f"{record['admin_url']}/metrics") as response:
         text = await response.text()
     for family in text_string_to_metric_families(text):
         for found in family.samples:

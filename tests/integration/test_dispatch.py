@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-import aiohttp
 import nats
 import orjson
 import pytest
@@ -21,6 +20,7 @@ from events.envelope import Envelope
 from hub.embedded import RunningServer
 from hub.gate.dispatch import Delivered, Failed, HttpDispatcher, SubjectDispatcher, classify
 from schemas.connector import HttpTarget
+from schemas.policy import PolicyEgress
 
 pytestmark = pytest.mark.integration
 
@@ -39,6 +39,8 @@ ATTRIBUTES = {  # the plain-ASCII attributes, which travel as ce-* headers uncha
 }
 ENVELOPE = Envelope(**ATTRIBUTES, subject="Zürich office", data=DATA)
 BODY = ENVELOPE.to_json()
+LOOPBACK = PolicyEgress(allowedNetworks=["127.0.0.0/8"])
+"""The targets here listen on loopback: the tenant's Policy must grant it."""
 
 
 @dataclass
@@ -88,8 +90,9 @@ async def target() -> AsyncIterator[Target]:
 
 @pytest.fixture
 async def http() -> AsyncIterator[HttpDispatcher]:
-    async with aiohttp.ClientSession() as session:
-        yield HttpDispatcher(session)
+    dispatcher = HttpDispatcher()
+    yield dispatcher
+    await dispatcher.close()
 
 
 @pytest.fixture
@@ -103,7 +106,7 @@ async def test_binary_mode_headers_and_body(target: Target, http: HttpDispatcher
     own_headers = {"Authorization": "Bearer s3cr3t", "X-Team": "payments"}
     http_target = target.http("/status/202", method="PUT", headers=own_headers)
 
-    outcome = await http.send(http_target, BODY, "inv-1", extra_attributes={"hubcoalesced": "20"})
+    outcome = await http.send(http_target, BODY, "inv-1", egress=LOOPBACK, extra_attributes={"hubcoalesced": "20"})
 
     assert outcome == Delivered(202)
     [request] = target.requests
@@ -125,7 +128,7 @@ async def test_target_headers_never_replace_the_events(target: Target, http: Htt
         url=f"{target.url}/status/200", method="POST", headers=forged, timeout=timedelta(seconds=5)
     )
 
-    assert await http.send(unchecked, BODY, "inv-1") == Delivered(200)
+    assert await http.send(unchecked, BODY, "inv-1", egress=LOOPBACK) == Delivered(200)
 
     [request] = target.requests
     assert request.headers.getall("ce-id") == ["d-1"]
@@ -141,7 +144,7 @@ async def test_text_data_goes_as_is_and_typed_attributes_as_canonical_strings(
     event = {"id": "1", "source": "s", "type": "t", "specversion": "1.0", "datacontenttype": "text/plain"}
     envelope = orjson.dumps(event | {"hubattempt": 3, "hubreplay": True, "hubnote": None, "data": "héllo"})
 
-    assert await http.send(target.http("/status/200"), envelope, "inv-1") == Delivered(200)
+    assert await http.send(target.http("/status/200"), envelope, "inv-1", egress=LOOPBACK) == Delivered(200)
 
     [request] = target.requests
     assert request.headers["Content-Type"] == "text/plain"
@@ -162,19 +165,21 @@ def test_classify(status: int, permanent: bool, trips: bool, retry_after: float 
 
 
 async def test_2xx_is_delivered(target: Target, http: HttpDispatcher) -> None:
-    assert await http.send(target.http("/status/200"), BODY, "inv-1") == Delivered(200)
-    assert await http.send(target.http("/status/202"), BODY, "inv-2") == Delivered(202)
+    assert await http.send(target.http("/status/200"), BODY, "inv-1", egress=LOOPBACK) == Delivered(200)
+    assert await http.send(target.http("/status/202"), BODY, "inv-2", egress=LOOPBACK) == Delivered(202)
 
 
 async def test_503_with_retry_after_is_transient(target: Target, http: HttpDispatcher) -> None:
-    outcome = await http.send(target.http("/status/503?retry_after=7", headers={"X-Key": "k"}), BODY, "inv-1")
+    outcome = await http.send(
+        target.http("/status/503?retry_after=7", headers={"X-Key": "k"}), BODY, "inv-1", egress=LOOPBACK
+    )
 
     assert outcome == Failed(permanent=False, error="http 503", status=503, retry_after_s=7.0)
     assert outcome.trips_breaker
 
 
 async def test_429_is_transient_throttled_and_does_not_trip_the_breaker(target: Target, http: HttpDispatcher) -> None:
-    outcome = await http.send(target.http("/status/429?retry_after=2"), BODY, "inv-1")
+    outcome = await http.send(target.http("/status/429?retry_after=2"), BODY, "inv-1", egress=LOOPBACK)
 
     assert outcome == Failed(
         permanent=False,
@@ -188,14 +193,14 @@ async def test_429_is_transient_throttled_and_does_not_trip_the_breaker(target: 
 
 @pytest.mark.parametrize("code", [400, 404, 301])
 async def test_other_4xx_and_3xx_are_permanent(target: Target, http: HttpDispatcher, code: int) -> None:
-    outcome = await http.send(target.http(f"/status/{code}"), BODY, "inv-1")
+    outcome = await http.send(target.http(f"/status/{code}"), BODY, "inv-1", egress=LOOPBACK)
 
     assert outcome == Failed(permanent=True, error=f"http {code}", status=code, trips_breaker=False)
     assert len(target.requests) == 1  # a redirect is not followed
 
 
 async def test_a_timeout_is_transient(target: Target, http: HttpDispatcher) -> None:
-    outcome = await http.send(target.http("/hang", timeout="200ms"), BODY, "inv-1")
+    outcome = await http.send(target.http("/hang", timeout="200ms"), BODY, "inv-1", egress=LOOPBACK)
 
     assert target.hanging.is_set()
     assert outcome == Failed(permanent=False, error="timeout after 0.2s")
@@ -207,7 +212,7 @@ async def test_connection_refused_is_transient(http: HttpDispatcher) -> None:
         port = probe.getsockname()[1]
     closed = HttpTarget.model_validate({"url": f"http://127.0.0.1:{port}/hook?token=s3cr3t"})
 
-    outcome = await http.send(closed, BODY, "inv-1")
+    outcome = await http.send(closed, BODY, "inv-1", egress=LOOPBACK)
 
     assert outcome == Failed(permanent=False, error="connection refused: ClientConnectorError")
 
@@ -216,7 +221,7 @@ async def test_connection_refused_is_transient(http: HttpDispatcher) -> None:
 async def test_an_invalid_envelope_is_permanent_and_sends_nothing(
     target: Target, http: HttpDispatcher, envelope: bytes
 ) -> None:
-    outcome = await http.send(target.http("/status/200"), envelope, "inv-1")
+    outcome = await http.send(target.http("/status/200"), envelope, "inv-1", egress=LOOPBACK)
 
     assert isinstance(outcome, Failed)
     assert (outcome.permanent, outcome.trips_breaker) == (True, False)

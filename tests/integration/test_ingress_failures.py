@@ -10,6 +10,7 @@ import pytest
 
 from hub.embedded import RunningServer, start_nats
 from tests.conftest import HubFactory, HubUnderTest, wait_for
+from tests.integration.ops import ops_get
 from tests.integration.signing import GITHUB, STRIPE, TENANT, Provider, SecretSpec, new_secret, specs_yaml
 
 pytestmark = pytest.mark.integration
@@ -113,10 +114,10 @@ async def test_valkey_down_fails_open_to_the_jetstream_duplicate_window(
     assert await hub.event_count() == 2
     assert await count_msg_id(hub, f"{TENANT}:gh:{first.event_id}") == 1
 
-    metrics = (await hub.get("/metrics")).body.decode()
+    metrics = (await ops_get(hub, "/metrics")).body.decode()
     assert metric(metrics, "hub_dedupe_store_errors_total") > 0
     assert metric(metrics, "hub_dedupe_store_available") == 0
-    ready = await hub.get("/readyz")
+    ready = await ops_get(hub, "/readyz")
     assert ready.status == 503
     body = ready.json()
     assert body["ready"] is False

@@ -1,6 +1,7 @@
 """Providers verified with fetched public keys, through the real ingress: an SNS signing certificate and
-a Pub/Sub JWKS served by a loopback server, fetched once by the hub's key cache and used for every
-delivery. Requests are signed here with `cryptography` and PyJWT, independently of the adapters' `sign`."""
+a Pub/Sub JWKS served by a loopback server (which the operator's settings allow, LOOPBACK), fetched
+once by the hub's key cache and used for every delivery. Requests are signed here with `cryptography`
+and PyJWT, independently of the adapters' `sign`."""
 
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ SERVICE_ACCOUNT = "pubsub-push@example-project.iam.gserviceaccount.com"
 AUDIENCE = "https://hooks.example.com/hooks/acme/pubsub"
 KID = "7d680d8c70d44e947133cbd499ebc1a61c3d5abc"
 SNS_HEADERS = {"Content-Type": "text/plain; charset=UTF-8", "x-amz-sns-message-type": "Notification"}
+LOOPBACK = {"key_fetch_allowed_hosts": ["127.0.0.1"], "key_fetch_allowed_networks": ["127.0.0.0/8"]}
+"""The operator's settings that let connectors fetch keys from the loopback key server."""
 
 
 def b64url(raw: bytes) -> str:
@@ -94,7 +97,7 @@ async def key_server() -> AsyncIterator[KeyServer]:
 async def start(make_hub: HubFactory, provider: str, secret: str, options: dict[str, Any]) -> HubUnderTest:
     spec = SecretSpec("k1", f"SECRET_{provider.upper().replace('-', '_')}", secret)
     doc = connector_doc(provider, provider, [spec], webhook={"options": options})
-    return await make_hub(specs_yaml(doc), env={spec.env: secret})
+    return await make_hub(specs_yaml(doc), env={spec.env: secret}, **LOOPBACK)
 
 
 def assert_refused(reply: Reply, error: str, reason: str) -> None:
@@ -197,7 +200,7 @@ async def test_sns_in_shadow_mode_accepts_an_untrusted_certificate_url_unverifie
     spec = SecretSpec("k1", "SECRET_AWS_SNS_SHADOW", TOPIC)
     options = {"certificateHosts": [key_server.base.removeprefix("http://")]}
     doc = connector_doc("aws-sns", "aws-sns", [spec], webhook={"options": options, "verification": "shadow"})
-    hub = await make_hub(specs_yaml(doc), env={spec.env: TOPIC})
+    hub = await make_hub(specs_yaml(doc), env={spec.env: TOPIC}, **LOOPBACK)
     _, off_host = sns_message("https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-test.pem")
     assert (await hub.post(f"{TENANT}/aws-sns", off_host, SNS_HEADERS)).status == 202
     assert orjson.loads((await hub.events())[-1].data)["hubverified"] == "none"

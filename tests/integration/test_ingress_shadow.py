@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from tests.conftest import HubFactory
+from tests.integration.ops import ops_get
 from tests.integration.signing import github_signature
 
 pytestmark = pytest.mark.integration
@@ -77,6 +78,6 @@ async def test_shadow_accepts_unverified_and_counts_while_enforce_refuses(
     assert any("shadow mode: verification failed" in r.getMessage() for r in caplog.records)
     assert SECRET not in caplog.text
 
-    ready = await hub.get("/readyz")
+    ready = await ops_get(hub, "/readyz")
     assert ready.status == 200
-    assert ready.json()["warnings"] == ["connector acme/onboarding is in shadow verification mode"]
+    assert ready.json()["warnings"] == ["1 connector(s) in shadow verification mode: unverified events are accepted"]

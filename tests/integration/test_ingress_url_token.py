@@ -19,7 +19,7 @@ metadata: {name: legacy, tenant: acme}
 spec:
   type: webhook
   provider: url-token
-  secrets: [{name: signing-key, secretRef: {source: env, name: HUB_SIGNING_KEY_TEST}}]
+  secrets: [{name: signing-key, secretRef: {source: env, name: URL_SIGNING_KEY_TEST}}]
   webhook: {options: {idPath: id, typePath: kind}}
 """
 BODY = b'{"id": "evt_9", "kind": "report.ready"}'
@@ -28,7 +28,7 @@ BODY = b'{"id": "evt_9", "kind": "report.ready"}'
 async def test_issued_url_admits_and_rotation_revokes(
     make_hub: HubFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    hub = await make_hub(SPECS, env={"HUB_SIGNING_KEY_TEST": "signing key one"})
+    hub = await make_hub(SPECS, env={"URL_SIGNING_KEY_TEST": "signing key one"})
     specs = tmp_path / "connectors-0.yaml"  # where make_hub wrote them
     assert cli.main(["url-token", "acme/legacy", "--connectors", str(specs), "--base-url", hub.url]) == 0
     url = capsys.readouterr().out.strip()
@@ -39,7 +39,7 @@ async def test_issued_url_admits_and_rotation_revokes(
         assert response.status == 202
     assert (await hub.post("acme/legacy", BODY)).status == 401  # no token
 
-    rotated = await make_hub(SPECS, env={"HUB_SIGNING_KEY_TEST": "signing key two"})
+    rotated = await make_hub(SPECS, env={"URL_SIGNING_KEY_TEST": "signing key two"})
     async with rotated.session.post(f"{rotated.url}/hooks/acme/legacy?token={token}", data=BODY) as response:
         assert response.status == 401
         assert (await response.json())["reason"] == "no_match"

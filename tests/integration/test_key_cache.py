@@ -1,4 +1,6 @@
-"""The key cache: providers' public keys fetched once, shared, cached, refused over plain HTTP."""
+"""The key cache: providers' public keys fetched once, shared, cached, refused over plain HTTP.
+
+The server here listens on loopback, which the operator must allow (hosts and network)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from hub.errors import KeysUnavailable
 from hub.keys import MAX_KEY_BYTES, KeyCache
 
 pytestmark = pytest.mark.integration
+
+LOOPBACK = {"allowed_hosts": ["127.0.0.1"], "allowed_networks": ["127.0.0.0/8"]}
 
 
 @pytest.fixture
@@ -45,7 +49,7 @@ async def server() -> AsyncIterator[tuple[str, list[str]]]:
 
 async def test_fetched_once_then_cached_and_concurrent_fetches_shared(server: tuple[str, list[str]]) -> None:
     base, hits = server
-    cache = KeyCache()
+    cache = KeyCache(**LOOPBACK)
     try:
         results = await asyncio.gather(*(cache.get(f"{base}/slow") for _ in range(5)))
         assert set(results) == {b"-----BEGIN CERTIFICATE-----/slow"}
@@ -60,7 +64,7 @@ async def test_fetched_once_then_cached_and_concurrent_fetches_shared(server: tu
 
 async def test_expired_entries_are_fetched_again(server: tuple[str, list[str]]) -> None:
     base, hits = server
-    cache = KeyCache(ttl_s=0)
+    cache = KeyCache(ttl_s=0, **LOOPBACK)
     try:
         await cache.get(f"{base}/a")
         await cache.get(f"{base}/a")
@@ -72,17 +76,19 @@ async def test_expired_entries_are_fetched_again(server: tuple[str, list[str]]) 
 @pytest.mark.parametrize(("path", "reason"), [("/missing", "answered 404"), ("/huge", "larger than")])
 async def test_failures_are_keys_unavailable(server: tuple[str, list[str]], path: str, reason: str) -> None:
     base, _ = server
-    cache = KeyCache()
+    cache = KeyCache(**LOOPBACK)
     try:
-        with pytest.raises(KeysUnavailable, match=reason) as caught:
+        with pytest.raises(KeysUnavailable) as caught:
             await cache.get(base + path)
         assert caught.value.reason == "keys_unavailable"
+        assert reason in caught.value.cause
     finally:
         await cache.close()
 
 
 async def test_plain_http_is_refused_off_loopback() -> None:
-    cache = KeyCache()
-    with pytest.raises(KeysUnavailable, match="https"):
+    cache = KeyCache(**LOOPBACK)
+    with pytest.raises(KeysUnavailable) as caught:
         await cache.get("http://sns.us-east-1.amazonaws.com/cert.pem")
+    assert "scheme not allowed: http" in caught.value.cause
     await cache.close()

@@ -9,10 +9,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from hub.ingress.app import build_app
 from tests.gate.harness import sample, until
+from tests.integration.ops import ops_port
 from tests.poll.conftest import PollerFactory, PollerUnderTest
 from tests.poll.sources import LOOPBACK, json_page, poll_connector, poll_source, redirect, specs_yaml, status
 
@@ -124,17 +123,13 @@ async def test_readyz_stays_ready_while_poll_sources_fail(make_poller: PollerFac
 
         await until(both_failed, 5, "both sources failing")
         assert poller.context is not None
-        runner = web.AppRunner(build_app(poller.context, ingress=False), access_log=None)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            host, port = runner.addresses[0][:2]
-            async with aiohttp.ClientSession() as session, session.get(f"http://{host}:{port}/readyz") as response:
-                assert response.status == 200
-                assert await response.json() == {
-                    "ready": True,
-                    "checks": {"nats": "ok", "valkey": "ok", "streams": "ok"},
-                }
-        finally:
-            await runner.cleanup()
+        async with (
+            ops_port(poller.context) as ops,
+            aiohttp.ClientSession() as session,
+            session.get(f"{ops}/readyz") as response,
+        ):
+            assert response.status == 200
+            assert await response.json() == {
+                "ready": True,
+                "checks": {"nats": "ok", "valkey": "ok", "streams": "ok"},
+            }

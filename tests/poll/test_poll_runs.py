@@ -471,3 +471,38 @@ async def test_status_command(
         assert code == 1
         assert "no poll connector acme/nope" in err
         assert out == ""
+
+
+async def test_a_huge_feed_is_parsed_without_stalling_the_event_loop(make_poller: PollerFactory) -> None:
+    """A tenant's feed near the response cap takes feedparser seconds; the loop every tenant shares
+    must keep its turns meanwhile (a 20 ms ticker never waits anywhere near that long)."""
+    entries = "".join(
+        f"<item><title>t{i}</title><guid>g{i}</guid><description>{'x' * 400}</description></item>"
+        for i in range(12_000)
+    )
+    huge = f"<?xml version='1.0'?><rss version='2.0'><channel><title>big</title>{entries}</channel></rss>"
+    gaps: list[float] = []
+
+    async def ticker() -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0.02)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    async with poll_source() as source:
+        source.route("/huge", feed(huge))
+        poll = {"kind": "rss", "interval": "1m", "request": {"url": source.url("/huge")}, "egress": LOOPBACK}
+        ticking = asyncio.create_task(ticker())
+        try:
+            poller = await make_poller(specs_yaml(poll_connector("huge", poll, provider="big")))
+
+            def polled() -> bool:
+                return runs(poller, "ok", "huge") >= 1
+
+            await until(polled, 60, "the huge feed polled once")
+        finally:
+            ticking.cancel()
+    assert len(await poller.events()) == 12_000
+    assert max(gaps) < 0.75, f"the event loop stalled for {max(gaps):.2f}s"
