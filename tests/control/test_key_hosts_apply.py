@@ -4,7 +4,6 @@ the operator allows that host (`HUB_KEY_FETCH_ALLOWED_HOSTS`), and nothing is fe
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,34 +11,17 @@ import aiohttp
 import pytest
 
 from tests.control.conftest import AdminApi, ControlUnderTest, HubStarter
+from tests.netdoubles import Listener, counting_listener
 
 SERVICE_ACCOUNT = b"pubsub-push@example-project.iam.gserviceaccount.com"
 TOPIC = b"arn:aws:sns:eu-west-1:123456789012:orders"
 STORE_REF = [{"secretRef": {"source": "store", "name": "sender"}}]
 
 
-class Listener:
-    """A loopback TCP port that counts the connections made to it (and answers none of them)."""
-
-    def __init__(self) -> None:
-        self.connections = 0
-        self.port = 0
-
-    async def accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        writer.close()
-
-
 @pytest.fixture
 async def listener() -> AsyncIterator[Listener]:
-    counting = Listener()
-    server = await asyncio.start_server(counting.accept, "127.0.0.1", 0)
-    counting.port = server.sockets[0].getsockname()[1]
-    try:
+    async with counting_listener() as counting:
         yield counting
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 def keyed_connector(tenant: str, name: str, provider: str, options: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ Names resolve with an injected lookup (`deployer.acme.test` -> 127.0.0.1); every
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -30,23 +30,12 @@ from tests.gate.harness import (
     sample,
     until,
 )
+from tests.netdoubles import Answers
 
 pytestmark = pytest.mark.integration
 
 NAME = "deployer.acme.test"
 LABELS = {"tenant": "acme", "connector": "gh", "route": "deploy"}
-
-
-class Answers:
-    """A name lookup answering from a table, recording what it was asked."""
-
-    def __init__(self, table: dict[str, list[str]]) -> None:
-        self.table = table
-        self.asked: list[str] = []
-
-    async def __call__(self, host: str, port: int, family: int) -> Sequence[str]:
-        self.asked.append(host)
-        return self.table.get(host, [])
 
 
 def specs(url: str, egress: str | None) -> str:

@@ -5,9 +5,8 @@ addresses only, unless the operator allows networks); and a failed fetch is answ
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -18,6 +17,7 @@ from hub.keys import KeyCache
 from tests.conftest import HubFactory, HubUnderTest
 from tests.integration.signing import TENANT, SecretSpec, connector_doc, specs_yaml
 from tests.integration.test_ingress_keyed_providers import AUDIENCE, SERVICE_ACCOUNT, jwks, pubsub_push
+from tests.netdoubles import Answers, Listener, counting_listener
 
 pytestmark = pytest.mark.integration
 
@@ -57,28 +57,10 @@ async def jwks_server() -> AsyncIterator[JwksServer]:
         await runner.cleanup()
 
 
-class Listener:
-    """A loopback TCP port that counts the connections made to it and drops each at once."""
-
-    def __init__(self) -> None:
-        self.connections = 0
-        self.port = 0
-
-    async def accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        writer.close()
-
-
 @pytest.fixture
 async def listener() -> AsyncIterator[Listener]:
-    counting = Listener()
-    server = await asyncio.start_server(counting.accept, "127.0.0.1", 0)
-    counting.port = server.sockets[0].getsockname()[1]
-    try:
+    async with counting_listener() as counting:
         yield counting
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 def pubsub_yaml(jwks_url: str) -> str:
@@ -175,18 +157,6 @@ def assert_reveals_nothing(body: bytes, *fragments: str) -> None:
     assert '"reason":"keys_unavailable"' in answer.replace(" ", ""), answer
     for fragment in fragments:
         assert fragment not in answer, (fragment, answer)
-
-
-class Answers:
-    """A name lookup answering from a table, recording what it was asked."""
-
-    def __init__(self, table: dict[str, list[str]]) -> None:
-        self.table = table
-        self.asked: list[str] = []
-
-    async def __call__(self, host: str, port: int, family: int) -> Sequence[str]:
-        self.asked.append(host)
-        return self.table.get(host, [])
 
 
 async def test_a_name_resolving_to_a_non_public_address_is_refused_before_connecting(listener: Listener) -> None:

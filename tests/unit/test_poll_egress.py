@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -11,6 +10,7 @@ import pytest
 from adapters.pollers.base import EgressRefused
 from hub.poll.egress import EgressPolicy, GuardedResolver
 from schemas.poll import Egress, PollSettings
+from tests.netdoubles import Answers
 
 URL = "https://api.example.com/v1/items?page={cursor}"
 
@@ -132,18 +132,6 @@ def test_check_target_checks_ip_literals_and_refuses_legacy_numeric_forms() -> N
         reason = refusal(policy(f"http://{legacy}/").check_target, legacy)
         assert reason == f"address not allowed: {legacy} (not a canonical IP address)"
     assert refusal(literal.check_target, "10.0.0.1") == "host not allowed: 10.0.0.1"
-
-
-class Answers:
-    """A lookup that answers from a table and records what it was asked."""
-
-    def __init__(self, table: dict[str, list[str]]) -> None:
-        self.table = table
-        self.asked: list[str] = []
-
-    async def __call__(self, host: str, port: int, family: int) -> Sequence[str]:
-        self.asked.append(host)
-        return self.table.get(host, [])
 
 
 async def test_resolver_returns_exactly_the_checked_addresses() -> None:
