@@ -38,7 +38,7 @@ from faststream.nats import JStream, NatsBroker, PullSub
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamConfig
 
-from hub.embedded import start_nats
+from hub.app.embedded import start_nats
 from hub.gate.inflight import InFlight
 
 WAYS = ("raw", "faststream-workers", "faststream-sequential", "faststream-inflight")

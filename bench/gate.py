@@ -96,7 +96,7 @@ from nats.js.errors import NotFoundError
 from events.envelope import Envelope, rfc3339
 from events.streams import AUDIT_STREAM, DLQ_STREAM, EVENTS_STREAM, INVOCATIONS_STREAM
 from events.subjects import EVENTS_PREFIX, event_subject
-from hub.embedded import RunningServer, start_nats, start_valkey
+from hub.app.embedded import RunningServer, start_nats, start_valkey
 from hub.gate.consumers import DISPATCH_DURABLE, POLICY_DURABLE
 
 TENANT = "bench"

@@ -68,7 +68,7 @@ from nats.js.api import StorageType, StreamConfig
 from adapters.base import SigningSecret, TestRequest
 from adapters.webhooks.github import GitHubAdapter
 from adapters.webhooks.standard_webhooks import StandardWebhooksAdapter
-from hub.embedded import RunningServer, die_with_parent, free_port, start_nats, start_valkey
+from hub.app.embedded import RunningServer, die_with_parent, free_port, start_nats, start_valkey
 
 BENCH_DIR = Path(__file__).resolve().parent
 BODY_BYTES = 4096

@@ -17,7 +17,7 @@ stores what it hands on can do, as the gate stores every invocation.
 With `--hops 2` it has the gate's shape without the gate's logic: a first relay publishes each
 message to the `BENCH_RELAY_MID` stream (awaiting its PubAck, with a `Nats-Msg-Id`) and acks, a
 second consumes that stream and republishes to the output subject as above. Two JetStream hops:
-the ceiling of a design that stores every invocation durably, as DESIGN §6 asks.
+the ceiling of a design that stores every invocation durably, as docs/design.md §6 asks.
 
 It runs on uvloop when that is installed, as the hub does, so the comparison is of the work done,
 not of the event loop. It runs until SIGTERM or SIGINT (then finishes its in-flight messages, at

@@ -78,7 +78,7 @@ from adapters.webhooks.github import GitHubAdapter
 from adapters.webhooks.standard_webhooks import StandardWebhooksAdapter
 from events.streams import AUDIT_STREAM, DLQ_STREAM, EVENTS_STREAM, INVOCATIONS_STREAM
 from events.subjects import AUDIT_PREFIX
-from hub.embedded import RunningServer, free_port, start_nats, start_valkey
+from hub.app.embedded import RunningServer, free_port, start_nats, start_valkey
 
 SOAK_SUBJECT = "bench.soak.out"
 POLICY_AUDIT = "policy audit records"

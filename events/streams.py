@@ -51,7 +51,7 @@ def check_duplicate_window(duplicate_window_s: float, claim_ttl_s: float, replay
 
 
 def stream_configs(settings: StreamSettings) -> list[StreamConfig]:
-    """The four streams of DESIGN §5."""
+    """The four streams of docs/design.md §5."""
 
     def stream(name: str, prefix: str, max_age_s: float) -> StreamConfig:
         return StreamConfig(

@@ -1,4 +1,4 @@
-"""The Connector document (DESIGN §8): what a connector is, as a pydantic model.
+"""The Connector document (docs/design.md §8): what a connector is, as a pydantic model.
 
 The webhook part, the poll part (`schemas/poll.py`) and the routes are acted on (ingress, poll
 scheduler, gate consumers). Provider-specific options are validated by the

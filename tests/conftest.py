@@ -23,11 +23,13 @@ from nats.js.api import RawStreamMsg
 from redis.asyncio import Redis
 
 from events.streams import EVENTS_STREAM, ensure_streams
-from hub.context import HubContext
-from hub.embedded import RunningServer
+from hub.app.config import load_configuration
+from hub.app.connections import connect_nats, connect_redis
+from hub.app.embedded import RunningServer
+from hub.app.roles import build_context
+from hub.ingest.context import HubContext
 from hub.ingress.app import build_app
-from hub.live import Live
-from hub.runner import build_context, connect_nats, connect_redis, load_configuration
+from hub.runtime.live import Live
 from hub.settings import Settings
 
 pytest_plugins = ["tests.servers"]

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 
 class Answers:
-    """A name lookup (hub.egress.Lookup) answering from a table, recording what it was asked."""
+    """A name lookup (hub.runtime.egress.Lookup) answering from a table, recording what it was asked."""
 
     def __init__(self, table: dict[str, list[str]]) -> None:
         self.table = table

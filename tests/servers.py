@@ -2,7 +2,7 @@
 
 Loaded by the top-level conftest with `pytest_plugins = ["tests.servers"]`. Every server gets its
 own data directory and a free loopback port, and is stopped by its own PID at teardown, also when
-the test failed. The servers come from `hub.embedded`, which uses the pip-installed binaries.
+the test failed. The servers come from `hub.app.embedded`, which uses the pip-installed binaries.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.embedded import RunningServer, start_nats, start_valkey
+from hub.app.embedded import RunningServer, start_nats, start_valkey
 
 
 def _serve(server: RunningServer) -> Iterator[RunningServer]:
@@ -68,3 +68,17 @@ def own_servers() -> Iterator[list[RunningServer]]:
     finally:
         for server in servers:
             server.stop()
+
+
+SERVER_FIXTURES = frozenset(
+    {"nats_server", "valkey_server", "nats_server_session", "valkey_server_session", "own_servers"}
+)
+"""The fixtures that start (or let a test start) server processes."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses a server fixture, directly or through another fixture, is `integration`:
+    the marker follows from the fixture, so `-m "not integration"` cannot start a server by mistake."""
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)

@@ -1,4 +1,4 @@
-"""Real-process tests for hub.embedded: real nats-server and valkey-server, no mocks."""
+"""Real-process tests for hub.app.embedded: real nats-server and valkey-server, no mocks."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ import redis.asyncio as aioredis
 from nats.aio.client import Client as NATS
 from nats.js.api import StorageType
 
-from hub import embedded
-from hub.embedded import EmbeddedServerError, RunningServer, start_nats, start_valkey
+from hub.app import embedded
+from hub.app.embedded import EmbeddedServerError, RunningServer, start_nats, start_valkey
 
 pytestmark = pytest.mark.integration
 
@@ -212,7 +212,7 @@ def _read_pid(child: subprocess.Popen[bytes]) -> int:
 CHILD_STARTS_NATS = """
     import sys
     from pathlib import Path
-    from hub.embedded import start_nats
+    from hub.app.embedded import start_nats
     server = start_nats(Path("data"))
     print(server.pid, flush=True)
     {then}
@@ -251,7 +251,7 @@ def test_atexit_stops_servers_on_normal_exit(tmp_path: Path) -> None:
 async def test_server_started_from_a_worker_thread_outlives_that_thread(
     own_servers: list[RunningServer], tmp_path: Path
 ) -> None:
-    # PR_SET_PDEATHSIG fires when the forking *thread* exits; hub.embedded forks off a long-lived thread.
+    # PR_SET_PDEATHSIG fires when the forking *thread* exits; hub.app.embedded forks off a long-lived thread.
     worker = threading.Thread(target=lambda: own_servers.append(start_nats(tmp_path)))
     worker.start()
     worker.join()

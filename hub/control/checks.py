@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from hub.errors import ConfigError, Problem
+from hub.ingest.connectors import configure_adapter
+from hub.ingest.secrets import store_secrets_of
 from hub.poll.sources import configure_poller
-from hub.registry import configure_adapter
-from hub.secrets import store_secrets_of
 from schemas.connector import ConnectorDocument
 
 

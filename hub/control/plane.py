@@ -34,7 +34,7 @@ from hub.control.secretstore import SecretStore, SecretVersionInfo
 from hub.control.specstore import ApplyResult, RevisionConflict, SpecDocument, SpecStore, StoredSpec
 from hub.control.status import State, StatusChange, StatusStore
 from hub.errors import Problem
-from hub.secrets import store_secrets_of
+from hub.ingest.secrets import store_secrets_of
 from schemas.connector import ConnectorDocument
 from schemas.policy import PolicyDocument
 

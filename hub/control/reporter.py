@@ -19,8 +19,8 @@ import nats.errors
 from redis.exceptions import RedisError
 
 from events.envelope import rfc3339
-from hub.activity import Activity
 from hub.control.status import State, StatusChange, StatusStore
+from hub.ingest.activity import Activity
 from hub.poll.store import PollStore, SourceKey
 
 log = logging.getLogger(__name__)

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import sys
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from pathlib import Path
+from datetime import datetime
 from typing import Any, Literal
 
 import orjson
@@ -118,7 +116,7 @@ def verify_service_map(
     signature = verified["signature"]
     if not (_is_canonical_base64(signature) and signer.verify_signature(canonical, signature)):
         raise ServiceMapError("bad_signature", "the signature does not match the map's content under this key")
-    generated = _generated_at(verified).timestamp()
+    generated = generated_at(verified).timestamp()
     expires = generated + verified["ttlSeconds"]
     current = time.time() if now is None else now
     if expires < current:
@@ -130,29 +128,6 @@ def verify_service_map(
             f"(more clock skew than the {leeway_s:g}s allowed)",
         )
     return verified
-
-
-def service_map_cli(path: Path | None, signing_key: str | None) -> int:
-    """`connector-hub service-map verify [FILE]`: verify the map in FILE (stdin when None)."""
-    if not signing_key:
-        print("connector-hub: set HUB_SIGNING_KEY to the key the service map was signed with", file=sys.stderr)
-        return 2
-    try:
-        raw = sys.stdin.buffer.read() if path is None else path.read_bytes()
-    except OSError as exc:
-        print(f"connector-hub: {path}: {exc.strerror}", file=sys.stderr)
-        return 2
-    try:
-        verified = verify_service_map(raw, signing_key)
-    except ServiceMapError as exc:
-        print(f"connector-hub: service map {exc.reason}: {exc}", file=sys.stderr)
-        return 1
-    expires = _generated_at(verified) + timedelta(seconds=verified["ttlSeconds"])
-    print(
-        f"service map of tenant {verified['tenant']} verified: "
-        f"{len(verified['connectors'])} connector(s), expires at {rfc3339(expires)}"
-    )
-    return 0
 
 
 def _signer(signing_key: str | bytes) -> Signer:
@@ -195,11 +170,11 @@ def _parse(document: Mapping[str, Any] | bytes | str) -> dict[str, Any]:
             raise ServiceMapError("malformed", f"{field} is missing or not a {kind.__name__}")
     if not all(isinstance(connector, dict) for connector in parsed["connectors"]):
         raise ServiceMapError("malformed", "connectors must all be JSON objects")
-    _generated_at(parsed)
+    generated_at(parsed)
     return parsed
 
 
-def _generated_at(document: Mapping[str, Any]) -> datetime:
+def generated_at(document: Mapping[str, Any]) -> datetime:
     try:
         generated = datetime.fromisoformat(document["generatedAt"])
     except ValueError:

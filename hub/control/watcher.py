@@ -30,10 +30,10 @@ from hub.control.specstore import StoredSpecError, parse_stored
 from hub.control.status import StatusChange
 from hub.errors import ConfigError
 from hub.gate.catalog import GateCatalog, catalog_of
-from hub.live import Live
+from hub.ingest.connectors import Connector, ConnectorRegistry, build_connector
+from hub.ingest.secrets import SecretResolver, StoreLookup, store_secrets_of
 from hub.poll.sources import PollSource, build_source
-from hub.registry import Connector, ConnectorRegistry, build_connector
-from hub.secrets import SecretResolver, StoreLookup, store_secrets_of
+from hub.runtime.live import Live
 from hub.settings import Settings
 from schemas.connector import ConnectorDocument
 from schemas.policy import PolicyDocument

@@ -23,15 +23,15 @@ from redis.asyncio import Redis
 
 from events.streams import EVENTS_STREAM, INVOCATIONS_STREAM
 from events.subjects import EVENTS_PREFIX, INVOCATIONS_PREFIX
-from hub.egress import Lookup, system_lookup
 from hub.gate.catalog import GateCatalog
-from hub.gate.dispatch import HttpDispatcher, SubjectDispatcher
-from hub.gate.dispatcher import Dispatcher
+from hub.gate.dispatch_consumer import Dispatcher
 from hub.gate.inflight import InFlight
 from hub.gate.limiter import Limiter
 from hub.gate.metrics import GateMetrics
 from hub.gate.policy_consumer import PolicyConsumer
-from hub.live import Live
+from hub.gate.targets import HttpDispatcher, SubjectDispatcher
+from hub.runtime.egress import Lookup, system_lookup
+from hub.runtime.live import Live
 
 log = logging.getLogger(__name__)
 

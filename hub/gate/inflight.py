@@ -22,7 +22,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from hub.background import Background
+from hub.runtime.background import Background
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from redis.asyncio import Redis
 
-from hub.scriptbatch import ScriptBatcher
+from hub.ingest.scriptbatch import ScriptBatcher
 
 # Shared by both scripts: `now` in ms (fractional) from the server clock, and a fixed-point format
 # (Lua's tostring keeps 14 digits, too few for epoch ms with a fraction).

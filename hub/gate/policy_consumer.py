@@ -29,8 +29,8 @@ from hub.gate.catalog import CompiledRoute, GateCatalog
 from hub.gate.conditions import route_decision
 from hub.gate.metrics import GateMetrics
 from hub.gate.policy import Decision
-from hub.live import Live
-from hub.settled import all_settled
+from hub.runtime.live import Live
+from hub.runtime.settled import all_settled
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from nats.aio.client import Client as NATS
 
-from hub.groupcommit import GroupCommit
+from hub.runtime.groupcommit import GroupCommit
 
 
 class SharedFlush:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from hub.context import HUB, HubContext
+from hub.ingest.context import HUB, HubContext
 from hub.ingress.handler import handle_webhook
 from hub.ingress.health import healthz
 

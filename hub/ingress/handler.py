@@ -1,4 +1,4 @@
-"""`POST /hooks/{tenant}/{connector}`: DESIGN §3's nine steps, in order, for one request.
+"""`POST /hooks/{tenant}/{connector}`: docs/design.md §3's nine steps, in order, for one request.
 
 Look up, read under a cap, verify with the connector's own secrets, check the replay window,
 answer a handshake, normalize, claim, publish with PubAck, and answer 202 only after every ack.
@@ -15,13 +15,13 @@ from aiohttp import web
 
 from adapters.base import HandshakeReply, InboundRequest, Verification
 from adapters.errors import ReplayWindowError, RequestRejected, SignatureError
-from hub.context import HUB, HubContext
 from hub.errors import UnknownConnector
-from hub.ingest import Provenance, build_envelope, replay_key, traceparent_for
+from hub.ingest.connectors import Connector
+from hub.ingest.context import HUB, HubContext
+from hub.ingest.ingestor import Provenance, build_envelope, replay_key, traceparent_for
+from hub.ingest.metrics import UNKNOWN
 from hub.ingress.body import read_capped_body
 from hub.ingress.responses import rejection_response
-from hub.metrics import UNKNOWN
-from hub.registry import Connector
 
 log = logging.getLogger(__name__)
 

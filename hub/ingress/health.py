@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
 from events.streams import missing_streams
-from hub.context import HUB, HubContext
+from hub.ingest.context import HUB, HubContext
 
 READY_CHECK_TIMEOUT_S = 1.0
 INSECURE_WARNING = "the admin API runs with --insecure-no-auth: anyone who reaches it can change every tenant"

@@ -24,8 +24,8 @@ from adapters.pollers.base import (
     SourceRejected,
     SourceUnavailable,
 )
-from hub.backoff import parse_retry_after
 from hub.poll.egress import EgressPolicy, GuardedResolver, Lookup, system_lookup
+from hub.runtime.backoff import parse_retry_after
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})

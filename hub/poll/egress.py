@@ -1,7 +1,7 @@
 """The egress guard of poll sources: which hosts they may fetch from and which addresses they may reach.
 
 A host must be allowed (`allowedHosts`, else the request URL's host only). Its addresses are checked
-as every egress of the hub checks them (hub/egress.py): public, or in `allowedNetworks`, or
+as every egress of the hub checks them (hub/runtime/egress.py): public, or in `allowedNetworks`, or
 non-public with `allowPrivateNetworks` set; `GuardedResolver` checks the resolved ones and the
 client checks IP literals itself with `check_target`.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from yarl import URL
 
 from adapters.pollers.base import EgressRefused
-from hub.egress import (
+from hub.runtime.egress import (
     Address,
     AddressGuard,
     GuardedResolver,

@@ -18,7 +18,7 @@ import orjson
 from adapters.base import NormalizedEvent, Verification
 from adapters.pollers.base import FetchRequest, PollClient
 from events.envelope import Envelope
-from hub.ingest import Ingestor, Provenance, build_envelope, traceparent_for
+from hub.ingest.ingestor import Ingestor, Provenance, build_envelope, traceparent_for
 from hub.poll.sources import PollSource
 from hub.poll.store import PollStore
 

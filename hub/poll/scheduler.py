@@ -30,15 +30,15 @@ from redis.exceptions import RedisError
 
 from adapters.pollers.base import SourceError, SourceUnavailable
 from events.envelope import rfc3339
-from hub.backoff import backoff_delay
 from hub.errors import BodyTooLarge, ClaimHeld, PublishUnavailable
-from hub.ingest import Ingestor
+from hub.ingest.ingestor import Ingestor
 from hub.poll.client import GuardedClient
 from hub.poll.egress import EgressPolicy
 from hub.poll.metrics import PollMetrics
 from hub.poll.run import RunProgress, run_source
 from hub.poll.sources import PollSource
 from hub.poll.store import PollStore, SourceKey
+from hub.runtime.backoff import backoff_delay
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from pydantic import ValidationError
 from adapters.pollers.base import Poller
 from adapters.registry import UnknownPollerError, poller
 from hub.errors import ConfigError, Problem
+from hub.ingest.secrets import WITHOUT_STORE, SecretResolutionError, SecretResolver
 from hub.poll.store import SourceKey
-from hub.secrets import WITHOUT_STORE, SecretResolutionError, SecretResolver
 from schemas.connector import ConnectorDocument
 from schemas.loader import LoadedSpec, field_path
 from schemas.poll import PollAuth, PollSettings

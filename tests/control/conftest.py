@@ -26,10 +26,10 @@ from redis.asyncio import Redis
 from events.streams import ensure_streams
 from hub.admin.app import build_admin_app
 from hub.admin.routes import AdminContext
+from hub.app.embedded import RunningServer
 from hub.control.apikeys import SCOPES
 from hub.control.plane import Actor, ControlPlane
 from hub.control.sealing import load_master_key
-from hub.embedded import RunningServer
 from hub.poll.store import PollStore
 from hub.settings import Settings
 

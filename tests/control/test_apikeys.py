@@ -11,9 +11,9 @@ import nats
 import pytest
 from nats.js.kv import KeyValue
 
+from hub.app.embedded import RunningServer
 from hub.control.apikeys import OPERATOR, SCOPES, ApiKeyError, ApiKeyStore
 from hub.control.buckets import API_KEYS_BUCKET, kv_bucket
-from hub.embedded import RunningServer
 
 READ = "connector.catalog.read"
 INVOKE = "connector.operation.invoke"

@@ -11,8 +11,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from hub.app.embedded import RunningServer
 from hub.control.servicemap import verify_service_map
-from hub.embedded import RunningServer
 from tests.control.conftest import MASTER_KEY, ROOT, SIGNING_KEY, ControlUnderTest
 
 SPECS = """\

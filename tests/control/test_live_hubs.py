@@ -16,8 +16,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from hub.app.embedded import RunningServer
 from hub.control.buckets import SECRETS_BUCKET, SPECS_BUCKET, STATUS_BUCKET
-from hub.embedded import RunningServer
 from tests.control.conftest import AdminApi, ControlUnderTest, HubStarter, webhook_connector
 from tests.gate.harness import stream_messages
 

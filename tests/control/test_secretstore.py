@@ -14,6 +14,7 @@ from nats.aio.client import Client as NATS
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
+from hub.app.embedded import RunningServer
 from hub.control.buckets import SECRETS_BUCKET, kv_bucket, secret_key
 from hub.control.sealing import MasterKey, SealingError
 from hub.control.secretstore import (
@@ -25,7 +26,6 @@ from hub.control.secretstore import (
     SecretStore,
     SecretVersionInfo,
 )
-from hub.embedded import RunningServer
 
 pytestmark = pytest.mark.integration
 

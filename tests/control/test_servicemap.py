@@ -14,12 +14,12 @@ import pytest
 from itsdangerous import Signer
 
 from events.envelope import rfc3339
+from hub.cli.servicemap import service_map_cli
 from hub.control.servicemap import (
     SALT,
     ServiceEntry,
     ServiceMapError,
     build_service_map,
-    service_map_cli,
     verify_service_map,
 )
 

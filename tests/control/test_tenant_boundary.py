@@ -18,9 +18,9 @@ from aiohttp import web
 
 from adapters.base import SigningSecret
 from hub import cli
+from hub.app.embedded import RunningServer
 from hub.control.plane import Actor
-from hub.embedded import RunningServer
-from hub.secrets import SecretResolutionError, resolve_secret
+from hub.ingest.secrets import SecretResolutionError, resolve_secret
 from schemas.connector import ConnectorDocument
 from schemas.loader import read_specs
 from schemas.policy import PolicyDocument

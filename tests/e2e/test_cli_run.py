@@ -32,7 +32,7 @@ import pytest
 from adapters.base import SigningSecret, TestRequest
 from adapters.webhooks.github import GitHubAdapter
 from adapters.webhooks.standard_webhooks import StandardWebhooksAdapter
-from hub.embedded import free_port
+from hub.app.embedded import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -474,13 +474,13 @@ def test_sigterm_stops_hub_and_servers(own_hub: HubProcess) -> None:
 
 SIGTERM_WHILE_STARTING = """
 import os, signal, sys
-import hub.runner
+import hub.app.serve
 from hub.cli import main
 
 def signalled_while_starting() -> None:
     os.kill(os.getpid(), signal.SIGTERM)  # after the HTTP port is open, before the hub says it listens
 
-hub.runner.freeze_startup_heap = signalled_while_starting
+hub.app.serve.freeze_startup_heap = signalled_while_starting
 sys.exit(main(["run"]))
 """
 

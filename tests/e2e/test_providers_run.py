@@ -27,7 +27,7 @@ from adapters.webhooks.sendgrid import SendGridAdapter
 from adapters.webhooks.slack import SlackAdapter
 from adapters.webhooks.twilio import TwilioAdapter
 from adapters.webhooks.twitch import TwitchAdapter
-from hub.embedded import free_port
+from hub.app.embedded import free_port
 from tests.e2e.test_cli_run import (
     ROOT,
     START_TIMEOUT_S,

@@ -21,8 +21,8 @@ import pytest
 from nats.js import JetStreamContext
 
 from events.streams import EVENTS_STREAM
-from hub.embedded import RunningServer
-from hub.runner import connect_nats
+from hub.app.connections import connect_nats
+from hub.app.embedded import RunningServer
 from tests.conftest import wait_for
 from tests.gate.harness import (
     POLICY_DURABLE,

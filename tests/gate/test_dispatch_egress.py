@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 
 from events.streams import ensure_streams
-from hub.embedded import RunningServer
+from hub.app.config import load_configuration
+from hub.app.connections import connect_nats, connect_redis
+from hub.app.embedded import RunningServer
+from hub.app.metrics import HubMetrics
 from hub.gate.consumers import start_gate
-from hub.live import Live
-from hub.metrics import HubMetrics
-from hub.runner import connect_nats, connect_redis, load_configuration
+from hub.runtime.live import Live
 from hub.settings import Settings
 from tests.gate.conftest import GateUnderTest
 from tests.gate.harness import (

@@ -16,7 +16,7 @@ from events.streams import AUDIT_STREAM, EVENTS_STREAM
 from hub.gate.catalog import build_catalog
 from hub.gate.consumers import POLICY_DURABLE
 from hub.gate.policy_consumer import PolicyConsumer
-from hub.live import Live
+from hub.runtime.live import Live
 from schemas.loader import load_specs
 from tests.gate.conftest import GateFactory, GateUnderTest
 from tests.gate.harness import (

@@ -13,8 +13,8 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from events.envelope import Envelope
-from hub.embedded import RunningServer
-from hub.runner import connect_nats
+from hub.app.connections import connect_nats
+from hub.app.embedded import RunningServer
 from tests.gate.conftest import GateFactory, GateUnderTest
 from tests.gate.harness import (
     HubProcess,

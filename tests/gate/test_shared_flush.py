@@ -13,7 +13,7 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from hub.embedded import RunningServer
+from hub.app.embedded import RunningServer
 from hub.gate.sharedflush import SharedFlush
 from tests.conftest import wait_for
 

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
-from hub.context import HubContext
+from hub.ingest.context import HubContext
 from hub.ingress.health import add_ops_routes
 from tests.conftest import HubUnderTest, Reply
 
@@ -31,5 +31,8 @@ async def ops_port(context: HubContext) -> AsyncIterator[str]:
 
 async def ops_get(hub: HubUnderTest, path: str) -> Reply:
     """GET `path` from the hub's operational routes (on the admin port, never the ingress's)."""
-    async with ops_port(hub.context) as base, hub.session.get(f"{base}{path}", allow_redirects=False) as response:
+    async with (
+        ops_port(hub.context) as base,
+        hub.session.get(f"{base}{path}", allow_redirects=False) as response,
+    ):
         return Reply(response.status, await response.read(), dict(response.headers))

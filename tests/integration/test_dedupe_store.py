@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from hub.dedupe import DONE, Claim, DedupeStore, dedupe_key
-from hub.embedded import RunningServer, start_valkey
-from hub.metrics import HubMetrics
-from hub.runner import connect_redis
+from hub.app.connections import connect_redis
+from hub.app.embedded import RunningServer, start_valkey
+from hub.app.metrics import HubMetrics
+from hub.ingest.dedupe import DONE, Claim, DedupeStore, dedupe_key
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.integration

@@ -17,8 +17,8 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from events.envelope import Envelope
-from hub.embedded import RunningServer
-from hub.gate.dispatch import Delivered, Failed, HttpDispatcher, SubjectDispatcher, classify
+from hub.app.embedded import RunningServer
+from hub.gate.targets import Delivered, Failed, HttpDispatcher, SubjectDispatcher, classify
 from schemas.connector import HttpTarget
 from schemas.policy import PolicyEgress
 

@@ -14,12 +14,12 @@ from nats.aio.client import Client as NATS
 from redis.asyncio import Redis
 
 from events.streams import EVENTS_STREAM, ensure_streams
-from hub.dedupe import DONE, DedupeStore, dedupe_key
-from hub.embedded import RunningServer
-from hub.ingest import Ingestor
-from hub.metrics import HubMetrics
-from hub.publisher import Publisher
-from hub.runner import connect_nats, connect_redis
+from hub.app.connections import connect_nats, connect_redis
+from hub.app.embedded import RunningServer
+from hub.app.metrics import HubMetrics
+from hub.ingest.dedupe import DONE, DedupeStore, dedupe_key
+from hub.ingest.ingestor import Ingestor
+from hub.ingest.publisher import Publisher
 from hub.settings import Settings
 from tests.conftest import wait_for
 from tests.gate.harness import envelope
@@ -107,7 +107,7 @@ async def test_drain_gives_up_after_its_timeout_and_says_so(parts: Parts, caplog
     event = envelope("acme", "gh", "github.push")
     await parts.ingestor.ingest(Source(), [event])
 
-    with caplog.at_level(logging.WARNING, logger="hub.ingest"):
+    with caplog.at_level(logging.WARNING, logger="hub.ingest.ingestor"):
         await asyncio.wait_for(parts.ingestor.drain(0.05), 5)
 
     assert any(r.message == "done marks not written at stop" for r in caplog.records)

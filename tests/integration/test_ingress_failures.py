@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from hub.embedded import RunningServer, start_nats
+from hub.app.embedded import RunningServer, start_nats
 from tests.conftest import HubFactory, HubUnderTest, wait_for
 from tests.integration.ops import ops_get
 from tests.integration.signing import GITHUB, STRIPE, TENANT, Provider, SecretSpec, new_secret, specs_yaml

@@ -24,13 +24,14 @@ from events.streams import AUDIT_STREAM, ensure_streams
 from events.subjects import HUB_WIDE, audit_subject
 from hub.admin.app import build_admin_app
 from hub.admin.routes import AdminContext
+from hub.app.connections import connect_redis
+from hub.app.embedded import RunningServer
+from hub.app.roles import build_context
 from hub.control.plane import ControlPlane
 from hub.control.sealing import load_master_key
-from hub.embedded import RunningServer
+from hub.ingest.connectors import ConnectorRegistry
 from hub.ingress.health import add_ops_routes
-from hub.live import Live
-from hub.registry import ConnectorRegistry
-from hub.runner import build_context, connect_redis
+from hub.runtime.live import Live
 from hub.settings import Settings
 
 pytestmark = pytest.mark.integration

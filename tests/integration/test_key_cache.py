@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from hub.errors import KeysUnavailable
-from hub.keys import MAX_KEY_BYTES, KeyCache
+from hub.ingest.keycache import MAX_KEY_BYTES, KeyCache
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from hub.errors import ConfigError, KeysUnavailable
-from hub.keys import KeyCache
+from hub.ingest.keycache import KeyCache
 from tests.conftest import HubFactory, HubUnderTest
 from tests.integration.signing import TENANT, SecretSpec, connector_doc, specs_yaml
 from tests.integration.test_ingress_keyed_providers import AUDIENCE, SERVICE_ACCOUNT, jwks, pubsub_push
@@ -111,14 +111,14 @@ async def test_a_failed_fetch_is_a_bare_keys_unavailable_and_the_cause_is_logged
     jwks_server.status = answer
     hub = await start(make_hub, f"{jwks_server.base}/certs", **ALLOW_LOOPBACK)
 
-    with caplog.at_level(logging.WARNING, logger="hub.keys"):
+    with caplog.at_level(logging.WARNING, logger="hub.ingest.keycache"):
         status, body, headers = await push(hub)
 
     assert status == 503
     assert headers["Retry-After"] == "10"
     assert_reveals_nothing(body, str(answer), str(jwks_server.port), "127.0.0.1", "/certs", "console")
     assert jwks_server.hits == ["/certs"]
-    causes = [getattr(record, "error", "") for record in caplog.records if record.name == "hub.keys"]
+    causes = [getattr(record, "error", "") for record in caplog.records if record.name == "hub.ingest.keycache"]
     assert causes == [f"fetching {jwks_server.base}/certs answered {answer}"]
 
 
@@ -139,13 +139,13 @@ async def test_a_host_allowed_without_its_network_is_never_connected_to(
 ) -> None:
     hub = await start(make_hub, f"http://127.0.0.1:{listener.port}/certs", **ALLOW_HOST)
 
-    with caplog.at_level(logging.WARNING, logger="hub.keys"):
+    with caplog.at_level(logging.WARNING, logger="hub.ingest.keycache"):
         status, body, _ = await push(hub)
 
     assert status == 503
     assert_reveals_nothing(body, str(listener.port), "127.0.0.1", "loopback")
     assert listener.connections == 0
-    causes = [getattr(record, "error", "") for record in caplog.records if record.name == "hub.keys"]
+    causes = [getattr(record, "error", "") for record in caplog.records if record.name == "hub.ingest.keycache"]
     assert causes == [
         f"fetching http://127.0.0.1:{listener.port}/certs refused: address not allowed: 127.0.0.1 (loopback)"
     ]

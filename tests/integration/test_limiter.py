@@ -16,7 +16,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from hub.embedded import RunningServer
+from hub.app.embedded import RunningServer
 from hub.gate.limiter import (
     FOLLOWER_MARGIN_MS,
     Admitted,

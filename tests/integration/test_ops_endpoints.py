@@ -22,7 +22,7 @@ import aiohttp
 import orjson
 import pytest
 
-from hub.embedded import RunningServer
+from hub.app.embedded import RunningServer
 from tests.conftest import wait_for
 from tests.integration.signing import GITHUB, SecretSpec, new_secret, specs_yaml
 

@@ -11,9 +11,9 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from hub.embedded import RunningServer
-from hub.runner import connect_redis
-from hub.scriptbatch import ScriptBatcher
+from hub.app.connections import connect_redis
+from hub.app.embedded import RunningServer
+from hub.ingest.scriptbatch import ScriptBatcher
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ from nats.aio.client import Client as NATS
 from nats.js.api import StorageType
 
 from events.streams import EVENTS_STREAM, StreamSettings, ensure_streams, missing_streams
-from hub.embedded import RunningServer
+from hub.app.embedded import RunningServer
 
 pytestmark = pytest.mark.integration
 

@@ -30,9 +30,9 @@ from nats.js.api import RawStreamMsg
 from redis.asyncio import Redis
 
 from events.streams import EVENTS_STREAM
-from hub.dedupe import DONE, dedupe_key
-from hub.embedded import RunningServer
-from hub.workers import RESTART_DELAY_MAX_S, RESTART_DELAY_S, restart_delay, worker_argv
+from hub.app.embedded import RunningServer
+from hub.app.workers import RESTART_DELAY_MAX_S, RESTART_DELAY_S, restart_delay, worker_argv
+from hub.ingest.dedupe import DONE, dedupe_key
 from tests.conftest import wait_for
 from tests.integration.signing import GITHUB, TENANT, Delivery, SecretSpec, new_secret, specs_yaml
 
@@ -389,7 +389,7 @@ async def test_a_redelivery_on_the_other_worker_is_a_duplicate(
         delivery = GITHUB.signed(SECRET.value)
 
         assert await first.post(delivery) == (202, {"accepted": 1, "duplicates": 0, "ids": [delivery.event_id]})
-        # The done mark follows the answer (hub/ingest.py); a redelivery landing on the other worker
+        # The done mark follows the answer (hub/ingest/ingestor.py); a redelivery landing on the other worker
         # within its round trip would find the claim held (409, retry later), so wait for it here.
         store = Redis.from_url(valkey_server.url)
         try:

@@ -16,13 +16,15 @@ from nats.js import JetStreamContext
 from redis.asyncio import Redis
 
 from events.streams import ensure_streams
-from hub.context import HubContext
-from hub.embedded import RunningServer
-from hub.ingest import Ingestor
-from hub.live import Live
-from hub.metrics import HubMetrics
+from hub.app.config import load_configuration
+from hub.app.connections import connect_nats, connect_redis
+from hub.app.embedded import RunningServer
+from hub.app.metrics import HubMetrics
+from hub.app.roles import Polling, build_context
+from hub.ingest.context import HubContext
+from hub.ingest.ingestor import Ingestor
 from hub.poll.store import PollStore, SourceKey
-from hub.runner import Polling, build_context, connect_nats, connect_redis, load_configuration
+from hub.runtime.live import Live
 from hub.settings import Settings
 from tests.gate.harness import stream_messages
 
@@ -83,7 +85,13 @@ async def make_poller(
         context = build_context(settings, Live(configuration.registry), nc, redis)
         if wrap_ingestor is not None:
             context = dataclasses.replace(context, ingestor=wrap_ingestor(context))
-        polling = Polling.start(configuration.sources, redis, context, lease_ttl_s)
+        polling = Polling.start(
+            configuration.sources,
+            PollStore(redis),
+            context.ingestor,
+            context.metrics.poll,
+            lease_ttl_s,
+        )
 
         async def stop() -> None:
             try:

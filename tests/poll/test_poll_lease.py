@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from hub.embedded import RunningServer
-from hub.runner import connect_redis
+from hub.app.connections import connect_redis
+from hub.app.embedded import RunningServer
 from tests.gate.harness import HubProcess, hub_log, hub_metric, start_hub_process, until
 from tests.poll.sources import LOOPBACK, cursor_pages, poll_connector, poll_source, slow, specs_yaml
 

@@ -23,13 +23,13 @@ from nats.js.api import PubAck
 from adapters.pollers.base import PollState
 from events.envelope import Envelope
 from hub import cli
-from hub.context import HubContext
-from hub.dedupe import DedupeStore
-from hub.embedded import RunningServer
+from hub.app.embedded import RunningServer
 from hub.errors import PublishUnavailable
-from hub.ingest import EventSource, Ingestor, IngestResult
+from hub.ingest.context import HubContext
+from hub.ingest.dedupe import DedupeStore
+from hub.ingest.ingestor import EventSource, Ingestor, IngestResult
+from hub.ingest.publisher import Publisher
 from hub.poll.store import SourceKey
-from hub.publisher import Publisher
 from tests.gate.harness import sample, until
 from tests.poll.conftest import PollerFactory, PollerUnderTest
 from tests.poll.sources import (

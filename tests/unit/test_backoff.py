@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hub.backoff import backoff_delay, parse_retry_after
+from hub.runtime.backoff import backoff_delay, parse_retry_after
 
 NOW = 1_714_564_800.0  # 2024-05-01T12:00:00Z
 

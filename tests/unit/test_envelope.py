@@ -1,4 +1,4 @@
-"""The envelope (DESIGN §4): JSON body, `ce-*` headers and RFC 3339 times."""
+"""The envelope (docs/design.md §4): JSON body, `ce-*` headers and RFC 3339 times."""
 
 from __future__ import annotations
 

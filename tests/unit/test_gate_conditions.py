@@ -21,7 +21,7 @@ from hub.gate.conditions import CONDITION_ERROR, route_decision
 from hub.gate.metrics import GateMetrics
 from hub.gate.policy import DEFAULT, decide
 from hub.gate.policy_consumer import PolicyConsumer
-from hub.live import Live
+from hub.runtime.live import Live
 from schemas.connector import ConnectorDocument, Route
 from schemas.policy import PolicyDocument, PolicySpec
 

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from adapters.base import NormalizedEvent, SigningSecret, Verification
 from adapters.webhooks.github import GitHubAdapter
-from hub.ingest import Provenance, build_envelope, safe_event_id, traceparent_for
-from hub.registry import Connector
+from hub.ingest.connectors import Connector
+from hub.ingest.ingestor import Provenance, build_envelope, safe_event_id, traceparent_for
 
 HASHED = re.compile(r"sha256:[0-9a-f]{64}")
 TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")

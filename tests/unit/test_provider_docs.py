@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from adapters.registry import WEBHOOK_PROVIDERS
-from hub import cli, providerdocs
+from hub import cli
+from hub.cli import providerdocs
 
 
 def test_the_checked_in_page_matches_the_registry() -> None:

@@ -13,9 +13,9 @@ import nats.errors
 import pytest
 from nats.js.api import PubAck
 
+from hub.app.metrics import HubMetrics
 from hub.errors import BodyTooLarge, PublishUnavailable
-from hub.metrics import HubMetrics
-from hub.publisher import Publisher
+from hub.ingest.publisher import Publisher
 
 
 class StubJetStream:

@@ -9,8 +9,8 @@ import pytest
 
 from events.streams import DuplicateWindowError, StreamSettings, check_duplicate_window, stream_configs
 from hub.errors import ConfigError, Problem
-from hub.registry import ConnectorRegistry, build_connector, build_registry
-from hub.secrets import SecretResolver
+from hub.ingest.connectors import ConnectorRegistry, build_connector, build_registry
+from hub.ingest.secrets import SecretResolver
 from schemas.loader import LoadedSpec, load_specs
 
 SECRET_VALUE = "s3cr3t-value-that-must-never-leak"

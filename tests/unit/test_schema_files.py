@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hub import cli, schemagen
+from hub import cli
+from hub.cli import schemagen
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = ["connector.schema.json", "envelope.schema.json", "policy.schema.json"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from hub.settled import all_settled
+from hub.runtime.settled import all_settled
 
 
 async def value(n: int) -> int:

@@ -1,4 +1,4 @@
-"""Connector specs (DESIGN §8): durations, models, and loading files with errors that say where."""
+"""Connector specs (docs/design.md §8): durations, models, and loading files with errors that say where."""
 
 from __future__ import annotations
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import asyncio
 
-from hub.activity import Activity
 from hub.control.reporter import StatusReporter
 from hub.control.status import ConnectorStatus, StatusChange, StatusStore
+from hub.ingest.activity import Activity
 
 
 class RecordingStore(StatusStore):

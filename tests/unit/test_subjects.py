@@ -1,4 +1,4 @@
-"""Subjects (DESIGN §5): untrusted event types can never escape `hub.events.<tenant>.<connector>.`."""
+"""Subjects (docs/design.md §5): untrusted event types can never escape `hub.events.<tenant>.<connector>.`."""
 
 from __future__ import annotations
 

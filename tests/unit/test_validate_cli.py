@@ -1,4 +1,4 @@
-"""`connector-hub validate` and the settings side of the CLI (DESIGN §8, §9)."""
+"""`connector-hub validate` and the settings side of the CLI (docs/design.md §8, §9)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from hub import cli
+from hub.cli.command import ENVIRONMENT_ONLY
+from hub.errors import EXIT_USAGE
 from hub.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -152,6 +154,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.integration  # starts a `python -m hub` process
 def test_validate_as_a_real_process(tmp_path: Path) -> None:
     assert run_cli("validate", str(EXAMPLES)).returncode == 0
     bad = write(tmp_path / "c.yaml", connector("a"), connector("b", "hmac", "options: {header: X, algorithm: md5}\n"))
@@ -161,6 +164,7 @@ def test_validate_as_a_real_process(tmp_path: Path) -> None:
     assert "1 connector(s) valid, 1 problem(s)" in result.stdout
 
 
+@pytest.mark.integration  # starts a `python -m hub` process
 def test_python_dash_m_hub() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "hub", "validate", str(EXAMPLES)],
@@ -226,13 +230,13 @@ def test_every_setting_but_the_keys_has_a_flag() -> None:
     parser = cli.build_parser()
     for name in Settings.model_fields:
         flag = f"--{name.replace('_', '-')}"
-        if name in cli.ENVIRONMENT_ONLY:
+        if name in ENVIRONMENT_ONLY:
             with pytest.raises(SystemExit):
                 parser.parse_args(["tail", flag, "x"])
             continue
         args = parser.parse_args(["tail", flag, "x"])
         assert getattr(args, f"setting_{name}") == "x"
-    assert {"master_key", "signing_key"} == cli.ENVIRONMENT_ONLY
+    assert {"master_key", "signing_key"} == ENVIRONMENT_ONLY
 
 
 @pytest.mark.parametrize(
@@ -255,7 +259,7 @@ def test_invalid_setting_exits_2_naming_it(
 ) -> None:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    assert cli.main(["tail", *argv]) == cli.EXIT_USAGE
+    assert cli.main(["tail", *argv]) == EXIT_USAGE
     out, err = capsys.readouterr()
     assert out == ""
     assert f"connector-hub: setting {setting}: " in err

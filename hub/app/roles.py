@@ -1,0 +1,294 @@
+"""One context manager per part of a running hub: each starts its part on entry and stops it on
+exit, so `serve` enters them in order and an `AsyncExitStack` stops them in reverse.
+
+The reverse order carries the durability guarantee: everything that publishes (the ingress's
+requests, poll pages, gate handlers) has finished before the ingest path drains its done marks, and
+that drain runs before NATS is drained and Valkey closed (hub.app.connections). A part whose start
+fails leaves the parts started before it to be stopped the same way. A part that must stop faster
+when the hub is failing than when it is stopping (poll runs, gate handlers) tells the two apart by
+whether an exception is on its way out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from nats.aio.client import Client as NATS
+from redis.asyncio import Redis
+
+from events.streams import ensure_streams
+from hub.admin.app import build_admin_app
+from hub.admin.routes import AdminContext
+from hub.app.config import Configuration, apply_files
+from hub.app.connections import Connections, Endpoints
+from hub.app.endpoints import endpoints_file, record_endpoints
+from hub.app.metrics import HubMetrics
+from hub.control.buckets import SECRETS_BUCKET, SPECS_BUCKET, kv_bucket
+from hub.control.plane import ControlPlane
+from hub.control.reporter import StatusReporter
+from hub.control.sealing import MasterKey
+from hub.control.secretstore import SecretCache
+from hub.control.watcher import ConfigWatcher, LiveConfiguration
+from hub.gate.catalog import GateCatalog
+from hub.gate.consumers import Gate, start_gate
+from hub.ingest.connectors import ConnectorRegistry
+from hub.ingest.context import HubContext
+from hub.ingest.dedupe import DedupeStore
+from hub.ingest.ingestor import Ingestor
+from hub.ingest.keycache import KeyCache
+from hub.ingest.publisher import Publisher
+from hub.ingress.health import INSECURE_WARNING, add_ops_routes
+from hub.poll.metrics import PollMetrics
+from hub.poll.scheduler import PollScheduler
+from hub.poll.sources import PollSource
+from hub.poll.store import PollStore
+from hub.runtime.live import Live
+from hub.settings import Settings
+
+if TYPE_CHECKING:
+    from hub.app.workers import WorkerLink
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_S = 10.0
+
+
+def build_context(
+    settings: Settings,
+    registry: Live[ConnectorRegistry],
+    nc: NATS,
+    redis: Redis,
+    *,
+    metrics: HubMetrics | None = None,
+    insecure_no_auth: bool = False,
+) -> HubContext:
+    """Wire the ingest path of one hub process (the one way webhooks and poll pages enter the bus)."""
+    metrics = metrics or HubMetrics()
+    metrics.connectors.set_function(lambda: len(registry.current))
+    claim_ttl_s = settings.claim_ttl.total_seconds()
+    dedupe = DedupeStore(redis, metrics, claim_ttl_s=claim_ttl_s)
+    ingestor = Ingestor(dedupe, Publisher(nc, metrics), metrics, claim_ttl_s=claim_ttl_s)
+    return HubContext(
+        registry=registry,
+        ingestor=ingestor,
+        metrics=metrics,
+        nats=nc,
+        js=nc.jetstream(),
+        redis=redis,
+        keys=KeyCache.from_settings(settings),
+        insecure_no_auth=insecure_no_auth,
+    )
+
+
+@contextlib.asynccontextmanager
+async def ingest_path(settings: Settings, context: HubContext) -> AsyncIterator[HubContext]:
+    """The ingest path; on exit its done marks are drained (before Valkey closes) and the key cache closed."""
+    try:
+        yield context
+    finally:
+        await context.ingestor.drain(settings.store_timeout.total_seconds())
+        await context.keys.close()
+
+
+async def control_plane(
+    settings: Settings, conn: Connections, configuration: Configuration, master: MasterKey | None
+) -> ControlPlane:
+    """The streams ensured, the control plane's buckets opened, and the spec files stored."""
+    js = conn.nc.jetstream()
+    for change in await ensure_streams(js, settings.stream_settings()):
+        log.info("stream changed", extra={"change": change})
+    plane = await ControlPlane.open(js, master, replicas=settings.stream_replicas)
+    if settings.connectors is not None:
+        await apply_files(plane, configuration.specs, settings.connectors)
+    return plane
+
+
+@dataclass
+class Polling:
+    """The poll scheduler of this process, running as a task."""
+
+    scheduler: PollScheduler
+    task: asyncio.Task[None]
+
+    @classmethod
+    def start(
+        cls,
+        sources: Sequence[PollSource],
+        store: PollStore,
+        ingestor: Ingestor,
+        metrics: PollMetrics,
+        lease_ttl_s: float,
+    ) -> Polling:
+        """Schedule every source; runs publish through the same ingestor as the webhooks."""
+        scheduler = PollScheduler(sources, store, ingestor, metrics, lease_ttl_s=lease_ttl_s)
+        log.info("poll scheduler started", extra={"sources": len(sources)})
+        return cls(scheduler, asyncio.create_task(scheduler.run(), name="poll scheduler"))
+
+    async def stop(self, grace_s: float) -> None:
+        """Let runs finish their current page within `grace_s`, then cancel what is left."""
+        self.scheduler.stop()
+        done, _ = await asyncio.wait({self.task}, timeout=grace_s)
+        if not done:
+            self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+
+@contextlib.asynccontextmanager
+async def polling(
+    settings: Settings, redis: Redis, context: HubContext, metrics: PollMetrics
+) -> AsyncIterator[Polling]:
+    """The poller role, with no sources until the watcher hands it some; a stopping hub lets runs
+    finish their page, a failing one does not wait."""
+    running = Polling.start([], PollStore(redis), context.ingestor, metrics, settings.poll_lease_ttl.total_seconds())
+    try:
+        yield running
+    except BaseException:
+        await running.stop(0)
+        raise
+    await running.stop(SHUTDOWN_GRACE_S)
+
+
+@dataclass
+class Watching:
+    """The configuration watcher and the status reporter that publishes what it finds."""
+
+    watcher: ConfigWatcher | None = None
+    reporter: StatusReporter | None = None
+
+
+@contextlib.asynccontextmanager
+async def watching(
+    settings: Settings,
+    roles: Sequence[str],
+    plane: ControlPlane,
+    conn: Connections,
+    live: LiveConfiguration,
+    context: HubContext,
+    poller: Polling | None,
+    master: MasterKey | None,
+) -> AsyncIterator[ConfigWatcher]:
+    """Serve what the spec store holds: build this process's part of every connector, follow changes,
+    and report each connector's state; on exit stop following, then write the last statuses."""
+    parts = Watching()
+    parts.reporter = StatusReporter(
+        plane.statuses,
+        context.activity,
+        served=lambda: parts.watcher.served if parts.watcher else [],
+        polled=lambda: [(s.tenant, s.name) for s in parts.watcher.polled] if parts.watcher else [],
+        poll_store=PollStore(conn.redis) if poller else None,
+    )
+    js = conn.nc.jetstream()
+    parts.watcher = ConfigWatcher(
+        settings,
+        roles,
+        await kv_bucket(js, SPECS_BUCKET),
+        await kv_bucket(js, SECRETS_BUCKET),
+        SecretCache(master),
+        live=live,
+        status=parts.reporter.report,
+        on_sources=poller.scheduler.replace_sources if poller else None,
+    )
+    try:
+        await parts.watcher.start()
+        parts.reporter.start()
+        yield parts.watcher
+    finally:
+        await parts.watcher.stop()
+        await parts.reporter.stop()
+
+
+@contextlib.asynccontextmanager
+async def gate(
+    nats_url: str, conn: Connections, catalog: Live[GateCatalog], metrics: HubMetrics, roles: Sequence[str]
+) -> AsyncIterator[Gate]:
+    """The policy and dispatch consumers asked for; on exit they stop fetching and finish their handlers."""
+    started = await start_gate(
+        nats_url,
+        conn.nc,
+        conn.redis,
+        catalog,
+        metrics.gate,
+        policy="policy" in roles,
+        dispatch="dispatch" in roles,
+    )
+    try:
+        yield started
+    except BaseException:
+        with contextlib.suppress(Exception):  # the hub is failing; that error is the one to report
+            await started.stop()
+        raise
+    await started.stop()
+
+
+@contextlib.asynccontextmanager
+async def listening(
+    app: web.Application, host: str, port: int, *, reuse_port: bool, shutdown_timeout: float = 60.0
+) -> AsyncIterator[str]:
+    """Serve an app on host:port (shared with sibling workers when `reuse_port`); its URL. On exit
+    the listener closes and requests in flight finish within `shutdown_timeout`."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port, reuse_port=reuse_port)
+        await site.start()
+        bound_host, bound_port = runner.addresses[-1][:2]
+        yield f"http://{bound_host}:{bound_port}"
+    finally:
+        await runner.cleanup()
+
+
+def ops_app(
+    settings: Settings,
+    roles: Sequence[str],
+    plane: ControlPlane,
+    context: HubContext,
+    redis: Redis,
+    insecure_no_auth: bool,
+) -> web.Application:
+    """The admin port's app: `/readyz` and `/metrics` in every process (never on the public ingress
+    port), and the admin API with the admin role."""
+    ops = web.Application()
+    if "admin" in roles:
+        ops = build_admin_app(admin_context(settings, plane, insecure_no_auth, PollStore(redis)))
+        if insecure_no_auth:
+            log.warning(INSECURE_WARNING)
+    add_ops_routes(ops, context)
+    return ops
+
+
+def admin_context(
+    settings: Settings, plane: ControlPlane, insecure_no_auth: bool, poll_store: PollStore
+) -> AdminContext:
+    """What the admin API needs from the settings (an empty signing key counts as unset)."""
+    return AdminContext(
+        plane=plane,
+        ingress_base_url=settings.ingress_base_url,
+        signing_key=(settings.signing_key.get_secret_value() or None) if settings.signing_key else None,
+        service_map_ttl_s=max(1, int(settings.service_map_ttl.total_seconds())),
+        insecure=insecure_no_auth,
+        poll_store=poll_store,
+    )
+
+
+@contextlib.contextmanager
+def announced(
+    settings: Settings, endpoints: Endpoints, worker: WorkerLink | None, http_url: str, admin_url: str
+) -> Iterator[None]:
+    """Tell the world where this process listens: the endpoints record (removed on exit), or, for a
+    worker of `run --workers N`, its supervisor, which keeps the record."""
+    if worker is not None:
+        worker.report_ready(http_url, admin_url)
+        yield
+        return
+    record_endpoints(settings.data_dir, endpoints, http_url, admin_url)
+    try:
+        yield
+    finally:
+        endpoints_file(settings.data_dir).unlink(missing_ok=True)

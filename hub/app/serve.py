@@ -1,0 +1,146 @@
+"""`connector-hub run`: check the configuration, start embedded servers where no URL is set, then
+serve the roles asked for until SIGINT or SIGTERM, and stop them in the reverse order they started.
+
+Start-up order (each step a context manager of hub.app.roles, so teardown is written once): the
+connections, the control plane (streams, buckets, the spec files stored), the ingest path, the
+poller, the configuration watcher with its status reporter, the gate consumers, the ingress's HTTP
+listener, the admin port, and the endpoints record. Specs and secrets are checked before anything
+starts, so a bad configuration fails fast with every problem listed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from hub.app import roles as role
+from hub.app.config import ROLES, Configuration, load_configuration, master_key
+from hub.app.connections import Endpoints, connected, servers
+from hub.app.metrics import HubMetrics
+from hub.control.watcher import LiveConfiguration
+from hub.ingest.connectors import ConnectorRegistry
+from hub.ingress.app import build_app
+from hub.settings import Settings
+
+if TYPE_CHECKING:
+    from hub.app.workers import WorkerLink
+
+log = logging.getLogger(__name__)
+
+ENVELOPE_OVERHEAD_BYTES = 16 * 1024
+"""Room for the envelope's attributes and headers around the embedded body."""
+
+
+async def serve(
+    settings: Settings,
+    configuration: Configuration,
+    endpoints: Endpoints,
+    roles: Sequence[str] = ROLES,
+    *,
+    insecure_no_auth: bool = False,
+    worker: WorkerLink | None = None,
+) -> None:
+    """Run the roles until SIGINT or SIGTERM.
+
+    A worker of `run --workers N` shares its ports with its siblings (SO_REUSEPORT) and reports to
+    its supervisor when it listens; the supervisor, not the worker, keeps the endpoints record.
+    """
+    stopped = _stop_on_signals()  # before anything says "listening": a SIGTERM from then on stops gracefully
+    master = master_key(settings)
+    shared = worker is not None
+    async with contextlib.AsyncExitStack() as stack:
+        conn = await stack.enter_async_context(connected(settings, endpoints))
+        plane = await role.control_plane(settings, conn, configuration, master)
+        live, metrics = LiveConfiguration.empty(), HubMetrics()
+        context = role.build_context(
+            settings, live.registry, conn.nc, conn.redis, metrics=metrics, insecure_no_auth=insecure_no_auth
+        )
+        await stack.enter_async_context(role.ingest_path(settings, context))
+        poller = None
+        if "poller" in roles:
+            poller = await stack.enter_async_context(role.polling(settings, conn.redis, context, metrics.poll))
+        await stack.enter_async_context(role.watching(settings, roles, plane, conn, live, context, poller, master))
+        _warn_about_bus_limits(live.registry.current, conn.nc.max_payload)
+        if "policy" in roles or "dispatch" in roles:
+            await stack.enter_async_context(role.gate(endpoints.nats_url, conn, live.catalog, metrics, roles))
+        ingress = build_app(context, ingress="ingress" in roles)
+        http_url = await stack.enter_async_context(
+            role.listening(
+                ingress,
+                settings.http_host,
+                settings.http_port,
+                reuse_port=shared,
+                shutdown_timeout=role.SHUTDOWN_GRACE_S,
+            )
+        )
+        ops = role.ops_app(settings, roles, plane, context, conn.redis, insecure_no_auth)
+        admin_url = await stack.enter_async_context(
+            role.listening(ops, settings.admin_host, settings.admin_port, reuse_port=shared)
+        )
+        stack.enter_context(role.announced(settings, endpoints, worker, http_url, admin_url))
+        freeze_startup_heap()
+        listening = "worker listening" if shared else "listening"  # the supervisor says `listening` once
+        log.info(listening, extra={"http": http_url, "admin": admin_url, "roles": list(roles)})
+        await stopped.wait()
+        log.info("stopping: finishing in-flight requests, handlers and poll pages")
+
+
+def freeze_startup_heap() -> None:
+    """Collect, then take every object alive now (modules, adapters, schemas, specs: most of the
+    heap) out of the cyclic collector's walks.
+
+    Otherwise each full collection walks all of it: under load that measured 55-75 ms every 2-3 s,
+    each a stall of every request in flight, and most of the hub's p99 (docs/performance.md).
+    Frozen objects are still freed by reference counting; only cycles among them are kept for good.
+    """
+    gc.collect()
+    gc.freeze()
+
+
+def _warn_about_bus_limits(registry: ConnectorRegistry, max_payload: int) -> None:
+    for connector in registry:
+        if connector.max_body_bytes + ENVELOPE_OVERHEAD_BYTES > max_payload:
+            log.warning(
+                "maxBodyBytes does not fit the NATS server's max_payload: larger bodies will be refused (413)",
+                extra={"connector": connector.label, "max_body_bytes": connector.max_body_bytes, "nats": max_payload},
+            )
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """An event that SIGINT or SIGTERM sets; a signal during start-up stops the hub once it has started."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def run(
+    settings: Settings,
+    roles: Sequence[str] = ROLES,
+    *,
+    insecure_no_auth: bool = False,
+    worker: WorkerLink | None = None,
+) -> None:
+    """Load, start, serve; ConfigError and embedded-server errors propagate to the CLI."""
+    configuration = load_configuration(settings, roles)
+    master_key(settings)  # a bad key fails before any server starts
+    with servers(settings) as endpoints, asyncio.Runner(loop_factory=event_loop_factory()) as loop:
+        loop.run(serve(settings, configuration, endpoints, roles, insecure_no_auth=insecure_no_auth, worker=worker))
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop where it is installed (a dependency on Linux and macOS), else asyncio's.
+
+    The hub's hot paths are socket reads and writes, callbacks and timers; uvloop runs those in C.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop

@@ -1,0 +1,30 @@
+"""Every verb of `connector-hub`, one row each: the parser and the dispatch both iterate this table."""
+
+from __future__ import annotations
+
+from hub.cli import control, explain, providerdocs, run, schemagen, sendtest, servicemap, status, tail, urltoken, verify
+from hub.cli import validate as validate_verb
+from hub.cli.command import Command
+
+COMMANDS: tuple[Command, ...] = (
+    run.RUN,
+    validate_verb.VALIDATE,
+    *control.COMMANDS,
+    sendtest.SEND_TEST,
+    verify.VERIFY,
+    urltoken.URL_TOKEN,
+    tail.TAIL,
+    status.STATUS,
+    explain.POLICY_EXPLAIN,
+    servicemap.SERVICE_MAP_VERIFY,
+    providerdocs.PROVIDERS,
+    schemagen.SCHEMAS,
+)
+
+GROUPS = {
+    "keys": "admin API keys",
+    "secrets": "the write-only secret store",
+    "policy": "inspect the gate's policy decisions",
+    "service-map": "signed service maps",
+}
+"""Help of the first word of two-word verbs (`keys create`, ...)."""

@@ -1,0 +1,1 @@
+"""The ingest core: the one way events enter the bus, shared by webhooks and polls."""

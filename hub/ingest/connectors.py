@@ -1,0 +1,197 @@
+"""The running hub's connectors: specs joined with their adapter and resolved secrets.
+
+Built once at start-up from validated specs and frozen. Every problem (unknown provider, bad
+provider options, a missing or malformed secret, a replay window the JetStream duplicate window
+cannot cover) is collected and reported together, each naming its connector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from pydantic import ValidationError
+
+from adapters.base import HandshakeReply, InboundRequest, SigningSecret, Verification, WebhookAdapter
+from adapters.registry import UnknownProviderError, webhook_adapter
+from events.streams import DuplicateWindowError, check_duplicate_window
+from hub.errors import ConfigError, Problem
+from hub.ingest.secrets import WITHOUT_STORE, SecretResolutionError, SecretResolver
+from schemas.connector import DEFAULT_REPLAY_WINDOW, ConnectorDocument
+from schemas.loader import LoadedSpec, field_path
+
+PUBLISH_SHARE_OF_PROVIDER_TIMEOUT = 0.5
+"""The publish deadline stays under half the provider's own timeout, leaving room for the rest."""
+
+
+@dataclass(frozen=True, slots=True)
+class Connector:
+    """One enabled webhook connector, ready to verify and publish."""
+
+    tenant: str
+    name: str
+    provider: str
+    adapter: WebhookAdapter  # type: ignore[type-arg]
+    secrets: tuple[SigningSecret, ...]
+    replay_window_s: float
+    dedupe_window_s: float
+    max_body_bytes: int
+    publish_deadline_s: float
+    shadow: bool = False
+    """Verification failures are counted and logged, and the event accepted unverified (onboarding)."""
+
+    @property
+    def label(self) -> str:
+        """`tenant/name`, for logs."""
+        return f"{self.tenant}/{self.name}"
+
+    def verify(self, request: InboundRequest) -> Verification:
+        """Verify with this connector's own secrets only (never another connector's)."""
+        return self.adapter.verify(request, self.secrets)
+
+    def handshake(self, request: InboundRequest) -> HandshakeReply | None:
+        """The provider's handshake reply for a verified request, or None."""
+        return self.adapter.handshake(request, self.secrets)
+
+
+class ConnectorRegistry:
+    """Enabled webhook connectors by (tenant, name); read-only once built."""
+
+    def __init__(self, connectors: Iterable[Connector]) -> None:
+        self._by_key: Mapping[tuple[str, str], Connector] = MappingProxyType(
+            {(c.tenant, c.name): c for c in connectors}
+        )
+
+    def get(self, tenant: str, name: str) -> Connector | None:
+        """The connector at that path, or None."""
+        return self._by_key.get((tenant, name))
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def __iter__(self) -> Iterator[Connector]:
+        return iter(self._by_key.values())
+
+    def in_shadow_mode(self) -> list[str]:
+        """Labels of the connectors that accept unverified requests (onboarding only)."""
+        return sorted(c.label for c in self._by_key.values() if c.shadow)
+
+
+def configure_adapter(document: ConnectorDocument) -> WebhookAdapter:  # type: ignore[type-arg]
+    """The provider's adapter configured with the spec's options; errors name the field."""
+    label = f"{document.metadata.tenant}/{document.metadata.name}"
+    try:
+        adapter_cls = webhook_adapter(document.spec.provider)
+    except UnknownProviderError as exc:
+        raise ConfigError([Problem(label, "spec.provider", str(exc))]) from None
+    try:
+        return adapter_cls.configure(document.spec.webhook_settings.options)
+    except ValidationError as exc:
+        raise ConfigError([Problem(label, _options_field(e["loc"]), e["msg"]) for e in exc.errors()]) from None
+
+
+def _options_field(loc: tuple[int | str, ...]) -> str:
+    """`spec.webhook.options.<field>`, or the options as a whole for a cross-field rule."""
+    return "spec.webhook.options" + (f".{field_path(loc)}" if loc else "")
+
+
+def build_connector(
+    document: ConnectorDocument,
+    *,
+    publish_timeout_s: float,
+    claim_ttl_s: float,
+    duplicate_window_s: float,
+    resolver: SecretResolver = WITHOUT_STORE,
+) -> Connector:
+    """One runtime connector from its spec, or ConfigError listing what is wrong with it."""
+    tenant, name = document.key
+    adapter = configure_adapter(document)
+    settings = document.spec.webhook_settings
+    problems: list[Problem] = []
+    secrets = _secrets(document, adapter, resolver, problems)
+    if settings.replayWindow is not None:
+        replay_window_s = settings.replayWindow.total_seconds()
+    else:
+        replay_window_s = adapter.replay_window_s or DEFAULT_REPLAY_WINDOW.total_seconds()
+    try:
+        check_duplicate_window(duplicate_window_s, claim_ttl_s, replay_window_s)
+    except DuplicateWindowError as exc:
+        problems.append(Problem(f"{tenant}/{name}", "spec.webhook.replayWindow", str(exc)))
+    if problems:
+        raise ConfigError(problems)
+    return Connector(
+        tenant=tenant,
+        name=name,
+        provider=document.spec.provider,
+        adapter=adapter,
+        secrets=tuple(secrets),
+        replay_window_s=replay_window_s,
+        dedupe_window_s=settings.dedupeWindow.total_seconds(),
+        max_body_bytes=settings.maxBodyBytes,
+        publish_deadline_s=min(
+            publish_timeout_s, adapter.scheme.delivery_timeout_s * PUBLISH_SHARE_OF_PROVIDER_TIMEOUT
+        ),
+        shadow=settings.verification == "shadow",
+    )
+
+
+def build_registry(
+    specs: Iterable[LoadedSpec], *, publish_timeout_s: float, claim_ttl_s: float, duplicate_window_s: float
+) -> tuple[ConnectorRegistry, list[str]]:
+    """The registry of enabled webhook connectors, and notes about the specs it leaves out.
+
+    Raises ConfigError listing every problem of every connector.
+    """
+    connectors: list[Connector] = []
+    problems: list[Problem] = []
+    notes: list[str] = []
+    for loaded in specs:
+        document = loaded.connector
+        label = f"{document.metadata.tenant}/{document.metadata.name}"
+        if not document.spec.enabled:
+            notes.append(f"connector {label} is disabled")
+            continue
+        if document.spec.type != "webhook":
+            continue  # poll sources are the poller role's (hub/poll/sources.py)
+        if document.spec.webhook_settings.verification == "shadow":
+            notes.append(
+                f"connector {label} is in SHADOW verification mode: requests that fail verification are accepted"
+            )
+        try:
+            connectors.append(
+                build_connector(
+                    document,
+                    publish_timeout_s=publish_timeout_s,
+                    claim_ttl_s=claim_ttl_s,
+                    duplicate_window_s=duplicate_window_s,
+                )
+            )
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems)
+    return ConnectorRegistry(connectors), notes
+
+
+def _secrets(
+    document: ConnectorDocument,
+    adapter: WebhookAdapter,  # type: ignore[type-arg]
+    resolver: SecretResolver,
+    problems: list[Problem],
+) -> list[SigningSecret]:
+    label = f"{document.metadata.tenant}/{document.metadata.name}"
+    if not document.spec.secrets:
+        problems.append(
+            Problem(label, "spec.secrets", f"a {document.spec.provider} connector needs at least one secret")
+        )
+    secrets = []
+    for index, entry in enumerate(document.spec.secrets):
+        try:
+            secret = resolver.resolve(document.metadata.tenant, entry)
+            if secret is not None:  # None: a store secret, checked once the hub has connected
+                adapter.check_secret(secret)
+                secrets.append(secret)
+        except (SecretResolutionError, ValueError) as exc:
+            problems.append(Problem(label, f"spec.secrets[{index}]", f"{entry.key_id}: {exc}"))
+    return secrets

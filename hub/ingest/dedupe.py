@@ -1,0 +1,120 @@
+"""Two-phase dedupe claims in Valkey: claim (`SET NX PX`), then `done` after the PubAck, or
+release (only by the claim's owner) when the publish failed.
+
+Each phase is one atomic script per key. The calls of concurrent requests share round trips
+(`hub.ingest.scriptbatch`): under load one pipeline carries the claims and done marks of many requests.
+When Valkey is unreachable the store fails open: claims come back `UNAVAILABLE`, the ingress
+publishes anyway, and JetStream's duplicate window (keyed by the same `Nats-Msg-Id`) keeps a
+retried delivery from landing twice. After a failure the store skips Valkey for a short
+cool-down, so an outage costs one timeout per cool-down rather than one per request.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Sequence
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from hub.ingest.metrics import IngestMetrics
+from hub.ingest.scriptbatch import ScriptBatcher
+
+log = logging.getLogger(__name__)
+
+DONE = b"done"
+"""The value a delivered key holds for the dedupe window (the scripts below spell it 'done')."""
+
+# Returns 0 claimed, 1 already done, 2 held by another request.
+_CLAIM = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
+if redis.call('GET', KEYS[1]) == 'done' then return 1 end
+return 2
+"""
+_DONE = """
+return redis.call('SET', KEYS[1], 'done', 'PX', ARGV[1])
+"""
+# Deletes the claim only if it still holds our token (never someone else's, never `done`).
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class Claim(enum.Enum):
+    """The outcome of claiming one key."""
+
+    CLAIMED = 0
+    DONE = 1
+    HELD = 2
+    UNAVAILABLE = 3
+
+
+def dedupe_key(tenant: str, connector: str, event_id: str) -> str:
+    """`dd:{tenant}:{connector}:{id}` (docs/design.md §3)."""
+    return f"dd:{tenant}:{connector}:{event_id}"
+
+
+class DedupeStore:
+    """Claims, done marks and releases for event ids, failing open when Valkey is away."""
+
+    def __init__(self, redis: Redis, metrics: IngestMetrics, *, claim_ttl_s: float, cooldown_s: float = 2.0) -> None:
+        self._batcher = ScriptBatcher(redis)
+        self._metrics = metrics
+        self._claim_ttl_ms = int(claim_ttl_s * 1000)
+        self._cooldown_s = cooldown_s
+        self._unavailable_until = 0.0
+        self._claim = redis.register_script(_CLAIM)
+        self._done = redis.register_script(_DONE)
+        self._release = redis.register_script(_RELEASE)
+
+    async def claim(self, keys: Sequence[str], token: str) -> list[Claim]:
+        """Claim every key for `token`; UNAVAILABLE for all when the store cannot answer."""
+        if self._cooling_down():
+            return [Claim.UNAVAILABLE] * len(keys)
+        try:
+            results = await self._batcher.call_per_key(self._claim, keys, [token, self._claim_ttl_ms])
+        except RedisError as exc:
+            self._failed("claim", exc)
+            return [Claim.UNAVAILABLE] * len(keys)
+        self._recovered()
+        return [Claim(int(r)) for r in results]
+
+    async def mark_done(self, keys: Sequence[str], window_s: float) -> None:
+        """Remember the keys as delivered for the dedupe window (best effort: JetStream covers a miss)."""
+        if not keys or self._cooling_down():
+            return
+        try:
+            await self._batcher.call_per_key(self._done, keys, [int(window_s * 1000)])
+        except RedisError as exc:
+            self._failed("done", exc)
+
+    async def release(self, keys: Sequence[str], token: str) -> None:
+        """Give back our claims so the sender's retry can deliver (best effort: claims also expire)."""
+        if not keys or self._cooling_down():
+            return
+        try:
+            await self._batcher.call_per_key(self._release, keys, [token])
+        except RedisError as exc:
+            self._failed("release", exc)
+
+    def _cooling_down(self) -> bool:
+        return time.monotonic() < self._unavailable_until
+
+    def _failed(self, operation: str, exc: RedisError) -> None:
+        self._metrics.dedupe_store_errors.labels(operation).inc()
+        if self._unavailable_until == 0.0:
+            log.error(
+                "dedupe store unavailable; failing open to JetStream's duplicate window",
+                extra={"operation": operation, "error": type(exc).__name__},
+            )
+            self._metrics.dedupe_store_available.set(0)
+        self._unavailable_until = time.monotonic() + self._cooldown_s
+
+    def _recovered(self) -> None:
+        if self._unavailable_until != 0.0:
+            log.warning("dedupe store available again")
+            self._metrics.dedupe_store_available.set(1)
+            self._unavailable_until = 0.0

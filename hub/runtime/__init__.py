@@ -1,0 +1,1 @@
+"""Runtime helpers: asyncio primitives and the egress guard; they import nothing from the hub."""
