@@ -1,9 +1,12 @@
 """Shared test harness: real nats-server and valkey-server (tests/servers.py), and the hub's
-ingress running in-process against them, wired exactly as `connector-hub run` wires it."""
+ingress running in-process against them, started by the role context managers `connector-hub run`
+uses (hub.app.roles.start_process): the spec files are stored in the spec store and the ingress
+serves what the KV watcher builds from there, as in production."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import time
@@ -15,21 +18,19 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from aiohttp import web
 from hypothesis import settings
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
 from redis.asyncio import Redis
 
-from events.streams import EVENTS_STREAM, ensure_streams
+from events.streams import EVENTS_STREAM
 from hub.app.config import load_configuration
-from hub.app.connections import connect_nats, connect_redis
+from hub.app.connections import Endpoints
 from hub.app.embedded import RunningServer
-from hub.app.roles import build_context
+from hub.app.roles import listening, start_process
 from hub.ingest.context import HubContext
 from hub.ingress.app import build_app
-from hub.runtime.live import Live
 from hub.settings import Settings
 
 pytest_plugins = ["tests.servers"]
@@ -41,6 +42,7 @@ settings.register_profile("explore", deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 LARGE_BODY = 1024 * 1024
+INGRESS = ("ingress",)
 
 
 async def wait_for(
@@ -128,29 +130,20 @@ async def make_hub(
             http_port=0,
             **settings,
         )
-        registry = load_configuration(hub_settings).registry
-        nc = await connect_nats(nats_server.url)
-        redis = connect_redis(valkey_server.url, hub_settings.store_timeout.total_seconds())
-        js = nc.jetstream()
-        await ensure_streams(js, hub_settings.stream_settings())
-        context = build_context(hub_settings, Live(registry), nc, redis)
-        runner = web.AppRunner(build_app(context), access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = runner.addresses[0][:2]
+        configuration = load_configuration(hub_settings, roles=INGRESS)  # the files are checked as `run` checks them
+        stack = contextlib.AsyncExitStack()
+        endpoints = Endpoints(nats_server.url, valkey_server.url, {})
+        process = await start_process(stack, hub_settings, configuration, endpoints, INGRESS)
+        context = process.context
+        url = await stack.enter_async_context(listening(build_app(context), "127.0.0.1", 0, reuse_port=False))
         session = aiohttp.ClientSession()
 
         async def stop() -> None:
             await session.close()
-            await runner.cleanup()
-            await context.ingestor.drain(5.0)  # as the runner stops: done marks before the store closes
-            await context.keys.close()
-            await nc.close()
-            await redis.aclose()
+            await stack.aclose()  # as `run` stops: the listener, the watcher, the done marks, then NATS and Valkey
 
         cleanups.append(stop)
-        return HubUnderTest(f"http://{host}:{port}", context, nc, js, redis, session)
+        return HubUnderTest(url, context, process.conn.nc, context.js, process.conn.redis, session)
 
     yield start
     for cleanup in reversed(cleanups):

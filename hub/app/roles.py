@@ -25,8 +25,8 @@ from redis.asyncio import Redis
 from events.streams import ensure_streams
 from hub.admin.app import build_admin_app
 from hub.admin.routes import AdminContext
-from hub.app.config import Configuration, apply_files
-from hub.app.connections import Connections, Endpoints
+from hub.app.config import Configuration, apply_files, master_key
+from hub.app.connections import Connections, Endpoints, connected
 from hub.app.endpoints import endpoints_file, record_endpoints
 from hub.app.metrics import HubMetrics
 from hub.control.buckets import SECRETS_BUCKET, SPECS_BUCKET, kv_bucket
@@ -48,6 +48,7 @@ from hub.poll.metrics import PollMetrics
 from hub.poll.scheduler import PollScheduler
 from hub.poll.sources import PollSource
 from hub.poll.store import PollStore
+from hub.runtime.egress import Lookup, system_lookup
 from hub.runtime.live import Live
 from hub.settings import Settings
 
@@ -206,9 +207,15 @@ async def watching(
 
 @contextlib.asynccontextmanager
 async def gate(
-    nats_url: str, conn: Connections, catalog: Live[GateCatalog], metrics: HubMetrics, roles: Sequence[str]
+    nats_url: str,
+    conn: Connections,
+    catalog: Live[GateCatalog],
+    metrics: HubMetrics,
+    roles: Sequence[str],
+    lookup: Lookup = system_lookup,
 ) -> AsyncIterator[Gate]:
-    """The policy and dispatch consumers asked for; on exit they stop fetching and finish their handlers."""
+    """The policy and dispatch consumers asked for; on exit they stop fetching and finish their
+    handlers. HTTP targets' names are resolved with `lookup` (tests map names to loopback)."""
     started = await start_gate(
         nats_url,
         conn.nc,
@@ -217,6 +224,7 @@ async def gate(
         metrics.gate,
         policy="policy" in roles,
         dispatch="dispatch" in roles,
+        lookup=lookup,
     )
     try:
         yield started
@@ -292,3 +300,63 @@ def announced(
         yield
     finally:
         endpoints_file(settings.data_dir).unlink(missing_ok=True)
+
+
+@dataclass
+class Process:
+    """The parts of one hub process below its listeners, as `start_process` started them."""
+
+    conn: Connections
+    plane: ControlPlane
+    live: LiveConfiguration
+    metrics: HubMetrics
+    context: HubContext
+    poller: Polling | None
+    gate: Gate | None
+
+
+async def start_process(
+    stack: contextlib.AsyncExitStack,
+    settings: Settings,
+    configuration: Configuration,
+    endpoints: Endpoints,
+    roles: Sequence[str],
+    *,
+    insecure_no_auth: bool = False,
+    lookup: Lookup = system_lookup,
+) -> Process:
+    """Start, on `stack`, what a process with these roles runs below its listeners: the connections,
+    the control plane, the ingest path, the poller, the configuration watcher and the gate, serving
+    what the spec store holds. The stack stops them in reverse."""
+    master = master_key(settings)
+    conn = await stack.enter_async_context(connected(settings, endpoints))
+    plane = await control_plane(settings, conn, configuration, master)
+    live, metrics = LiveConfiguration.empty(), HubMetrics()
+    context = build_context(
+        settings, live.registry, conn.nc, conn.redis, metrics=metrics, insecure_no_auth=insecure_no_auth
+    )
+    await stack.enter_async_context(ingest_path(settings, context))
+    poller = None
+    if "poller" in roles:
+        poller = await stack.enter_async_context(polling(settings, conn.redis, context, metrics.poll))
+    await stack.enter_async_context(watching(settings, roles, plane, conn, live, context, poller, master))
+    _warn_about_bus_limits(live.registry.current, conn.nc.max_payload)
+    started_gate = None
+    if "policy" in roles or "dispatch" in roles:
+        started_gate = await stack.enter_async_context(
+            gate(endpoints.nats_url, conn, live.catalog, metrics, roles, lookup)
+        )
+    return Process(conn, plane, live, metrics, context, poller, started_gate)
+
+
+ENVELOPE_OVERHEAD_BYTES = 16 * 1024
+"""Room for the envelope's attributes and headers around the embedded body."""
+
+
+def _warn_about_bus_limits(registry: ConnectorRegistry, max_payload: int) -> None:
+    for connector in registry:
+        if connector.max_body_bytes + ENVELOPE_OVERHEAD_BYTES > max_payload:
+            log.warning(
+                "maxBodyBytes does not fit the NATS server's max_payload: larger bodies will be refused (413)",
+                extra={"connector": connector.label, "max_body_bytes": connector.max_body_bytes, "nats": max_payload},
+            )

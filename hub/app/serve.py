@@ -20,10 +20,7 @@ from typing import TYPE_CHECKING
 
 from hub.app import roles as role
 from hub.app.config import ROLES, Configuration, load_configuration, master_key
-from hub.app.connections import Endpoints, connected, servers
-from hub.app.metrics import HubMetrics
-from hub.control.watcher import LiveConfiguration
-from hub.ingest.connectors import ConnectorRegistry
+from hub.app.connections import Endpoints, servers
 from hub.ingress.app import build_app
 from hub.settings import Settings
 
@@ -31,9 +28,6 @@ if TYPE_CHECKING:
     from hub.app.workers import WorkerLink
 
 log = logging.getLogger(__name__)
-
-ENVELOPE_OVERHEAD_BYTES = 16 * 1024
-"""Room for the envelope's attributes and headers around the embedded body."""
 
 
 async def serve(
@@ -51,24 +45,12 @@ async def serve(
     its supervisor when it listens; the supervisor, not the worker, keeps the endpoints record.
     """
     stopped = _stop_on_signals()  # before anything says "listening": a SIGTERM from then on stops gracefully
-    master = master_key(settings)
     shared = worker is not None
     async with contextlib.AsyncExitStack() as stack:
-        conn = await stack.enter_async_context(connected(settings, endpoints))
-        plane = await role.control_plane(settings, conn, configuration, master)
-        live, metrics = LiveConfiguration.empty(), HubMetrics()
-        context = role.build_context(
-            settings, live.registry, conn.nc, conn.redis, metrics=metrics, insecure_no_auth=insecure_no_auth
+        process = await role.start_process(
+            stack, settings, configuration, endpoints, roles, insecure_no_auth=insecure_no_auth
         )
-        await stack.enter_async_context(role.ingest_path(settings, context))
-        poller = None
-        if "poller" in roles:
-            poller = await stack.enter_async_context(role.polling(settings, conn.redis, context, metrics.poll))
-        await stack.enter_async_context(role.watching(settings, roles, plane, conn, live, context, poller, master))
-        _warn_about_bus_limits(live.registry.current, conn.nc.max_payload)
-        if "policy" in roles or "dispatch" in roles:
-            await stack.enter_async_context(role.gate(endpoints.nats_url, conn, live.catalog, metrics, roles))
-        ingress = build_app(context, ingress="ingress" in roles)
+        ingress = build_app(process.context, ingress="ingress" in roles)
         http_url = await stack.enter_async_context(
             role.listening(
                 ingress,
@@ -78,7 +60,7 @@ async def serve(
                 shutdown_timeout=role.SHUTDOWN_GRACE_S,
             )
         )
-        ops = role.ops_app(settings, roles, plane, context, conn.redis, insecure_no_auth)
+        ops = role.ops_app(settings, roles, process.plane, process.context, process.conn.redis, insecure_no_auth)
         admin_url = await stack.enter_async_context(
             role.listening(ops, settings.admin_host, settings.admin_port, reuse_port=shared)
         )
@@ -100,15 +82,6 @@ def freeze_startup_heap() -> None:
     """
     gc.collect()
     gc.freeze()
-
-
-def _warn_about_bus_limits(registry: ConnectorRegistry, max_payload: int) -> None:
-    for connector in registry:
-        if connector.max_body_bytes + ENVELOPE_OVERHEAD_BYTES > max_payload:
-            log.warning(
-                "maxBodyBytes does not fit the NATS server's max_payload: larger bodies will be refused (413)",
-                extra={"connector": connector.label, "max_body_bytes": connector.max_body_bytes, "nats": max_payload},
-            )
 
 
 def _stop_on_signals() -> asyncio.Event:

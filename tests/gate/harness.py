@@ -72,8 +72,14 @@ async def dead_letters(js: JetStreamContext) -> list[dict[str, Any]]:
     return [orjson.loads(m.data or b"") for m in await stream_messages(js, DLQ_STREAM)]
 
 
+SPEC_APPLIES = frozenset({"connector_apply", "policy_apply"})
+"""What the hub audits when it stores the spec files at start, as `run` does."""
+
+
 async def audit_records(js: JetStreamContext) -> list[dict[str, Any]]:
-    return [orjson.loads(m.data or b"") for m in await stream_messages(js, AUDIT_STREAM)]
+    """The gate's audit records (the control plane's records of storing the spec files aside)."""
+    records = [orjson.loads(m.data or b"") for m in await stream_messages(js, AUDIT_STREAM)]
+    return [record for record in records if record["action"] not in SPEC_APPLIES]
 
 
 @dataclass

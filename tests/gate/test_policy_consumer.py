@@ -20,6 +20,7 @@ from hub.runtime.live import Live
 from schemas.loader import load_specs
 from tests.gate.conftest import GateFactory, GateUnderTest
 from tests.gate.harness import (
+    SPEC_APPLIES,
     consumer_caught_up,
     envelope,
     invocations,
@@ -65,7 +66,9 @@ async def routed(js: JetStreamContext) -> list[tuple[str, str]]:
 
 
 async def audits(js: JetStreamContext) -> list[tuple[str, dict[str, Any]]]:
-    return [(m.subject or "", orjson.loads(m.data or b"")) for m in await stream_messages(js, AUDIT_STREAM)]
+    """The gate's audit records (the control plane's records of storing the spec files aside)."""
+    records = [(m.subject or "", orjson.loads(m.data or b"")) for m in await stream_messages(js, AUDIT_STREAM)]
+    return [(subject, record) for subject, record in records if record["action"] not in SPEC_APPLIES]
 
 
 def metric(gate: GateUnderTest, name: str, **labels: str) -> float:

@@ -1,11 +1,14 @@
-"""Fixtures for the poll tests: the poll scheduler running in-process against real servers, wired as
-`connector-hub run --role poller` wires it, and loopback sources the specs explicitly allow."""
+"""Fixtures for the poll tests: the poll scheduler running in-process against real servers, started
+by the role context managers `connector-hub run --role poller` uses, on the sources the KV watcher
+builds; and loopback sources the specs explicitly allow."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,20 +18,20 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from redis.asyncio import Redis
 
-from events.streams import ensure_streams
 from hub.app.config import load_configuration
-from hub.app.connections import connect_nats, connect_redis
+from hub.app.connections import Endpoints, connected
 from hub.app.embedded import RunningServer
 from hub.app.metrics import HubMetrics
-from hub.app.roles import Polling, build_context
+from hub.app.roles import Polling, build_context, control_plane, ingest_path, polling, watching
+from hub.control.watcher import LiveConfiguration
 from hub.ingest.context import HubContext
 from hub.ingest.ingestor import Ingestor
 from hub.poll.store import PollStore, SourceKey
-from hub.runtime.live import Live
 from hub.settings import Settings
 from tests.gate.harness import stream_messages
 
 EVENTS = "HUB_EVENTS"
+POLLER = ("poller",)
 
 
 @dataclass
@@ -76,32 +79,30 @@ async def make_poller(
             monkeypatch.setenv(name, value)
         specs = tmp_path / f"specs-{len(started)}.yaml"
         specs.write_text(specs_yaml)
-        settings = Settings(nats_url=nats_server.url, redis_url=valkey_server.url, connectors=specs, data_dir=tmp_path)
-        configuration = load_configuration(settings, roles=("poller",))
-        nc = await connect_nats(nats_server.url)
-        js = nc.jetstream()
-        await ensure_streams(js, settings.stream_settings())
-        redis = connect_redis(valkey_server.url, settings.store_timeout.total_seconds())
-        context = build_context(settings, Live(configuration.registry), nc, redis)
+        settings = Settings(
+            nats_url=nats_server.url,
+            redis_url=valkey_server.url,
+            connectors=specs,
+            data_dir=tmp_path,
+            poll_lease_ttl=timedelta(seconds=lease_ttl_s),
+        )
+        configuration = load_configuration(settings, roles=POLLER)  # the files are checked as `run` checks them
+        stack = contextlib.AsyncExitStack()
+        conn = await stack.enter_async_context(connected(settings, Endpoints(nats_server.url, valkey_server.url, {})))
+        plane = await control_plane(settings, conn, configuration, None)
+        live, metrics = LiveConfiguration.empty(), HubMetrics()
+        context = build_context(settings, live.registry, conn.nc, conn.redis, metrics=metrics)
         if wrap_ingestor is not None:
             context = dataclasses.replace(context, ingestor=wrap_ingestor(context))
-        polling = Polling.start(
-            configuration.sources,
-            PollStore(redis),
-            context.ingestor,
-            context.metrics.poll,
-            lease_ttl_s,
-        )
+        await stack.enter_async_context(ingest_path(settings, context))
+        polling_role = await stack.enter_async_context(polling(settings, conn.redis, context, metrics.poll))
+        await stack.enter_async_context(watching(settings, POLLER, plane, conn, live, context, polling_role, None))
+        nc, js, redis = conn.nc, conn.nc.jetstream(), conn.redis
 
         async def stop() -> None:
-            try:
-                await polling.stop(5.0)  # re-raises what stopped the scheduler, if anything did
-            finally:
-                await context.ingestor.drain(5.0)  # as the runner stops: done marks before the store closes
-                await nc.close()
-                await redis.aclose()
+            await stack.aclose()  # as `run` stops: runs finish their page, done marks, then NATS and Valkey
 
-        under_test = PollerUnderTest(nc, js, redis, polling, context.metrics, PollStore(redis), context)
+        under_test = PollerUnderTest(nc, js, redis, polling_role, metrics, PollStore(redis), context)
         started.append((under_test, stop))
         return under_test
 
