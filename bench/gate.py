@@ -159,7 +159,7 @@ class Event:
 
 
 def make_events(count: int, tag: str) -> list[Event]:
-    """`count` envelopes of one connector with ~4 KB `data`, as `tests/gate/harness.py` builds them."""
+    """`count` envelopes of one connector with ~4 KB `data`, as `tests/hub/gate/harness.py` builds them."""
     events = []
     subject = event_subject(TENANT, CONNECTOR, EVENT_TYPE)
     relay_subject = RELAY_PREFIX + subject.removeprefix(EVENTS_PREFIX)

@@ -33,7 +33,12 @@ from hub.ingest.context import HubContext
 from hub.ingress.app import build_app
 from hub.settings import Settings
 
-pytest_plugins = ["tests.servers"]
+pytest_plugins = [
+    "tests.servers",
+    "tests.hub.control.fixtures",
+    "tests.hub.gate.fixtures",
+    "tests.hub.poll.fixtures",
+]
 
 # Property tests are derandomized by default so that CI runs the same examples every time (a
 # failure is then reproducible, never a coin toss); `HYPOTHESIS_PROFILE=explore` searches anew.
