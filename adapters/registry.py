@@ -1,91 +1,86 @@
 """The provider registry: one explicit, read-only mapping from provider name to adapter class.
 
-Registering a provider is one line here; nothing in `hub/` changes.
+Registering a provider or a poller is one line here, the dotted path of its class (`module:Class`);
+nothing in `hub/` changes. The paths are resolved once, at import, so a typo, a class of the wrong kind
+or two classes under one name fail the first import rather than a request. The order of the lines is
+the order of `connector-hub providers` and `docs/providers.md`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from importlib import import_module
 from types import MappingProxyType
+from typing import Any, cast
 
 from adapters.base import WebhookAdapter
 from adapters.pollers.base import Poller
-from adapters.pollers.http_json import HttpJsonPoller
-from adapters.pollers.rss import RssPoller
-from adapters.webhooks.aws_sns import AwsSnsAdapter
-from adapters.webhooks.basic_auth import BasicAuthAdapter
-from adapters.webhooks.bitbucket import BitbucketAdapter
-from adapters.webhooks.calendly import CalendlyAdapter
-from adapters.webhooks.clerk import ClerkAdapter
-from adapters.webhooks.discord import DiscordAdapter
-from adapters.webhooks.generic_hmac import HmacAdapter
-from adapters.webhooks.github import GitHubAdapter
-from adapters.webhooks.gitlab import GitLabAdapter
-from adapters.webhooks.google_pubsub import GooglePubSubAdapter
-from adapters.webhooks.hubspot import HubSpotAdapter
-from adapters.webhooks.intercom import IntercomAdapter
-from adapters.webhooks.jira import JiraAdapter
-from adapters.webhooks.lemonsqueezy import LemonSqueezyAdapter
-from adapters.webhooks.linear import LinearAdapter
-from adapters.webhooks.mailgun import MailgunAdapter
-from adapters.webhooks.msgraph import MicrosoftGraphAdapter
-from adapters.webhooks.paddle import PaddleAdapter
-from adapters.webhooks.pagerduty import PagerDutyAdapter
-from adapters.webhooks.resend import ResendAdapter
-from adapters.webhooks.sendgrid import SendGridAdapter
-from adapters.webhooks.shopify import ShopifyAdapter
-from adapters.webhooks.slack import SlackAdapter
-from adapters.webhooks.square import SquareAdapter
-from adapters.webhooks.standard_webhooks import StandardWebhooksAdapter
-from adapters.webhooks.stripe import StripeAdapter
-from adapters.webhooks.svix import SvixAdapter
-from adapters.webhooks.token import TokenAdapter
-from adapters.webhooks.twilio import TwilioAdapter
-from adapters.webhooks.twitch import TwitchAdapter
-from adapters.webhooks.typeform import TypeformAdapter
-from adapters.webhooks.url_token import UrlTokenAdapter
-from adapters.webhooks.x import XAdapter
-from adapters.webhooks.zoom import ZoomAdapter
 
-_ADAPTERS: tuple[type[WebhookAdapter], ...] = (  # type: ignore[type-arg]
-    GitHubAdapter,
-    StripeAdapter,
-    StandardWebhooksAdapter,
-    HmacAdapter,
-    BasicAuthAdapter,
-    TokenAdapter,
-    UrlTokenAdapter,
-    PaddleAdapter,
-    LemonSqueezyAdapter,
-    CalendlyAdapter,
-    JiraAdapter,
-    SlackAdapter,
-    SvixAdapter,
-    ClerkAdapter,
-    ResendAdapter,
-    DiscordAdapter,
-    ZoomAdapter,
-    LinearAdapter,
-    PagerDutyAdapter,
-    HubSpotAdapter,
-    SquareAdapter,
-    MailgunAdapter,
-    TypeformAdapter,
-    IntercomAdapter,
-    ShopifyAdapter,
-    TwilioAdapter,
-    SendGridAdapter,
-    GitLabAdapter,
-    BitbucketAdapter,
-    TwitchAdapter,
-    MicrosoftGraphAdapter,
-    XAdapter,
-    AwsSnsAdapter,
-    GooglePubSubAdapter,
+AnyWebhookAdapter = WebhookAdapter[Any]
+"""A webhook adapter class of any options model (what the registry holds)."""
+
+WEBHOOK_ADAPTERS = (
+    "adapters.webhooks.github:GitHubAdapter",
+    "adapters.webhooks.stripe:StripeAdapter",
+    "adapters.webhooks.standard_webhooks:StandardWebhooksAdapter",
+    "adapters.webhooks.generic_hmac:HmacAdapter",
+    "adapters.webhooks.basic_auth:BasicAuthAdapter",
+    "adapters.webhooks.token:TokenAdapter",
+    "adapters.webhooks.url_token:UrlTokenAdapter",
+    "adapters.webhooks.paddle:PaddleAdapter",
+    "adapters.webhooks.lemonsqueezy:LemonSqueezyAdapter",
+    "adapters.webhooks.calendly:CalendlyAdapter",
+    "adapters.webhooks.jira:JiraAdapter",
+    "adapters.webhooks.slack:SlackAdapter",
+    "adapters.webhooks.svix:SvixAdapter",
+    "adapters.webhooks.clerk:ClerkAdapter",
+    "adapters.webhooks.resend:ResendAdapter",
+    "adapters.webhooks.discord:DiscordAdapter",
+    "adapters.webhooks.zoom:ZoomAdapter",
+    "adapters.webhooks.linear:LinearAdapter",
+    "adapters.webhooks.pagerduty:PagerDutyAdapter",
+    "adapters.webhooks.hubspot:HubSpotAdapter",
+    "adapters.webhooks.square:SquareAdapter",
+    "adapters.webhooks.mailgun:MailgunAdapter",
+    "adapters.webhooks.typeform:TypeformAdapter",
+    "adapters.webhooks.intercom:IntercomAdapter",
+    "adapters.webhooks.shopify:ShopifyAdapter",
+    "adapters.webhooks.twilio:TwilioAdapter",
+    "adapters.webhooks.sendgrid:SendGridAdapter",
+    "adapters.webhooks.gitlab:GitLabAdapter",
+    "adapters.webhooks.bitbucket:BitbucketAdapter",
+    "adapters.webhooks.twitch:TwitchAdapter",
+    "adapters.webhooks.msgraph:MicrosoftGraphAdapter",
+    "adapters.webhooks.x:XAdapter",
+    "adapters.webhooks.aws_sns:AwsSnsAdapter",
+    "adapters.webhooks.google_pubsub:GooglePubSubAdapter",
 )
-WEBHOOK_PROVIDERS: Mapping[str, type[WebhookAdapter]] = MappingProxyType(  # type: ignore[type-arg]
-    {adapter.name: adapter for adapter in _ADAPTERS}
+"""Every webhook provider, one line each: its adapter class as `module:Class`."""
+
+POLLER_CLASSES = (
+    "adapters.pollers.http_json:HttpJsonPoller",
+    "adapters.pollers.rss:RssPoller",
 )
+"""Every poller, one line each: its class as `module:Class`."""
+
+
+def _by_name(paths: tuple[str, ...], kind: type) -> Mapping[str, Any]:
+    """The classes at `paths` by their `name`, each checked to be a subclass of `kind`, names unique."""
+    classes: dict[str, Any] = {}
+    for path in paths:
+        module, _, attribute = path.partition(":")
+        found = getattr(import_module(module), attribute)
+        if not (isinstance(found, type) and issubclass(found, kind)):
+            raise TypeError(f"{path} is not a {kind.__name__}")
+        name: str = cast("Any", found).name
+        if name in classes:
+            raise ValueError(f"{path}: the name {name!r} is registered twice")
+        classes[name] = found
+    return MappingProxyType(classes)
+
+
+WEBHOOK_PROVIDERS: Mapping[str, type[AnyWebhookAdapter]] = _by_name(WEBHOOK_ADAPTERS, WebhookAdapter)
+POLLERS: Mapping[str, type[Poller]] = _by_name(POLLER_CLASSES, Poller)
 
 
 class UnknownProviderError(LookupError):
@@ -96,15 +91,12 @@ class UnknownProviderError(LookupError):
         super().__init__(f"unknown provider {name!r}; known: {', '.join(sorted(WEBHOOK_PROVIDERS))}")
 
 
-def webhook_adapter(name: str) -> type[WebhookAdapter]:  # type: ignore[type-arg]
+def webhook_adapter(name: str) -> type[AnyWebhookAdapter]:
     """The adapter class registered under `name`."""
     try:
         return WEBHOOK_PROVIDERS[name]
     except KeyError:
         raise UnknownProviderError(name) from None
-
-
-POLLERS: Mapping[str, type[Poller]] = MappingProxyType({poller.name: poller for poller in (HttpJsonPoller, RssPoller)})
 
 
 class UnknownPollerError(LookupError):

@@ -50,8 +50,9 @@ from adapters.base import (
     WebhookAdapter,
 )
 from adapters.errors import PayloadError, SignatureError
+from adapters.fields import iso_time
 from adapters.keyhosts import check_key_host, is_loopback
-from adapters.signing import decode_base64
+from adapters.signing import body_field, decode_base64
 
 _CONFIRMATION = ("Message", "MessageId", "SubscribeURL", "Timestamp", "Token", "TopicArn", "Type")
 SIGNED_FIELDS: dict[str, tuple[str, ...]] = {
@@ -143,7 +144,7 @@ class AwsSnsAdapter(WebhookAdapter[AwsSnsOptions]):
         fields = _message(request, self.name)
         if not self.options.confirmSubscriptions or fields.get("Type") != "SubscriptionConfirmation":
             return None
-        url = _field(fields, "SubscribeURL", self.name)
+        url = body_field(fields, "SubscribeURL", self.name)
         match = _SUBSCRIBE_URL.fullmatch(url)
         if match is None or not self._trusted_host(*match.groups()):
             raise SignatureError(self.name, "untrusted_key_url", "SubscribeURL is not on a trusted host over https")
@@ -152,15 +153,15 @@ class AwsSnsAdapter(WebhookAdapter[AwsSnsOptions]):
     def verify(self, request: InboundRequest, secrets: Sequence[SigningSecret]) -> Verification:
         """Check the RSA signature over the type's signed fields, then the topic against the secrets."""
         fields = _message(request, self.name)
-        kind, version = _field(fields, "Type", self.name), _field(fields, "SignatureVersion", self.name)
+        kind, version = body_field(fields, "Type", self.name), body_field(fields, "SignatureVersion", self.name)
         if kind not in SIGNED_FIELDS or version not in self.options.signatureVersions:
             raise SignatureError(self.name, "unsupported_scheme", "unsupported Type or SignatureVersion")
         pem = request.keys.get(self._certificate_url(fields))
         if pem is None:
             raise SignatureError(self.name, "key_unavailable", "the signing certificate was not fetched")
         key = _certificate_key(pem, request.received_at, self.name)
-        signature = decode_base64(_field(fields, "Signature", self.name), key.key_size // 8, self.name)
-        if (moment := _parse_time(_field(fields, "Timestamp", self.name))) is None:
+        signature = decode_base64(body_field(fields, "Signature", self.name), key.key_size // 8, self.name)
+        if (moment := _parse_time(body_field(fields, "Timestamp", self.name))) is None:
             raise SignatureError(self.name, "malformed_signature", "Timestamp is not ISO 8601 UTC")
         try:
             key.verify(signature, _string_to_sign(fields, self.name), padding.PKCS1v15(), HASHES[version]())
@@ -235,7 +236,7 @@ class AwsSnsAdapter(WebhookAdapter[AwsSnsOptions]):
 
     def _certificate_url(self, fields: dict[str, Any]) -> str:
         """SigningCertURL if it is a `.pem` on a trusted host, else `untrusted_key_url`."""
-        match = _CERT_URL.fullmatch(_field(fields, "SigningCertURL", self.name))
+        match = _CERT_URL.fullmatch(body_field(fields, "SigningCertURL", self.name))
         if match is None:
             raise SignatureError(self.name, "untrusted_key_url", "SigningCertURL is not an http(s) URL of a .pem")
         if not self._trusted_host(*match.groups()):
@@ -261,19 +262,11 @@ def _message(request: InboundRequest, provider: str) -> dict[str, Any]:
     return body
 
 
-def _field(fields: dict[str, Any], name: str, provider: str) -> str:
-    if name not in fields:
-        raise SignatureError(provider, "missing_header", f"{name} is missing from the body")
-    if not isinstance(value := fields[name], str):
-        raise SignatureError(provider, "malformed_signature", f"{name} is not a string")
-    return value
-
-
 def _string_to_sign(fields: dict[str, Any], provider: str) -> bytes:
     """`Name\\nvalue\\n` per signed field of the message's Type; a null Subject counts as absent (AWS's JS
     validator does the same)."""
     names = [n for n in SIGNED_FIELDS[fields["Type"]] if n != "Subject" or fields.get(n) is not None]
-    return "".join(f"{name}\n{_field(fields, name, provider)}\n" for name in names).encode()
+    return "".join(f"{name}\n{body_field(fields, name, provider)}\n" for name in names).encode()
 
 
 def _certificate_key(pem: bytes, now: float, provider: str) -> RSAPublicKey:
@@ -307,12 +300,7 @@ def _private_key(secret: SigningSecret) -> RSAPrivateKey:
 
 def _parse_time(value: Any) -> datetime | None:
     """`2012-05-02T00:54:06.655Z` (fractions of up to 9 digits, truncated to microseconds), else None."""
-    if not isinstance(value, str) or not _TIMESTAMP.fullmatch(value):
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return None
+    return iso_time(value, pattern=_TIMESTAMP)
 
 
 def _format_time(now: float) -> str:

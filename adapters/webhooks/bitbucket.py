@@ -23,10 +23,9 @@ from adapters.base import (
     TestRequest,
     Verification,
     WebhookAdapter,
-    matching_key,
 )
-from adapters.errors import PayloadError, SignatureError
-from adapters.signing import body_sha256, decode_hex, hmac_digest, with_headers
+from adapters.fields import first_time, nested_str, required_header
+from adapters.signing import after_prefix, body_sha256, decode_hex, hmac_digest, matching_hmac, with_headers
 
 SIGNATURE_HEADER = "X-Hub-Signature"
 EVENT_HEADER = "X-Event-Key"
@@ -51,19 +50,15 @@ class BitbucketAdapter(WebhookAdapter[NoOptions]):
 
     def verify(self, request: InboundRequest, secrets: Sequence[SigningSecret]) -> Verification:
         """Check `X-Hub-Signature` (SHA-256, despite the name) against every secret."""
-        header = request.signed_header(SIGNATURE_HEADER, self.name)
-        if not header.startswith(PREFIX):
-            raise SignatureError(self.name, "malformed_signature", f"{SIGNATURE_HEADER} does not start with {PREFIX}")
-        candidate = decode_hex(header[len(PREFIX) :], 32, self.name)
-        key_id = matching_key(self.name, secrets, [candidate], lambda s: hmac_digest("sha256", s.value, request.body))
+        header = after_prefix(request.signed_header(SIGNATURE_HEADER, self.name), PREFIX, SIGNATURE_HEADER, self.name)
+        candidate = decode_hex(header, 32, self.name)
+        key_id = matching_hmac(self.name, secrets, [candidate], request.body)
         return Verification(scheme="hmac-sha256", key_id=key_id, signed_at=None, signature=candidate)
 
     def normalize(self, request: InboundRequest) -> list[NormalizedEvent]:
         """One event: `bitbucket.<X-Event-Key with : as .>`, subject = the repository."""
         body = request.json_object()
-        event = request.header(EVENT_HEADER)
-        if not event:
-            raise PayloadError("invalid_event", f"header {EVENT_HEADER} is missing")
+        event = required_header(request, EVENT_HEADER)
         delivery = request.header(REQUEST_HEADER) or request.header(DATA_CENTER_REQUEST_HEADER)
         return [
             NormalizedEvent(
@@ -108,19 +103,8 @@ def _subject(body: dict[str, Any]) -> str | None:
 
 def _time(body: dict[str, Any]) -> datetime | None:
     """Data Center's `date`, else the `updated_on` of a Cloud pull request, issue or comment."""
-    candidates: list[Any] = [body.get("date")]
-    for owner in ("pullrequest", "issue", "comment"):
-        if isinstance(container := body.get(owner), dict):
-            candidates.append(container.get("updated_on"))
-    for value in candidates:
-        if isinstance(value, str):
-            try:
-                moment = datetime.fromisoformat(value)
-            except ValueError:
-                continue
-            if moment.tzinfo is not None:
-                return moment
-    return None
+    owners = ("pullrequest", "issue", "comment")
+    return first_time([body.get("date"), *(nested_str(body, owner, "updated_on") for owner in owners)])
 
 
 def _push_payload(now: float) -> dict[str, Any]:

@@ -25,10 +25,17 @@ from adapters.base import (
     TestRequest,
     Verification,
     WebhookAdapter,
-    matching_key,
 )
-from adapters.errors import PayloadError, SignatureError
-from adapters.signing import body_sha256, decode_hex, hmac_digest, parse_timestamp, split_items, with_headers
+from adapters.errors import PayloadError
+from adapters.fields import iso_time, nested_str
+from adapters.signing import (
+    body_sha256,
+    hmac_digest,
+    matching_hmac,
+    split_items,
+    timestamped_signatures,
+    with_headers,
+)
 
 SIGNATURE_HEADER = "Calendly-Webhook-Signature"
 SCHEME = "v1"
@@ -55,7 +62,7 @@ class CalendlyAdapter(WebhookAdapter[NoOptions]):
         """Check the `v1` signature of `Calendly-Webhook-Signature` against every secret."""
         timestamp, signed_at, candidates = _parse_header(request.signed_header(SIGNATURE_HEADER, self.name), self.name)
         content = _signed_content(timestamp, request.body)
-        key_id = matching_key(self.name, secrets, candidates, lambda s: hmac_digest("sha256", s.value, content))
+        key_id = matching_hmac(self.name, secrets, candidates, content)
         return Verification(scheme="hmac-sha256", key_id=key_id, signed_at=signed_at)
 
     def normalize(self, request: InboundRequest) -> list[NormalizedEvent]:
@@ -64,15 +71,13 @@ class CalendlyAdapter(WebhookAdapter[NoOptions]):
         event = body.get("event")
         if not isinstance(event, str) or not event:
             raise PayloadError("invalid_event", "the webhook has no string 'event'")
-        payload = body.get("payload")
-        uri = payload.get("uri") if isinstance(payload, dict) else None
         return [
             NormalizedEvent(
                 id=body_sha256(request.body),
                 type=f"{self.name}.{event}",
                 data=orjson.Fragment(request.body),
-                subject=uri if isinstance(uri, str) and uri else None,
-                time=_rfc3339(body.get("created_at")),
+                subject=nested_str(body, "payload", "uri"),
+                time=iso_time(body.get("created_at")),
             )
         ]
 
@@ -91,28 +96,11 @@ class CalendlyAdapter(WebhookAdapter[NoOptions]):
 def _parse_header(header: str, provider: str) -> tuple[str, float, list[bytes]]:
     """The `t` value as sent and as unix seconds, and the decoded `v1` signatures (other keys ignored)."""
     items = split_items(header, provider, item_sep=",", pair_sep="=")
-    timestamps = [value for key, value in items if key == "t"]
-    if len(timestamps) != 1:
-        raise SignatureError(provider, "malformed_signature", f"{SIGNATURE_HEADER} needs exactly one t=")
-    signed_at = parse_timestamp(timestamps[0], provider)
-    signatures = [value for key, value in items if key == SCHEME]
-    if not signatures:
-        raise SignatureError(provider, "unsupported_scheme", f"{SIGNATURE_HEADER} carries no {SCHEME}= signature")
-    return timestamps[0], signed_at, [decode_hex(value, 32, provider) for value in signatures]
+    return timestamped_signatures(items, provider, header=SIGNATURE_HEADER, timestamp_key="t", version=SCHEME)
 
 
 def _signed_content(timestamp: str, body: bytes) -> bytes:
     return timestamp.encode("ascii") + b"." + body
-
-
-def _rfc3339(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None
 
 
 def _stamp(moment: datetime) -> str:

@@ -14,15 +14,9 @@ from typing import Any, ClassVar
 import orjson
 
 from adapters.base import SchemeInfo, TestRequest
-from adapters.webhooks.svix import (
-    SVIX_ID,
-    SvixAdapter,
-    nested_str,
-    new_message_id,
-    required_type,
-    svix_scheme,
-    unix_ms,
-)
+from adapters.fields import nested_str, required_str, unix_time
+from adapters.webhooks.standard_webhooks import new_message_id
+from adapters.webhooks.svix import SVIX_ID, SvixAdapter, svix_scheme
 
 
 class ClerkAdapter(SvixAdapter):
@@ -33,7 +27,7 @@ class ClerkAdapter(SvixAdapter):
 
     def event_type(self, body: dict[str, Any]) -> str:
         """Clerk's `type`, e.g. `user.created` (required)."""
-        return required_type(body)
+        return required_str(body, "type")
 
     def event_subject(self, body: dict[str, Any]) -> str | None:
         """The resource's id: `data.id` (`user_...`, `sess_...`, `org_...`)."""
@@ -41,7 +35,7 @@ class ClerkAdapter(SvixAdapter):
 
     def event_time(self, body: dict[str, Any]) -> datetime | None:
         """The envelope's `timestamp`, unix milliseconds."""
-        return unix_ms(body.get("timestamp"))
+        return unix_time(body.get("timestamp"), unit="ms")
 
     def sample(self, now: float) -> TestRequest:
         """A `user.created` event."""

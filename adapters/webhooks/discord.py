@@ -33,6 +33,7 @@ from adapters.base import (
     WebhookAdapter,
 )
 from adapters.errors import PayloadError, SignatureError
+from adapters.fields import first_str, iso_time
 from adapters.signing import body_sha256, decode_hex, parse_timestamp, with_headers
 
 SIGNATURE_HEADER = "X-Signature-Ed25519"
@@ -126,7 +127,7 @@ class DiscordAdapter(WebhookAdapter[NoOptions]):
                 id=interaction_id,
                 type=f"{self.name}.interaction.{INTERACTION_TYPES.get(kind, str(kind))}",
                 data=orjson.Fragment(request.body),
-                subject=_first_str(data, ("name",), ("custom_id",)),
+                subject=first_str(data, ("name",), ("custom_id",)),
                 time=_snowflake_time(interaction_id),
             )
         ]
@@ -172,8 +173,8 @@ class DiscordAdapter(WebhookAdapter[NoOptions]):
             id=body_sha256(request.body),
             type=f"{self.name}.{event_type.lower()}",
             data=orjson.Fragment(request.body),
-            subject=_first_str(data, ("user", "id"), ("user_id",), ("lobby_id",), ("channel_id",), ("guild", "id")),
-            time=_iso_time(event.get("timestamp")),
+            subject=first_str(data, ("user", "id"), ("user_id",), ("lobby_id",), ("channel_id",), ("guild", "id")),
+            time=iso_time(event.get("timestamp"), naive_tz=UTC),  # Discord writes UTC without an offset
         )
 
 
@@ -199,17 +200,6 @@ def _private_key(secret: SigningSecret) -> Ed25519PrivateKey:
     return key
 
 
-def _first_str(container: Any, *paths: tuple[str, ...]) -> str | None:
-    """The first non-empty string found at one of `paths` inside nested objects."""
-    for path in paths:
-        value = container
-        for key in path:
-            value = value.get(key) if isinstance(value, dict) else None
-        if isinstance(value, str) and value:
-            return value
-    return None
-
-
 def _snowflake_time(snowflake: str) -> datetime | None:
     """When a Discord snowflake id was made (its top 42 bits are ms since 2015-01-01)."""
     if not _SNOWFLAKE.fullmatch(snowflake):
@@ -219,14 +209,3 @@ def _snowflake_time(snowflake: str) -> datetime | None:
 
 def _snowflake(now: float) -> int:
     return (max(0, int(now * 1000) - DISCORD_EPOCH_MS) << 22) | randbits(22)
-
-
-def _iso_time(value: Any) -> datetime | None:
-    """An ISO 8601 time; Discord writes Webhook Events times without an offset, in UTC."""
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

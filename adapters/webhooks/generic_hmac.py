@@ -23,7 +23,6 @@ from adapters.base import (
     TestRequest,
     Verification,
     WebhookAdapter,
-    matching_key,
 )
 from adapters.errors import SignatureError
 from adapters.signing import (
@@ -32,6 +31,7 @@ from adapters.signing import (
     decode_hex,
     header_of,
     hmac_digest,
+    matching_hmac,
     parse_timestamp,
     with_headers,
 )
@@ -106,9 +106,7 @@ class HmacAdapter(WebhookAdapter[HmacOptions]):
         msg_id = self._signed_value(request, options.idHeader if "{id}" in options.signedContent else None)
         signed_at = None if timestamp is None else parse_timestamp(timestamp, self.name, unit=options.timestampUnit)
         content = _render(options.signedContent, request.body, timestamp, msg_id)
-        key_id = matching_key(
-            self.name, secrets, [candidate], lambda s: hmac_digest(options.algorithm, s.value, content)
-        )
+        key_id = matching_hmac(self.name, secrets, [candidate], content, options.algorithm)
         return Verification(scheme=f"hmac-{options.algorithm}", key_id=key_id, signed_at=signed_at)
 
     def normalize(self, request: InboundRequest) -> list[NormalizedEvent]:

@@ -22,10 +22,9 @@ from adapters.base import (
     TestRequest,
     Verification,
     WebhookAdapter,
-    matching_key,
 )
-from adapters.errors import PayloadError, SignatureError
-from adapters.signing import body_sha256, decode_hex, hmac_digest, with_headers
+from adapters.fields import first_str, required_header
+from adapters.signing import after_prefix, body_sha256, decode_hex, hmac_digest, matching_hmac, with_headers
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 LEGACY_SIGNATURE_HEADER = "X-Hub-Signature"
@@ -52,11 +51,9 @@ class GitHubAdapter(WebhookAdapter[NoOptions]):
 
     def verify(self, request: InboundRequest, secrets: Sequence[SigningSecret]) -> Verification:
         """Check `X-Hub-Signature-256` against every secret (no SHA-1 fallback)."""
-        header = request.signed_header(SIGNATURE_HEADER, self.name)
-        if not header.startswith(PREFIX):
-            raise SignatureError(self.name, "malformed_signature", f"{SIGNATURE_HEADER} does not start with {PREFIX}")
-        candidate = decode_hex(header[len(PREFIX) :], 32, self.name)
-        key_id = matching_key(self.name, secrets, [candidate], lambda s: hmac_digest("sha256", s.value, request.body))
+        header = after_prefix(request.signed_header(SIGNATURE_HEADER, self.name), PREFIX, SIGNATURE_HEADER, self.name)
+        candidate = decode_hex(header, 32, self.name)
+        key_id = matching_hmac(self.name, secrets, [candidate], request.body)
         return Verification(scheme="hmac-sha256", key_id=key_id, signed_at=None, signature=candidate)
 
     def handshake(self, request: InboundRequest, secrets: Sequence[SigningSecret]) -> HandshakeReply | None:
@@ -66,9 +63,7 @@ class GitHubAdapter(WebhookAdapter[NoOptions]):
     def normalize(self, request: InboundRequest) -> list[NormalizedEvent]:
         """One event: `github.<event>[.<action>]`, subject = the repository or organization."""
         body = request.json_object()
-        event = request.header(EVENT_HEADER)
-        if not event:
-            raise PayloadError("invalid_event", f"header {EVENT_HEADER} is missing")
+        event = required_header(request, EVENT_HEADER)
         action = body.get("action")
         event_type = f"github.{event}.{action}" if isinstance(action, str) and action else f"github.{event}"
         return [
@@ -76,7 +71,7 @@ class GitHubAdapter(WebhookAdapter[NoOptions]):
                 id=request.header(DELIVERY_HEADER) or body_sha256(request.body),
                 type=event_type,
                 data=orjson.Fragment(request.body),
-                subject=_subject(body),
+                subject=first_str(body, ("repository", "full_name"), ("organization", "login")),
             )
         ]
 
@@ -102,14 +97,6 @@ class GitHubAdapter(WebhookAdapter[NoOptions]):
                 SIGNATURE_HEADER: PREFIX + hmac_digest("sha256", secret.value, request.body).hex(),
             },
         )
-
-
-def _subject(body: dict[str, Any]) -> str | None:
-    for owner, key in (("repository", "full_name"), ("organization", "login")):
-        container = body.get(owner)
-        if isinstance(container, dict) and isinstance(value := container.get(key), str) and value:
-            return value
-    return None
 
 
 def _push_payload(now: float) -> dict[str, Any]:

@@ -11,7 +11,6 @@ GitLab's `Idempotency-Key`, stable across retries, and it is signed.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import uuid
 from collections.abc import Sequence
@@ -29,10 +28,10 @@ from adapters.base import (
     TestRequest,
     Verification,
     WebhookAdapter,
-    matching_key,
 )
 from adapters.errors import PayloadError, SignatureError
-from adapters.signing import body_sha256, with_headers
+from adapters.fields import first_str, first_time, iso_time, nested_str
+from adapters.signing import body_sha256, matching_credential, with_headers
 from adapters.webhooks.standard_webhooks import ID_HEADER, SECRET_PREFIX, StandardWebhooksAdapter
 
 TOKEN_HEADER = "X-Gitlab-Token"  # noqa: S105 - a header name, not a secret
@@ -109,8 +108,7 @@ class GitLabAdapter(WebhookAdapter[GitLabOptions]):
             except SignatureError as exc:
                 raise SignatureError(self.name, exc.reason, exc.detail) from None
         token = request.signed_header(TOKEN_HEADER, self.name)
-        digest = hashlib.sha256(token.encode()).digest()  # equal lengths: the comparison leaks no length
-        key_id = matching_key(self.name, secrets, [digest], lambda s: hashlib.sha256(s.value).digest())
+        key_id = matching_credential(self.name, secrets, token.encode())
         return Verification(scheme="token", key_id=key_id, signed_at=None)
 
     def normalize(self, request: InboundRequest) -> list[NormalizedEvent]:
@@ -125,7 +123,7 @@ class GitLabAdapter(WebhookAdapter[GitLabOptions]):
                 id=delivery or body_sha256(request.body),
                 type=f"{self.name}.{kind}",
                 data=orjson.Fragment(request.body),
-                subject=_subject(body),
+                subject=first_str(body, ("project", "path_with_namespace"), ("path_with_namespace",)),
                 time=_time(body),
             )
         ]
@@ -152,33 +150,18 @@ class GitLabAdapter(WebhookAdapter[GitLabOptions]):
         return with_headers(request, {TOKEN_HEADER: secret.value.decode()})
 
 
-def _subject(body: dict[str, Any]) -> str | None:
-    project = body.get("project")
-    for container in (project if isinstance(project, dict) else {}, body):
-        if isinstance(path := container.get("path_with_namespace"), str) and path:
-            return path
-    return None
-
-
 def _time(body: dict[str, Any]) -> datetime | None:
     """`object_attributes.updated_at` (or `created_at`), else a system hook's `created_at`."""
-    attributes = body.get("object_attributes")
-    attributes = attributes if isinstance(attributes, dict) else {}
-    for value in (attributes.get("updated_at"), attributes.get("created_at"), body.get("created_at")):
-        if isinstance(value, str) and (moment := _parse_time(value)) is not None:
-            return moment
-    return None
+    attributes = ("object_attributes", "updated_at"), ("object_attributes", "created_at"), ("created_at",)
+    return first_time((nested_str(body, *path) for path in attributes), _parse_time)
 
 
-def _parse_time(value: str) -> datetime | None:
-    if match := _UTC_SUFFIX.fullmatch(value):
+def _parse_time(value: str | None) -> datetime | None:
+    """ISO 8601, or GitLab's older `2013-12-03 17:23:34 UTC` / `+0100` form."""
+    if value is not None and (match := _UTC_SUFFIX.fullmatch(value)):
         day, clock, zone = match.groups()
         value = f"{day}T{clock}{'+00:00' if zone == 'UTC' else zone}"
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None
+    return iso_time(value)
 
 
 def _push_payload(now: float) -> dict[str, Any]:

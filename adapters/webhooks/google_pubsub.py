@@ -50,8 +50,9 @@ from adapters.base import (
     WebhookAdapter,
 )
 from adapters.errors import PayloadError, ReplayWindowError, SignatureError
+from adapters.fields import iso_time
 from adapters.keyhosts import check_key_host
-from adapters.signing import with_headers
+from adapters.signing import is_canonical_base64url, with_headers
 
 GOOGLE_JWKS_URL = "https://www.googleapis.com/oauth2/v3/certs"
 _GOOGLE_HOST = re.compile(r"(?:[a-z0-9-]+\.)*googleapis\.com")
@@ -127,7 +128,7 @@ class GooglePubSubAdapter(WebhookAdapter[GooglePubSubOptions]):
         if match is None:
             raise SignatureError(self.name, "malformed_signature", "Authorization is not `Bearer <JWT>`")
         token = match[1]
-        if not all(map(_canonical_base64url, token.split("."))):
+        if not all(map(is_canonical_base64url, token.split("."))):
             raise SignatureError(self.name, "malformed_signature", "the token is not canonical base64url")
         try:
             header = jwt.get_unverified_header(token)
@@ -175,7 +176,7 @@ class GooglePubSubAdapter(WebhookAdapter[GooglePubSubOptions]):
                 type=f"{self.name}.{event_type}",
                 data=data,
                 subject=subscription if isinstance(subscription, str) else None,
-                time=_rfc3339(published),
+                time=iso_time(published, pattern=_RFC3339),
             )
         ]
 
@@ -265,15 +266,6 @@ def _decode(token: str, key: RSAPublicKey, provider: str) -> dict[str, Any]:
     return claims
 
 
-def _canonical_base64url(part: str) -> bool:
-    """Unpadded base64url whose unused trailing bits are zero: one spelling per value."""
-    try:
-        raw = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
-    except (binascii.Error, ValueError):
-        return False
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode() == part
-
-
 def _decode_data(value: Any) -> tuple[str, Any]:
     """(`dataEncoding`, `data`) of a message's base64 `data`."""
     if value is None:
@@ -292,12 +284,3 @@ def _decode_data(value: Any) -> tuple[str, Any]:
         return "text", raw.decode()
     except UnicodeDecodeError:
         return "base64", value
-
-
-def _rfc3339(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return None

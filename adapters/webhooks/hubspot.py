@@ -15,7 +15,6 @@ import base64
 import hashlib
 import re
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from secrets import randbelow
 from typing import Any, ClassVar
 
@@ -30,10 +29,10 @@ from adapters.base import (
     TestRequest,
     Verification,
     WebhookAdapter,
-    matching_key,
 )
 from adapters.errors import PayloadError
-from adapters.signing import decode_base64, hmac_digest, parse_timestamp, with_headers
+from adapters.fields import unix_time
+from adapters.signing import decode_base64, hmac_digest, matching_hmac, parse_timestamp, with_headers
 
 SIGNATURE_HEADER = "X-HubSpot-Signature-v3"
 TIMESTAMP_HEADER = "X-HubSpot-Request-Timestamp"
@@ -83,7 +82,7 @@ class HubSpotAdapter(WebhookAdapter[HubSpotOptions]):
         timestamp = request.signed_header(TIMESTAMP_HEADER, self.name)
         signed_at = parse_timestamp(timestamp, self.name, unit="ms")
         content = signed_content(request.method, self.options.publicUrl or request.url, request.body, timestamp)
-        key_id = matching_key(self.name, secrets, [candidate], lambda s: hmac_digest("sha256", s.value, content))
+        key_id = matching_hmac(self.name, secrets, [candidate], content)
         return Verification(scheme="hmac-sha256", key_id=key_id, signed_at=signed_at)
 
     def normalize(self, request: InboundRequest) -> list[NormalizedEvent]:
@@ -104,7 +103,7 @@ class HubSpotAdapter(WebhookAdapter[HubSpotOptions]):
                     type=f"{self.name}.{subscription_type}",
                     data=item,
                     subject=_optional_identifier(item.get("objectId")),
-                    time=_ms_time(item.get("occurredAt")),
+                    time=unix_time(item.get("occurredAt"), unit="ms"),
                 )
             )
         return events
@@ -157,15 +156,6 @@ def _optional_identifier(value: Any) -> str | None:
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 32:
         return value
     return None
-
-
-def _ms_time(value: Any) -> datetime | None:
-    if type(value) is not int:
-        return None
-    try:
-        return datetime.fromtimestamp(value / 1000, UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
 
 
 def _batch(now: float) -> list[dict[str, Any]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from secrets import randbelow
 from typing import Any, ClassVar
 
@@ -25,10 +24,10 @@ from adapters.base import (
     TestRequest,
     Verification,
     WebhookAdapter,
-    matching_key,
 )
-from adapters.errors import PayloadError, SignatureError
-from adapters.signing import decode_hex, hmac_digest, with_headers
+from adapters.errors import PayloadError
+from adapters.fields import nested_str, required_str, unix_time
+from adapters.signing import after_prefix, decode_hex, hmac_digest, matching_hmac, with_headers
 
 SIGNATURE_HEADER = "X-Hub-Signature"
 PREFIX = "sha1="
@@ -54,11 +53,9 @@ class IntercomAdapter(WebhookAdapter[NoOptions]):
 
     def verify(self, request: InboundRequest, secrets: Sequence[SigningSecret]) -> Verification:
         """Check `X-Hub-Signature` against every secret."""
-        header = request.signed_header(SIGNATURE_HEADER, self.name)
-        if not header.startswith(PREFIX):
-            raise SignatureError(self.name, "malformed_signature", f"{SIGNATURE_HEADER} does not start with {PREFIX}")
-        candidate = decode_hex(header[len(PREFIX) :], 20, self.name)
-        key_id = matching_key(self.name, secrets, [candidate], lambda s: hmac_digest("sha1", s.value, request.body))
+        header = after_prefix(request.signed_header(SIGNATURE_HEADER, self.name), PREFIX, SIGNATURE_HEADER, self.name)
+        candidate = decode_hex(header, 20, self.name)
+        key_id = matching_hmac(self.name, secrets, [candidate], request.body, "sha1")
         return Verification(scheme="hmac-sha1", key_id=key_id, signed_at=None, signature=candidate)
 
     def handshake(self, request: InboundRequest, secrets: Sequence[SigningSecret]) -> HandshakeReply | None:
@@ -72,16 +69,13 @@ class IntercomAdapter(WebhookAdapter[NoOptions]):
     def normalize(self, request: InboundRequest) -> list[NormalizedEvent]:
         """One event: id = `id`, `intercom.<topic>`, subject = `data.item.id`, time from `created_at`."""
         body = request.json_object()
-        data = body.get("data")
-        item = data.get("item") if isinstance(data, dict) else None
-        subject = item.get("id") if isinstance(item, dict) else None
         return [
             NormalizedEvent(
-                id=_required_str(body, "id"),
-                type=f"{self.name}.{_required_str(body, 'topic')}",
+                id=required_str(body, "id", what="notification"),
+                type=f"{self.name}.{required_str(body, 'topic', what='notification')}",
                 data=orjson.Fragment(request.body),
-                subject=subject if isinstance(subject, str) and subject else None,
-                time=_unix_time(body.get("created_at")),
+                subject=nested_str(body, "data", "item", "id"),
+                time=unix_time(body.get("created_at")),
             )
         ]
 
@@ -93,22 +87,6 @@ class IntercomAdapter(WebhookAdapter[NoOptions]):
     def sign(self, request: TestRequest, secret: SigningSecret, now: float) -> TestRequest:
         """Add `X-Hub-Signature: sha1=<hex>`."""
         return with_headers(request, {SIGNATURE_HEADER: PREFIX + hmac_digest("sha1", secret.value, request.body).hex()})
-
-
-def _required_str(body: dict[str, Any], key: str) -> str:
-    value = body.get(key)
-    if not isinstance(value, str) or not value:
-        raise PayloadError("invalid_event", f"the notification has no string {key!r}")
-    return value
-
-
-def _unix_time(value: Any) -> datetime | None:
-    if type(value) is not int:
-        return None
-    try:
-        return datetime.fromtimestamp(value, UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
 
 
 def _conversation_created(now: float) -> dict[str, Any]:

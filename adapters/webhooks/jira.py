@@ -28,10 +28,10 @@ from adapters.base import (
     TestRequest,
     Verification,
     WebhookAdapter,
-    matching_key,
 )
-from adapters.errors import PayloadError, SignatureError
-from adapters.signing import body_sha256, decode_hex, hmac_digest, with_headers
+from adapters.errors import PayloadError
+from adapters.fields import first_str, unix_time
+from adapters.signing import after_prefix, body_sha256, decode_hex, hmac_digest, matching_hmac, with_headers
 
 SIGNATURE_HEADER = "X-Hub-Signature"
 ID_HEADER = "X-Atlassian-Webhook-Identifier"
@@ -56,11 +56,9 @@ class JiraAdapter(WebhookAdapter[NoOptions]):
 
     def verify(self, request: InboundRequest, secrets: Sequence[SigningSecret]) -> Verification:
         """Check `X-Hub-Signature: sha256=<hex>` against every secret."""
-        header = request.signed_header(SIGNATURE_HEADER, self.name)
-        if not header.startswith(PREFIX):
-            raise SignatureError(self.name, "malformed_signature", f"{SIGNATURE_HEADER} does not start with {PREFIX}")
-        candidate = decode_hex(header[len(PREFIX) :], 32, self.name)
-        key_id = matching_key(self.name, secrets, [candidate], lambda s: hmac_digest("sha256", s.value, request.body))
+        header = after_prefix(request.signed_header(SIGNATURE_HEADER, self.name), PREFIX, SIGNATURE_HEADER, self.name)
+        candidate = decode_hex(header, 32, self.name)
+        key_id = matching_hmac(self.name, secrets, [candidate], request.body)
         return Verification(scheme="hmac-sha256", key_id=key_id, signed_at=None, signature=candidate)
 
     def normalize(self, request: InboundRequest) -> list[NormalizedEvent]:
@@ -71,8 +69,8 @@ class JiraAdapter(WebhookAdapter[NoOptions]):
                 id=request.header(ID_HEADER) or body_sha256(request.body),
                 type=f"{self.name}.{_event_type(body.get('webhookEvent'))}",
                 data=orjson.Fragment(request.body),
-                subject=_subject(body),
-                time=_millis(body.get("timestamp")),
+                subject=first_str(body, ("issue", "key"), ("project", "key")),  # ENG-42, else ENG
+                time=unix_time(body.get("timestamp"), unit="ms"),
             )
         ]
 
@@ -98,25 +96,6 @@ def _event_type(value: Any) -> str:
     if not isinstance(value, str) or not _EVENT_NAME.fullmatch(value):
         raise PayloadError("invalid_event", "webhookEvent is missing or not a Jira event name")
     return value.removeprefix("jira:").replace(":", ".")
-
-
-def _subject(body: dict[str, Any]) -> str | None:
-    """The issue key (`ENG-42`), else the project key, else None."""
-    for owner in ("issue", "project"):
-        container = body.get(owner)
-        if isinstance(container, dict) and isinstance(key := container.get("key"), str) and key:
-            return key
-    return None
-
-
-def _millis(value: Any) -> datetime | None:
-    """Jira's `timestamp`: unix milliseconds."""
-    if type(value) is not int:
-        return None
-    try:
-        return datetime.fromtimestamp(value / 1000, UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
 
 
 def _issue_updated(now: float) -> dict[str, Any]:

@@ -24,10 +24,10 @@ from adapters.base import (
     TestRequest,
     Verification,
     WebhookAdapter,
-    matching_key,
 )
 from adapters.errors import PayloadError
-from adapters.signing import body_sha256, decode_hex, hmac_digest, with_headers
+from adapters.fields import first_time, nested_str
+from adapters.signing import body_sha256, decode_hex, hmac_digest, matching_hmac, with_headers
 
 SIGNATURE_HEADER = "X-Signature"
 EVENT_HEADER = "X-Event-Name"
@@ -51,7 +51,7 @@ class LemonSqueezyAdapter(WebhookAdapter[NoOptions]):
     def verify(self, request: InboundRequest, secrets: Sequence[SigningSecret]) -> Verification:
         """Check `X-Signature` against every secret."""
         candidate = decode_hex(request.signed_header(SIGNATURE_HEADER, self.name), 32, self.name)
-        key_id = matching_key(self.name, secrets, [candidate], lambda s: hmac_digest("sha256", s.value, request.body))
+        key_id = matching_hmac(self.name, secrets, [candidate], request.body)
         return Verification(scheme="hmac-sha256", key_id=key_id, signed_at=None, signature=candidate)
 
     def normalize(self, request: InboundRequest) -> list[NormalizedEvent]:
@@ -97,19 +97,7 @@ def _subject(data: dict[str, Any]) -> str | None:
 
 def _time(attributes: Any) -> datetime | None:
     """The resource's `updated_at`, else its `created_at` (ISO 8601 with `Z`)."""
-    if not isinstance(attributes, dict):
-        return None
-    for key in ("updated_at", "created_at"):
-        value = attributes.get(key)
-        if not isinstance(value, str):
-            continue
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            continue
-        if moment.tzinfo is not None:
-            return moment
-    return None
+    return first_time(nested_str(attributes, key) for key in ("updated_at", "created_at"))
 
 
 def _order_created(now: float) -> dict[str, Any]:

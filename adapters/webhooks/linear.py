@@ -25,10 +25,10 @@ from adapters.base import (
     TestRequest,
     Verification,
     WebhookAdapter,
-    matching_key,
 )
 from adapters.errors import PayloadError, SignatureError
-from adapters.signing import body_sha256, decode_hex, hmac_digest, with_headers
+from adapters.fields import first_str, iso_time, unix_time
+from adapters.signing import body_sha256, decode_hex, hmac_digest, matching_hmac, with_headers
 
 SIGNATURE_HEADER = "Linear-Signature"
 DELIVERY_HEADER = "Linear-Delivery"
@@ -55,7 +55,7 @@ class LinearAdapter(WebhookAdapter[NoOptions]):
     def verify(self, request: InboundRequest, secrets: Sequence[SigningSecret]) -> Verification:
         """Check `Linear-Signature` against every secret, then read the signed `webhookTimestamp`."""
         candidate = decode_hex(request.signed_header(SIGNATURE_HEADER, self.name), 32, self.name)
-        key_id = matching_key(self.name, secrets, [candidate], lambda s: hmac_digest("sha256", s.value, request.body))
+        key_id = matching_hmac(self.name, secrets, [candidate], request.body)
         return Verification(scheme="hmac-sha256", key_id=key_id, signed_at=self._signed_at(request))
 
     def normalize(self, request: InboundRequest) -> list[NormalizedEvent]:
@@ -72,8 +72,8 @@ class LinearAdapter(WebhookAdapter[NoOptions]):
                 if isinstance(action, str) and action
                 else f"{self.name}.{entity}",
                 data=orjson.Fragment(request.body),
-                subject=_subject(body.get("data")),
-                time=_iso_time(body.get("createdAt")) or _ms_time(body.get(TIMESTAMP_FIELD)),
+                subject=first_str(body, ("data", "identifier"), ("data", "id")),
+                time=iso_time(body.get("createdAt")) or _ms_time(body.get(TIMESTAMP_FIELD)),
             )
         ]
 
@@ -101,29 +101,9 @@ class LinearAdapter(WebhookAdapter[NoOptions]):
         return float(value) / 1000
 
 
-def _subject(data: Any) -> str | None:
-    if not isinstance(data, dict):
-        return None
-    for key in ("identifier", "id"):
-        if isinstance(value := data.get(key), str) and value:
-            return value
-    return None
-
-
-def _iso_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None
-
-
 def _ms_time(value: Any) -> datetime | None:
-    if type(value) is not int or not 0 <= value < MAX_TIMESTAMP_MS:
-        return None
-    return datetime.fromtimestamp(value / 1000, UTC)
+    """`webhookTimestamp` (unix ms) as a time when it is in the range `verify` accepts."""
+    return unix_time(value, unit="ms") if type(value) is int and 0 <= value < MAX_TIMESTAMP_MS else None
 
 
 def _issue_created(now: float) -> dict[str, Any]:

@@ -29,10 +29,10 @@ from adapters.base import (
     TestRequest,
     Verification,
     WebhookAdapter,
-    matching_key,
 )
 from adapters.errors import PayloadError, SignatureError
-from adapters.signing import decode_hex, hmac_digest, parse_timestamp
+from adapters.fields import first_str, unix_time
+from adapters.signing import body_field, decode_hex, hmac_digest, matching_hmac, parse_timestamp
 
 SIGNATURE_FIELD = "signature"
 PARENT_SIGNATURE_FIELD = "parent-signature"
@@ -64,7 +64,7 @@ class MailgunAdapter(WebhookAdapter[NoOptions]):
         if PARENT_SIGNATURE_FIELD in fields:
             candidates.append(decode_hex(_field(fields, PARENT_SIGNATURE_FIELD, self.name), 32, self.name))
         content = (timestamp + token).encode("ascii")
-        key_id = matching_key(self.name, secrets, candidates, lambda s: hmac_digest("sha256", s.value, content))
+        key_id = matching_hmac(self.name, secrets, candidates, content)
         return Verification(scheme="hmac-sha256", key_id=key_id, signed_at=signed_at)
 
     def normalize(self, request: InboundRequest) -> list[NormalizedEvent]:
@@ -84,8 +84,8 @@ class MailgunAdapter(WebhookAdapter[NoOptions]):
                 id=token,
                 type=f"{self.name}.{event}",
                 data=orjson.Fragment(request.body),
-                subject=_subject(event_data),
-                time=_unix_time(event_data.get("timestamp")),
+                subject=first_str(event_data, ("message", "headers", "message-id"), ("recipient",)),
+                time=unix_time(event_data.get("timestamp"), fractional=True),
             )
         ]
 
@@ -121,12 +121,7 @@ def _signature_object(request: InboundRequest, provider: str) -> dict[str, Any]:
 
 
 def _field(fields: dict[str, Any], key: str, provider: str) -> str:
-    if key not in fields:
-        raise SignatureError(provider, "missing_header", f"signature.{key} is missing from the body")
-    value = fields[key]
-    if not isinstance(value, str):
-        raise SignatureError(provider, "malformed_signature", f"signature.{key} is not a string")
-    return value
+    return body_field(fields, key, provider, label=f"{SIGNATURE_FIELD}.{key}")
 
 
 def _timestamp(fields: dict[str, Any], provider: str) -> str:
@@ -142,25 +137,6 @@ def _token(fields: dict[str, Any], provider: str) -> str:
     if not _TOKEN.fullmatch(token):
         raise SignatureError(provider, "malformed_signature", "signature.token is not 1-256 printable characters")
     return token
-
-
-def _subject(event_data: dict[str, Any]) -> str | None:
-    message = event_data.get("message")
-    headers = message.get("headers") if isinstance(message, dict) else None
-    message_id = headers.get("message-id") if isinstance(headers, dict) else None
-    if isinstance(message_id, str) and message_id:
-        return message_id
-    recipient = event_data.get("recipient")
-    return recipient if isinstance(recipient, str) and recipient else None
-
-
-def _unix_time(value: Any) -> datetime | None:
-    if type(value) not in (int, float):
-        return None
-    try:
-        return datetime.fromtimestamp(value, UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
 
 
 def _delivered(now: float) -> dict[str, Any]:

@@ -31,9 +31,9 @@ from adapters.base import (
     TestRequest,
     Verification,
     WebhookAdapter,
-    matching_key,
 )
 from adapters.errors import PayloadError, SignatureError
+from adapters.signing import matching_credential
 
 VALIDATION_PARAM = "validationToken"
 CLIENT_STATE = "clientState"
@@ -81,8 +81,7 @@ class MicrosoftGraphAdapter(WebhookAdapter[NoOptions]):
             state = item.get(CLIENT_STATE)
             if not isinstance(state, str):
                 raise SignatureError(self.name, "missing_header", f"notification {index} has no {CLIENT_STATE}")
-            digest = hashlib.sha256(state.encode()).digest()  # equal lengths: the comparison leaks no length
-            key_id = matching_key(self.name, secrets, [digest], lambda s: hashlib.sha256(s.value).digest())
+            key_id = matching_credential(self.name, secrets, state.encode())
             if key_id not in key_ids:
                 key_ids.append(key_id)
         return Verification(scheme="client-state", key_id=",".join(key_ids), signed_at=None)

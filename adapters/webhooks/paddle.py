@@ -24,10 +24,16 @@ from adapters.base import (
     TestRequest,
     Verification,
     WebhookAdapter,
-    matching_key,
 )
-from adapters.errors import PayloadError, SignatureError
-from adapters.signing import decode_hex, hmac_digest, parse_timestamp, split_items, with_headers
+from adapters.errors import SignatureError
+from adapters.fields import first_str, iso_time, required_str
+from adapters.signing import (
+    hmac_digest,
+    matching_hmac,
+    split_items,
+    timestamped_signatures,
+    with_headers,
+)
 
 SIGNATURE_HEADER = "Paddle-Signature"
 TIMESTAMP_KEY = "ts"
@@ -55,7 +61,7 @@ class PaddleAdapter(WebhookAdapter[NoOptions]):
         """Check every `h1` signature of `Paddle-Signature` against every secret."""
         signed_at, candidates = _parse_header(request.signed_header(SIGNATURE_HEADER, self.name), self.name)
         content = _signed_content(int(signed_at), request.body)
-        key_id = matching_key(self.name, secrets, candidates, lambda s: hmac_digest("sha256", s.value, content))
+        key_id = matching_hmac(self.name, secrets, candidates, content)
         return Verification(scheme="hmac-sha256", key_id=key_id, signed_at=signed_at)
 
     def normalize(self, request: InboundRequest) -> list[NormalizedEvent]:
@@ -63,11 +69,11 @@ class PaddleAdapter(WebhookAdapter[NoOptions]):
         body = request.json_object()
         return [
             NormalizedEvent(
-                id=_required_str(body, "event_id"),
-                type="paddle." + _required_str(body, "event_type"),
+                id=required_str(body, "event_id", what="notification"),
+                type="paddle." + required_str(body, "event_type", what="notification"),
                 data=orjson.Fragment(request.body),
-                subject=_subject(body),
-                time=_rfc3339(body.get("occurred_at")),
+                subject=first_str(body, ("data", "customer_id"), ("data", "id")),  # the customer, else the entity
+                time=iso_time(body.get("occurred_at")),
             )
         ]
 
@@ -87,47 +93,15 @@ def _parse_header(header: str, provider: str) -> tuple[float, list[bytes]]:
     items = split_items(header, provider, item_sep=";", pair_sep="=")
     if any(key not in (TIMESTAMP_KEY, SCHEME) for key, _ in items):
         raise SignatureError(provider, "malformed_signature", f"{SIGNATURE_HEADER} has a key other than ts and h1")
-    timestamps = [value for key, value in items if key == TIMESTAMP_KEY]
-    if len(timestamps) != 1:
-        raise SignatureError(provider, "malformed_signature", f"{SIGNATURE_HEADER} needs exactly one ts=")
-    signed_at = parse_timestamp(timestamps[0], provider)
-    signatures = [value for key, value in items if key == SCHEME]
-    if not signatures:
-        raise SignatureError(provider, "unsupported_scheme", f"{SIGNATURE_HEADER} carries no {SCHEME}= signature")
-    return signed_at, [decode_hex(value, 32, provider) for value in signatures]
+    _, signed_at, candidates = timestamped_signatures(
+        items, provider, header=SIGNATURE_HEADER, timestamp_key=TIMESTAMP_KEY, version=SCHEME
+    )
+    return signed_at, candidates
 
 
 def _signed_content(timestamp: int, body: bytes) -> bytes:
     """`{ts}:{body}` with ts written as an integer, as the SDK does (`int(ts)`)."""
     return f"{timestamp}:".encode("ascii") + body
-
-
-def _required_str(body: dict[str, Any], key: str) -> str:
-    value = body.get(key)
-    if not isinstance(value, str) or not value:
-        raise PayloadError("invalid_event", f"the notification has no string {key!r}")
-    return value
-
-
-def _subject(body: dict[str, Any]) -> str | None:
-    """The customer the entity belongs to, else the entity's own id."""
-    data = body.get("data")
-    if not isinstance(data, dict):
-        return None
-    for key in ("customer_id", "id"):
-        if isinstance(value := data.get(key), str) and value:
-            return value
-    return None
-
-
-def _rfc3339(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None
 
 
 def _paddle_id(prefix: str) -> str:

@@ -25,10 +25,18 @@ from adapters.base import (
     TestRequest,
     Verification,
     WebhookAdapter,
-    matching_key,
 )
-from adapters.errors import PayloadError, SignatureError
-from adapters.signing import MAX_SIGNATURE_ITEMS, decode_hex, hmac_digest, split_items, with_headers
+from adapters.errors import PayloadError
+from adapters.fields import iso_time
+from adapters.signing import (
+    MAX_SIGNATURE_ITEMS,
+    decode_hex,
+    hmac_digest,
+    matching_hmac,
+    signatures,
+    split_items,
+    with_headers,
+)
 
 SIGNATURE_HEADER = "X-PagerDuty-Signature"
 WEBHOOK_ID_HEADER = "X-Webhook-Id"
@@ -54,7 +62,7 @@ class PagerDutyAdapter(WebhookAdapter[NoOptions]):
     def verify(self, request: InboundRequest, secrets: Sequence[SigningSecret]) -> Verification:
         """Accept when any `v1` signature matches any secret; other versions are ignored."""
         candidates = _candidates(request.signed_header(SIGNATURE_HEADER, self.name), self.name)
-        key_id = matching_key(self.name, secrets, candidates, lambda s: hmac_digest("sha256", s.value, request.body))
+        key_id = matching_hmac(self.name, secrets, candidates, request.body)
         return Verification(scheme="hmac-sha256", key_id=key_id, signed_at=None)
 
     def normalize(self, request: InboundRequest) -> list[NormalizedEvent]:
@@ -71,7 +79,7 @@ class PagerDutyAdapter(WebhookAdapter[NoOptions]):
                 type=f"{self.name}.{event_type}",
                 data=orjson.Fragment(request.body),
                 subject=_subject(event.get("data")),
-                time=_iso_time(event.get("occurred_at")),
+                time=iso_time(event.get("occurred_at")),
             )
         ]
 
@@ -94,10 +102,9 @@ class PagerDutyAdapter(WebhookAdapter[NoOptions]):
 def _candidates(header: str, provider: str) -> list[bytes]:
     """The decoded `v1` signatures of a bounded, comma-separated list."""
     items = split_items(header, provider, item_sep=",", pair_sep="=")
-    signatures = [decode_hex(value, 32, provider) for version, value in items if version == SCHEME]
-    if not signatures:
-        raise SignatureError(provider, "unsupported_scheme", f"{SIGNATURE_HEADER} carries no {SCHEME}= signature")
-    return signatures
+    return signatures(
+        items, SCHEME, lambda value: decode_hex(value, 32, provider), header=SIGNATURE_HEADER, provider=provider
+    )
 
 
 def _subject(data: Any) -> str | None:
@@ -110,16 +117,6 @@ def _subject(data: Any) -> str | None:
         if isinstance(candidate, dict) and isinstance(value := candidate.get("id"), str) and value:
             return value
     return None
-
-
-def _iso_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None
 
 
 def _pd_id(length: int) -> str:

@@ -14,15 +14,9 @@ from typing import Any, ClassVar
 import orjson
 
 from adapters.base import SchemeInfo, TestRequest
-from adapters.webhooks.svix import (
-    SVIX_ID,
-    SvixAdapter,
-    nested_str,
-    new_message_id,
-    required_type,
-    rfc3339,
-    svix_scheme,
-)
+from adapters.fields import iso_time, nested_str, required_str
+from adapters.webhooks.standard_webhooks import new_message_id
+from adapters.webhooks.svix import SVIX_ID, SvixAdapter, svix_scheme
 
 
 class ResendAdapter(SvixAdapter):
@@ -33,7 +27,7 @@ class ResendAdapter(SvixAdapter):
 
     def event_type(self, body: dict[str, Any]) -> str:
         """Resend's `type`, e.g. `email.delivered` (required)."""
-        return required_type(body)
+        return required_str(body, "type")
 
     def event_subject(self, body: dict[str, Any]) -> str | None:
         """The email (`data.email_id`), else the contact or domain (`data.id`)."""
@@ -41,7 +35,7 @@ class ResendAdapter(SvixAdapter):
 
     def event_time(self, body: dict[str, Any]) -> datetime | None:
         """The envelope's ISO 8601 `created_at`."""
-        return rfc3339(body.get("created_at"))
+        return iso_time(body.get("created_at"))
 
     def sample(self, now: float) -> TestRequest:
         """An `email.delivered` event."""

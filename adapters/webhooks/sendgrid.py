@@ -13,7 +13,6 @@ import base64
 import binascii
 import re
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from functools import lru_cache
 from secrets import token_urlsafe
 from typing import Any, ClassVar
@@ -41,6 +40,7 @@ from adapters.base import (
     WebhookAdapter,
 )
 from adapters.errors import PayloadError, SignatureError
+from adapters.fields import unix_time
 from adapters.signing import body_sha256, parse_timestamp, with_headers
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
@@ -103,7 +103,7 @@ class SendGridAdapter(WebhookAdapter[NoOptions]):
                     type="sendgrid." + (name if isinstance(name, str) and _EVENT.fullmatch(name) else "event"),
                     data=event,
                     subject=next((v for v in (event.get("sg_message_id"), event.get("email")) if _text(v)), None),
-                    time=_unix_time(event.get("timestamp")),
+                    time=unix_time(event.get("timestamp")),
                 )
             )
         return normalized
@@ -184,12 +184,3 @@ def _private_key(secret: SigningSecret) -> ec.EllipticCurvePrivateKey:
 
 def _text(value: Any) -> bool:
     return isinstance(value, str) and bool(value)
-
-
-def _unix_time(value: Any) -> datetime | None:
-    if type(value) is not int:
-        return None
-    try:
-        return datetime.fromtimestamp(value, UTC)
-    except (OverflowError, OSError, ValueError):
-        return None

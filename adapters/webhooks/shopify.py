@@ -28,10 +28,10 @@ from adapters.base import (
     TestRequest,
     Verification,
     WebhookAdapter,
-    matching_key,
 )
 from adapters.errors import PayloadError
-from adapters.signing import body_sha256, decode_base64, hmac_digest, with_headers
+from adapters.fields import iso_time
+from adapters.signing import body_sha256, decode_base64, hmac_digest, matching_hmac, with_headers
 
 WEBHOOKS_PREFIX = "X-Shopify-"
 EVENTS_PREFIX = "Shopify-"
@@ -58,7 +58,7 @@ class ShopifyAdapter(WebhookAdapter[NoOptions]):
         """Check the one base64 signature against every secret (Shopify sends one; rotation takes up to an hour)."""
         header = request.signed_header(_prefix(request) + "Hmac-Sha256", self.name)
         candidate = decode_base64(header, 32, self.name)
-        key_id = matching_key(self.name, secrets, [candidate], lambda s: hmac_digest("sha256", s.value, request.body))
+        key_id = matching_hmac(self.name, secrets, [candidate], request.body)
         return Verification(scheme="hmac-sha256", key_id=key_id, signed_at=None)
 
     def normalize(self, request: InboundRequest) -> list[NormalizedEvent]:
@@ -76,7 +76,7 @@ class ShopifyAdapter(WebhookAdapter[NoOptions]):
                 type="shopify." + topic.lower().replace("/", "."),
                 data=orjson.Fragment(request.body),
                 subject=request.header(prefix + "Shop-Domain") or None,
-                time=_iso_time(request.header(prefix + "Triggered-At")),
+                time=iso_time(request.header(prefix + "Triggered-At")),
             )
         ]
 
@@ -103,17 +103,6 @@ class ShopifyAdapter(WebhookAdapter[NoOptions]):
 def _prefix(request: InboundRequest) -> str:
     """`Shopify-` for an Events-product delivery (its signature header is present), else `X-Shopify-`."""
     return EVENTS_PREFIX if EVENTS_SIGNATURE_HEADER in request.headers else WEBHOOKS_PREFIX
-
-
-def _iso_time(value: str | None) -> datetime | None:
-    """An ISO 8601 time with a zone (nanoseconds are truncated), else None."""
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None
 
 
 def _order(now: float) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from secrets import choice, token_hex
 from string import ascii_uppercase, digits
 from typing import Any, ClassVar
@@ -28,10 +28,18 @@ from adapters.base import (
     TestRequest,
     Verification,
     WebhookAdapter,
-    matching_key,
 )
-from adapters.errors import PayloadError, SignatureError
-from adapters.signing import body_sha256, decode_hex, hmac_digest, parse_timestamp, with_headers
+from adapters.errors import PayloadError
+from adapters.fields import unix_time
+from adapters.signing import (
+    after_prefix,
+    body_sha256,
+    decode_hex,
+    hmac_digest,
+    matching_hmac,
+    parse_timestamp,
+    with_headers,
+)
 
 SIGNATURE_HEADER = "X-Slack-Signature"
 TIMESTAMP_HEADER = "X-Slack-Request-Timestamp"
@@ -66,12 +74,9 @@ class SlackAdapter(WebhookAdapter[NoOptions]):
         """Check `X-Slack-Signature` over `v0:{timestamp}:{body}` against every secret."""
         header = request.signed_header(SIGNATURE_HEADER, self.name)
         timestamp = request.signed_header(TIMESTAMP_HEADER, self.name)
-        if not header.startswith(PREFIX):
-            raise SignatureError(self.name, "malformed_signature", f"{SIGNATURE_HEADER} does not start with {PREFIX}")
-        candidate = decode_hex(header[len(PREFIX) :], 32, self.name)
+        candidate = decode_hex(after_prefix(header, PREFIX, SIGNATURE_HEADER, self.name), 32, self.name)
         signed_at = parse_timestamp(timestamp, self.name)
-        content = _signed_content(timestamp, request.body)
-        key_id = matching_key(self.name, secrets, [candidate], lambda s: hmac_digest("sha256", s.value, content))
+        key_id = matching_hmac(self.name, secrets, [candidate], _signed_content(timestamp, request.body))
         return Verification(scheme="hmac-sha256", key_id=key_id, signed_at=signed_at)
 
     def handshake(self, request: InboundRequest, secrets: Sequence[SigningSecret]) -> HandshakeReply | None:
@@ -203,12 +208,7 @@ def _unix_time(value: Any) -> datetime | None:
     """Unix seconds as an integer (`event_time`) or a decimal string (`action_ts`: `1548426417.840180`)."""
     if isinstance(value, str) and _DECIMAL_SECONDS.fullmatch(value):
         value = float(value)
-    if type(value) not in (int, float):
-        return None
-    try:
-        return datetime.fromtimestamp(value, UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
+    return unix_time(value, fractional=True)
 
 
 def _slack_id(prefix: str, length: int = 10) -> str:

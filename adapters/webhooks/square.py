@@ -27,10 +27,9 @@ from adapters.base import (
     TestRequest,
     Verification,
     WebhookAdapter,
-    matching_key,
 )
-from adapters.errors import PayloadError
-from adapters.signing import decode_base64, hmac_digest, with_headers
+from adapters.fields import iso_time, nested_str, required_str
+from adapters.signing import decode_base64, hmac_digest, matching_hmac, with_headers
 
 SIGNATURE_HEADER = "x-square-hmacsha256-signature"
 PUBLIC_URL = r"^https?://[^\s#]+$"
@@ -70,21 +69,19 @@ class SquareAdapter(WebhookAdapter[SquareOptions]):
         """Check `x-square-hmacsha256-signature` against every secret (no SHA-1 fallback)."""
         candidate = decode_base64(request.signed_header(SIGNATURE_HEADER, self.name), 32, self.name)
         content = (self.options.publicUrl or request.url).encode() + request.body
-        key_id = matching_key(self.name, secrets, [candidate], lambda s: hmac_digest("sha256", s.value, content))
+        key_id = matching_hmac(self.name, secrets, [candidate], content)
         return Verification(scheme="hmac-sha256", key_id=key_id, signed_at=None, signature=candidate)
 
     def normalize(self, request: InboundRequest) -> list[NormalizedEvent]:
         """One event: id = `event_id`, `square.<type>`, subject = `data.id`, time from `created_at`."""
         body = request.json_object()
-        data = body.get("data")
-        subject = data.get("id") if isinstance(data, dict) else None
         return [
             NormalizedEvent(
-                id=_required_str(body, "event_id"),
-                type=f"{self.name}.{_required_str(body, 'type')}",
+                id=required_str(body, "event_id"),
+                type=f"{self.name}.{required_str(body, 'type')}",
                 data=orjson.Fragment(request.body),
-                subject=subject if isinstance(subject, str) and subject else None,
-                time=_rfc3339(body.get("created_at")),
+                subject=nested_str(body, "data", "id"),
+                time=iso_time(body.get("created_at")),
             )
         ]
 
@@ -103,23 +100,6 @@ class SquareAdapter(WebhookAdapter[SquareOptions]):
             raise ValueError("square signs its notification URL: set the publicUrl option to sign a request")
         digest = hmac_digest("sha256", secret.value, self.options.publicUrl.encode() + request.body)
         return with_headers(request, {SIGNATURE_HEADER: base64.b64encode(digest).decode("ascii")})
-
-
-def _required_str(body: dict[str, Any], key: str) -> str:
-    value = body.get(key)
-    if not isinstance(value, str) or not value:
-        raise PayloadError("invalid_event", f"the event has no string {key!r}")
-    return value
-
-
-def _rfc3339(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None
 
 
 def _timestamp(moment: datetime) -> str:

@@ -12,9 +12,10 @@ import binascii
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import partial
 from secrets import choice
 from string import ascii_letters, digits
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import orjson
 
@@ -27,10 +28,19 @@ from adapters.base import (
     TestRequest,
     Verification,
     WebhookAdapter,
-    matching_key,
 )
-from adapters.errors import PayloadError, SignatureError
-from adapters.signing import decode_base64, header_of, hmac_digest, parse_timestamp, split_items, with_headers
+from adapters.errors import SignatureError
+from adapters.fields import iso_time, required_header
+from adapters.signing import (
+    decode_base64,
+    header_of,
+    hmac_digest,
+    matching_hmac,
+    parse_timestamp,
+    signatures,
+    split_items,
+    with_headers,
+)
 
 ID_HEADER = "webhook-id"
 TIMESTAMP_HEADER = "webhook-timestamp"
@@ -74,22 +84,20 @@ class StandardWebhooksAdapter(WebhookAdapter[NoOptions]):
             )
         signed_at = parse_timestamp(timestamp, self.name)
         content = _signed_content(msg_id, timestamp, request.body)
-        key_id = matching_key(self.name, secrets, candidates, lambda s: hmac_digest("sha256", _key(s), content))
+        key_id = matching_hmac(self.name, secrets, candidates, content, key=_key)
         return Verification(scheme="hmac-sha256", key_id=key_id, signed_at=signed_at)
 
     def normalize(self, request: InboundRequest) -> list[NormalizedEvent]:
         """One event: id = `webhook-id`, `standard-webhooks.<type>`, time from the body `timestamp`."""
         body = request.json_object()
-        msg_id = request.header(ID_HEADER)
-        if not msg_id:
-            raise PayloadError("invalid_event", f"header {ID_HEADER} is missing")
+        msg_id = required_header(request, ID_HEADER)
         event_type = body.get("type")
         return [
             NormalizedEvent(
                 id=msg_id,
                 type=f"{self.name}.{event_type if isinstance(event_type, str) and event_type else 'event'}",
                 data=orjson.Fragment(request.body),
-                time=_rfc3339(body.get("timestamp")),
+                time=iso_time(body.get("timestamp")),
             )
         ]
 
@@ -107,12 +115,12 @@ class StandardWebhooksAdapter(WebhookAdapter[NoOptions]):
                 "created_at": int(now * 1000),
             },
         }
-        headers = {"Content-Type": "application/json", ID_HEADER: _new_message_id()}
+        headers = {"Content-Type": "application/json", ID_HEADER: new_message_id()}
         return TestRequest(headers=headers, body=orjson.dumps(body))
 
     def sign(self, request: TestRequest, secret: SigningSecret, now: float) -> TestRequest:
         """Add `webhook-timestamp` and `webhook-signature` (and a `webhook-id` if the request has none)."""
-        msg_id = header_of(request, ID_HEADER) or _new_message_id()
+        msg_id = header_of(request, ID_HEADER) or new_message_id()
         timestamp = str(int(now))
         digest = hmac_digest("sha256", _key(secret), _signed_content(msg_id, timestamp, request.body))
         signature = f"{SCHEME},{base64.b64encode(digest).decode('ascii')}"
@@ -139,27 +147,16 @@ def _key(secret: SigningSecret) -> bytes:
 def _candidates(header: str, provider: str) -> list[bytes]:
     """The decoded `v1` signatures; other versions (`v1a`) are ignored, never decoded."""
     items = split_items(header, provider, item_sep=" ", pair_sep=",")
-    signatures = [decode_base64(value, 32, provider) for version, value in items if version == SCHEME]
-    if not signatures:
-        raise SignatureError(provider, "unsupported_scheme", f"{SIGNATURE_HEADER} carries no {SCHEME} signature")
-    return signatures
+    decode = partial(decode_base64, nbytes=32, provider=provider)
+    return signatures(items, SCHEME, decode, header=SIGNATURE_HEADER, provider=provider, label=SCHEME)
 
 
 def _signed_content(msg_id: str, timestamp: str, body: bytes) -> bytes:
     return f"{msg_id}.{timestamp}.".encode() + body
 
 
-def _rfc3339(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None
-
-
-def _new_message_id() -> str:
+def new_message_id() -> str:
+    """A fresh message id as Svix writes them: `msg_` and 27 base62 characters."""
     return "msg_" + _base62(27)
 
 

@@ -7,7 +7,6 @@ The HMAC key is the endpoint secret string (`whsec_...`) as UTF-8 bytes, not bas
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from secrets import token_hex
 from typing import Any, ClassVar
 
@@ -22,10 +21,15 @@ from adapters.base import (
     TestRequest,
     Verification,
     WebhookAdapter,
-    matching_key,
 )
-from adapters.errors import PayloadError, SignatureError
-from adapters.signing import decode_hex, hmac_digest, parse_timestamp, split_items, with_headers
+from adapters.fields import first_str, required_str, unix_time
+from adapters.signing import (
+    hmac_digest,
+    matching_hmac,
+    split_items,
+    timestamped_signatures,
+    with_headers,
+)
 
 SIGNATURE_HEADER = "Stripe-Signature"
 SCHEME = "v1"
@@ -50,7 +54,7 @@ class StripeAdapter(WebhookAdapter[NoOptions]):
         """Check every `v1` signature of `Stripe-Signature` against every secret."""
         timestamp, signed_at, candidates = _parse_header(request.signed_header(SIGNATURE_HEADER, self.name), self.name)
         content = timestamp.encode("ascii") + b"." + request.body
-        key_id = matching_key(self.name, secrets, candidates, lambda s: hmac_digest("sha256", s.value, content))
+        key_id = matching_hmac(self.name, secrets, candidates, content)
         return Verification(scheme="hmac-sha256", key_id=key_id, signed_at=signed_at)
 
     def normalize(self, request: InboundRequest) -> list[NormalizedEvent]:
@@ -58,11 +62,11 @@ class StripeAdapter(WebhookAdapter[NoOptions]):
         body = request.json_object()
         return [
             NormalizedEvent(
-                id=_required_str(body, "id"),
-                type="stripe." + _required_str(body, "type"),
+                id=required_str(body, "id"),
+                type="stripe." + required_str(body, "type"),
                 data=orjson.Fragment(request.body),
-                subject=_subject(body),
-                time=_unix_time(body.get("created")),
+                subject=first_str(body, ("data", "object", "customer"), ("data", "object", "id")),
+                time=unix_time(body.get("created")),
             )
         ]
 
@@ -84,41 +88,7 @@ class StripeAdapter(WebhookAdapter[NoOptions]):
 def _parse_header(header: str, provider: str) -> tuple[str, float, list[bytes]]:
     """The `t` value as sent and as unix seconds, and the decoded `v1` signatures (other schemes ignored)."""
     items = split_items(header, provider, item_sep=",", pair_sep="=")
-    timestamps = [value for key, value in items if key == "t"]
-    if len(timestamps) != 1:
-        raise SignatureError(provider, "malformed_signature", f"{SIGNATURE_HEADER} needs exactly one t=")
-    signed_at = parse_timestamp(timestamps[0], provider)
-    signatures = [value for key, value in items if key == SCHEME]
-    if not signatures:
-        raise SignatureError(provider, "unsupported_scheme", f"{SIGNATURE_HEADER} carries no {SCHEME}= signature")
-    return timestamps[0], signed_at, [decode_hex(value, 32, provider) for value in signatures]
-
-
-def _required_str(body: dict[str, Any], key: str) -> str:
-    value = body.get(key)
-    if not isinstance(value, str) or not value:
-        raise PayloadError("invalid_event", f"the event has no string {key!r}")
-    return value
-
-
-def _subject(body: dict[str, Any]) -> str | None:
-    data = body.get("data")
-    obj = data.get("object") if isinstance(data, dict) else None
-    if not isinstance(obj, dict):
-        return None
-    for key in ("customer", "id"):
-        if isinstance(value := obj.get(key), str) and value:
-            return value
-    return None
-
-
-def _unix_time(value: Any) -> datetime | None:
-    if type(value) is not int:
-        return None
-    try:
-        return datetime.fromtimestamp(value, UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
+    return timestamped_signatures(items, provider, header=SIGNATURE_HEADER, timestamp_key="t", version=SCHEME)
 
 
 def _invoice_paid(now: float) -> dict[str, Any]:

@@ -10,9 +10,7 @@ Clerk and Resend deliver through Svix and subclass this adapter for their payloa
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from secrets import choice
-from string import ascii_letters, digits
+from datetime import datetime
 from typing import Any, ClassVar
 
 import orjson
@@ -26,6 +24,7 @@ from adapters.base import (
     Verification,
 )
 from adapters.errors import PayloadError
+from adapters.fields import iso_time, nested_str
 from adapters.signing import header_of, with_headers
 from adapters.webhooks.standard_webhooks import (
     ID_HEADER,
@@ -89,7 +88,7 @@ class SvixAdapter(StandardWebhooksAdapter):
 
     def event_time(self, body: dict[str, Any]) -> datetime | None:
         """The body's RFC 3339 `timestamp` (the Standard Webhooks payload convention)."""
-        return rfc3339(body.get("timestamp"))
+        return iso_time(body.get("timestamp"))
 
     def sample(self, now: float) -> TestRequest:
         """The Standard Webhooks sample with its id under `svix-id`."""
@@ -144,45 +143,3 @@ def message_id(request: InboundRequest) -> str:
     if not msg_id:
         raise PayloadError("invalid_event", f"header {SVIX_ID} is missing")
     return msg_id
-
-
-def new_message_id() -> str:
-    """A fresh Svix-style message id: `msg_` and 27 base62 characters."""
-    return "msg_" + "".join(choice(digits + ascii_letters) for _ in range(27))
-
-
-def required_type(body: dict[str, Any]) -> str:
-    """The body's non-empty string `type`, else a PayloadError (senders that always set one)."""
-    value = body.get("type")
-    if not isinstance(value, str) or not value:
-        raise PayloadError("invalid_event", "the event has no string 'type'")
-    return value
-
-
-def nested_str(body: dict[str, Any], *path: str) -> str | None:
-    """A non-empty string at `path` in the body, else None."""
-    value: Any = body
-    for key in path:
-        value = value.get(key) if isinstance(value, dict) else None
-    return value if isinstance(value, str) and value else None
-
-
-def rfc3339(value: Any) -> datetime | None:
-    """An ISO 8601 / RFC 3339 time with an offset (`Z` included), else None."""
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None
-
-
-def unix_ms(value: Any) -> datetime | None:
-    """Unix milliseconds as an integer, else None."""
-    if type(value) is not int:
-        return None
-    try:
-        return datetime.fromtimestamp(value / 1000, UTC)
-    except (OverflowError, OSError, ValueError):
-        return None

@@ -7,7 +7,6 @@ whenever the sender has one.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -21,10 +20,9 @@ from adapters.base import (
     TestRequest,
     Verification,
     WebhookAdapter,
-    matching_key,
 )
 from adapters.errors import SignatureError
-from adapters.signing import with_headers
+from adapters.signing import matching_credential, with_headers
 from adapters.webhooks.generic_events import HEADER_NAME, TYPE_PREFIX, EventFields, generic_events, generic_sample
 
 
@@ -57,8 +55,7 @@ class TokenAdapter(WebhookAdapter[TokenOptions]):
         header = request.signed_header(options.header, self.name)
         if not header.startswith(options.prefix) or len(header) == len(options.prefix):
             raise SignatureError(self.name, "malformed_signature", f"{options.header} lacks the configured prefix")
-        digest = hashlib.sha256(header[len(options.prefix) :].encode()).digest()  # equal lengths
-        key_id = matching_key(self.name, secrets, [digest], lambda s: hashlib.sha256(s.value).digest())
+        key_id = matching_credential(self.name, secrets, header[len(options.prefix) :].encode())
         return Verification(scheme="token", key_id=key_id)
 
     def normalize(self, request: InboundRequest) -> list[NormalizedEvent]:

@@ -27,10 +27,10 @@ from adapters.base import (
     TestRequest,
     Verification,
     WebhookAdapter,
-    matching_key,
 )
 from adapters.errors import PayloadError, SignatureError
-from adapters.signing import decode_hex, header_of, hmac_digest, with_headers
+from adapters.fields import required_header, unix_time
+from adapters.signing import after_prefix, decode_hex, header_of, hmac_digest, matching_hmac, with_headers
 
 ID_HEADER = "Twitch-Eventsub-Message-Id"
 TIMESTAMP_HEADER = "Twitch-Eventsub-Message-Timestamp"
@@ -72,14 +72,11 @@ class TwitchAdapter(WebhookAdapter[NoOptions]):
         msg_id = request.signed_header(ID_HEADER, self.name)
         timestamp = request.signed_header(TIMESTAMP_HEADER, self.name)
         header = request.signed_header(SIGNATURE_HEADER, self.name)
-        if not header.startswith(PREFIX):
-            raise SignatureError(self.name, "malformed_signature", f"{SIGNATURE_HEADER} does not start with {PREFIX}")
-        candidate = decode_hex(header[len(PREFIX) :], 32, self.name)
+        candidate = decode_hex(after_prefix(header, PREFIX, SIGNATURE_HEADER, self.name), 32, self.name)
         if not _MESSAGE_ID.fullmatch(msg_id):
             raise SignatureError(self.name, "malformed_signature", f"{ID_HEADER} is not 1-256 printable characters")
         signed_at = parse_rfc3339(timestamp, self.name)
-        content = signed_content(msg_id, timestamp, request.body)
-        key_id = matching_key(self.name, secrets, [candidate], lambda s: hmac_digest("sha256", s.value, content))
+        key_id = matching_hmac(self.name, secrets, [candidate], signed_content(msg_id, timestamp, request.body))
         return Verification(scheme="hmac-sha256", key_id=key_id, signed_at=signed_at, signature=candidate)
 
     def handshake(self, request: InboundRequest, secrets: Sequence[SigningSecret]) -> HandshakeReply | None:
@@ -99,9 +96,7 @@ class TwitchAdapter(WebhookAdapter[NoOptions]):
         kind = subscription.get("type")
         if not isinstance(kind, str) or not kind:
             raise PayloadError("invalid_event", "the message has no subscription.type")
-        msg_id = request.header(ID_HEADER)
-        if not msg_id:
-            raise PayloadError("invalid_event", f"header {ID_HEADER} is missing")
+        msg_id = required_header(request, ID_HEADER)
         revoked = request.header(TYPE_HEADER) == REVOCATION
         return [
             NormalizedEvent(
@@ -183,8 +178,8 @@ def _time(timestamp: str | None) -> datetime | None:
     if timestamp is None:
         return None
     try:
-        return datetime.fromtimestamp(parse_rfc3339(timestamp, TwitchAdapter.name), UTC)
-    except (SignatureError, OverflowError, OSError, ValueError):
+        return unix_time(parse_rfc3339(timestamp, TwitchAdapter.name), fractional=True)
+    except SignatureError:
         return None
 
 

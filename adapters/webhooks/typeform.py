@@ -25,10 +25,9 @@ from adapters.base import (
     TestRequest,
     Verification,
     WebhookAdapter,
-    matching_key,
 )
-from adapters.errors import PayloadError, SignatureError
-from adapters.signing import decode_base64, hmac_digest, with_headers
+from adapters.fields import iso_time, nested_str, required_str
+from adapters.signing import after_prefix, decode_base64, hmac_digest, matching_hmac, with_headers
 
 SIGNATURE_HEADER = "Typeform-Signature"
 PREFIX = "sha256="
@@ -51,26 +50,21 @@ class TypeformAdapter(WebhookAdapter[NoOptions]):
 
     def verify(self, request: InboundRequest, secrets: Sequence[SigningSecret]) -> Verification:
         """Check `Typeform-Signature` against every secret."""
-        header = request.signed_header(SIGNATURE_HEADER, self.name)
-        if not header.startswith(PREFIX):
-            raise SignatureError(self.name, "malformed_signature", f"{SIGNATURE_HEADER} does not start with {PREFIX}")
-        candidate = decode_base64(header[len(PREFIX) :], 32, self.name)
-        key_id = matching_key(self.name, secrets, [candidate], lambda s: hmac_digest("sha256", s.value, request.body))
+        header = after_prefix(request.signed_header(SIGNATURE_HEADER, self.name), PREFIX, SIGNATURE_HEADER, self.name)
+        candidate = decode_base64(header, 32, self.name)
+        key_id = matching_hmac(self.name, secrets, [candidate], request.body)
         return Verification(scheme="hmac-sha256", key_id=key_id, signed_at=None, signature=candidate)
 
     def normalize(self, request: InboundRequest) -> list[NormalizedEvent]:
         """One event: id = `event_id`, `typeform.<event_type>`, subject = the form, time = submission."""
         body = request.json_object()
-        response = body.get("form_response")
-        response = response if isinstance(response, dict) else {}
-        form_id = response.get("form_id")
         return [
             NormalizedEvent(
-                id=_required_str(body, "event_id"),
-                type=f"{self.name}.{_required_str(body, 'event_type')}",
+                id=required_str(body, "event_id"),
+                type=f"{self.name}.{required_str(body, 'event_type')}",
                 data=orjson.Fragment(request.body),
-                subject=form_id if isinstance(form_id, str) and form_id else None,
-                time=_rfc3339(response.get("submitted_at")),
+                subject=nested_str(body, "form_response", "form_id"),
+                time=iso_time(nested_str(body, "form_response", "submitted_at")),
             )
         ]
 
@@ -83,23 +77,6 @@ class TypeformAdapter(WebhookAdapter[NoOptions]):
         """Add `Typeform-Signature: sha256=<base64>`."""
         digest = hmac_digest("sha256", secret.value, request.body)
         return with_headers(request, {SIGNATURE_HEADER: PREFIX + base64.b64encode(digest).decode("ascii")})
-
-
-def _required_str(body: dict[str, Any], key: str) -> str:
-    value = body.get(key)
-    if not isinstance(value, str) or not value:
-        raise PayloadError("invalid_event", f"the event has no string {key!r}")
-    return value
-
-
-def _rfc3339(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None
 
 
 def _ulid() -> str:

@@ -27,6 +27,7 @@ from adapters.base import (
     WebhookAdapter,
 )
 from adapters.errors import SignatureError
+from adapters.signing import is_canonical_base64url
 from adapters.webhooks.generic_events import TYPE_PREFIX, EventFields, generic_events, generic_sample
 
 SALT = "connector-hub.url-token.v1"
@@ -67,6 +68,8 @@ class UrlTokenAdapter(WebhookAdapter[UrlTokenOptions]):
             raise SignatureError(self.name, "missing_header", f"the {PARAM} query parameter is missing")
         if len(token) > MAX_TOKEN_CHARS:
             raise SignatureError(self.name, "malformed_signature", f"the {PARAM} is too long")
+        if not all(map(is_canonical_base64url, token.split("."))):  # itsdangerous ignores unused low bits
+            raise SignatureError(self.name, "malformed_signature", f"the {PARAM} is not canonical base64url")
         path = _hook_path(request.url)
         for secret in secrets:
             try:

@@ -29,10 +29,10 @@ from adapters.base import (
     TestRequest,
     Verification,
     WebhookAdapter,
-    matching_key,
 )
 from adapters.errors import PayloadError, SignatureError
-from adapters.signing import decode_base64, hmac_digest, with_headers
+from adapters.fields import unix_time
+from adapters.signing import after_prefix, decode_base64, hmac_digest, matching_hmac, with_headers
 
 SIGNATURE_HEADER = "x-twitter-webhooks-signature"
 PREFIX = "sha256="
@@ -68,11 +68,9 @@ class XAdapter(WebhookAdapter[NoOptions]):
         if request.method == "GET":
             _crc_token(request, self.name)
             return Verification(scheme="x-crc", key_id=None, signed_at=None)
-        header = request.signed_header(SIGNATURE_HEADER, self.name)
-        if not header.startswith(PREFIX):
-            raise SignatureError(self.name, "malformed_signature", f"{SIGNATURE_HEADER} does not start with {PREFIX}")
-        candidate = decode_base64(header[len(PREFIX) :], 32, self.name)
-        key_id = matching_key(self.name, secrets, [candidate], lambda s: hmac_digest("sha256", s.value, request.body))
+        header = after_prefix(request.signed_header(SIGNATURE_HEADER, self.name), PREFIX, SIGNATURE_HEADER, self.name)
+        candidate = decode_base64(header, 32, self.name)
+        key_id = matching_hmac(self.name, secrets, [candidate], request.body)
         return Verification(scheme="hmac-sha256", key_id=key_id, signed_at=None, signature=candidate)
 
     def handshake(self, request: InboundRequest, secrets: Sequence[SigningSecret]) -> HandshakeReply | None:
@@ -182,7 +180,7 @@ def _element_time(element: dict[str, Any]) -> datetime | None:
     for key in ("created_timestamp", "timestamp_ms"):
         value = element.get(key)
         if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 13:
-            return datetime.fromtimestamp(int(value) / 1000, UTC)
+            return unix_time(int(value), unit="ms")
     value = element.get("created_at")
     return _twitter_time(value) if isinstance(value, str) else None
 

@@ -24,10 +24,18 @@ from adapters.base import (
     TestRequest,
     Verification,
     WebhookAdapter,
-    matching_key,
 )
 from adapters.errors import PayloadError, SignatureError
-from adapters.signing import body_sha256, decode_hex, hmac_digest, parse_timestamp, with_headers
+from adapters.fields import unix_time
+from adapters.signing import (
+    after_prefix,
+    body_sha256,
+    decode_hex,
+    hmac_digest,
+    matching_hmac,
+    parse_timestamp,
+    with_headers,
+)
 
 SIGNATURE_HEADER = "x-zm-signature"
 TIMESTAMP_HEADER = "x-zm-request-timestamp"
@@ -58,12 +66,9 @@ class ZoomAdapter(WebhookAdapter[NoOptions]):
         """Check `x-zm-signature` against every secret over `v0:{timestamp}:{body}`."""
         header = request.signed_header(SIGNATURE_HEADER, self.name)
         timestamp = request.signed_header(TIMESTAMP_HEADER, self.name)
-        if not header.startswith(PREFIX):
-            raise SignatureError(self.name, "malformed_signature", f"{SIGNATURE_HEADER} does not start with {PREFIX}")
-        candidate = decode_hex(header[len(PREFIX) :], 32, self.name)
+        candidate = decode_hex(after_prefix(header, PREFIX, SIGNATURE_HEADER, self.name), 32, self.name)
         signed_at = parse_timestamp(timestamp, self.name)
-        content = _signed_content(timestamp, request.body)
-        key_id = matching_key(self.name, secrets, [candidate], lambda s: hmac_digest("sha256", s.value, content))
+        key_id = matching_hmac(self.name, secrets, [candidate], _signed_content(timestamp, request.body))
         return Verification(scheme="hmac-sha256", key_id=key_id, signed_at=signed_at)
 
     def handshake(self, request: InboundRequest, secrets: Sequence[SigningSecret]) -> HandshakeReply | None:
@@ -91,7 +96,7 @@ class ZoomAdapter(WebhookAdapter[NoOptions]):
                 type=f"{self.name}.{event}",
                 data=orjson.Fragment(request.body),
                 subject=_subject(body.get("payload")),
-                time=_ms_time(body.get("event_ts")),
+                time=unix_time(body.get("event_ts"), unit="ms"),
             )
         ]
 
@@ -135,15 +140,6 @@ def _subject(payload: Any) -> str | None:
         if isinstance(value, str) and value:
             return value
     return None
-
-
-def _ms_time(value: Any) -> datetime | None:
-    if type(value) is not int:
-        return None
-    try:
-        return datetime.fromtimestamp(value / 1000, UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
 
 
 def _meeting_started(now: float) -> dict[str, Any]:

@@ -1,13 +1,11 @@
-"""Calendly adapter: reference vectors, verification failures, the 3-minute window, normalization."""
+"""Calendly adapter: reference vectors, the documented algorithm, malformed headers, the 3-minute window,
+normalization. The rules every provider keeps are proven for `calendly` by test_conformance.py."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
-from collections.abc import Iterable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -16,15 +14,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.base import InboundRequest, SigningSecret, TestRequest, Verification
-from adapters.errors import PayloadError, ReplayWindowError, SignatureError
+from adapters.errors import PayloadError, ReplayWindowError
 from adapters.webhooks.calendly import CalendlyAdapter
 from hub.ingress.handler import check_replay_window
-from tests.adapters.refusals import refusal_reason
+from tests.adapters.harness import NOW, Endpoint, refusal_reason, vectors
 
-VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "calendly.json").read_text())["vectors"]
-NOW = 1_700_000_000
+VECTORS = vectors("calendly")
 ADAPTER = CalendlyAdapter.configure()
-OLD = SigningSecret("old", b"old-calendly-signing-key-0123456789")
 NEW = SigningSecret("new", b"new-calendly-signing-key-0123456789")
 INVITEE = "https://api.calendly.com/scheduled_events/GBGBDCAADAEDCRZ2/invitees/AAAAAAAAAAAAAAAA"
 EVENT: dict[str, Any] = {
@@ -42,13 +38,8 @@ def reference_header(body: bytes, secret: SigningSecret, timestamp: int = NOW) -
 
 
 GOOD = reference_header(BODY, NEW)
+inbound = Endpoint("http://hub.test/hooks/acme/cal", BODY)
 V1 = GOOD.split(",")[1]
-
-
-def inbound(headers: dict[str, str] | Iterable[tuple[str, str]], body: bytes = BODY) -> InboundRequest:
-    return InboundRequest(
-        method="POST", url="http://hub.test/hooks/acme/cal", headers=headers, body=body, received_at=NOW
-    )
 
 
 def signed(header: str, body: bytes = BODY) -> InboundRequest:
@@ -74,25 +65,12 @@ def test_valid_delivery_reports_key_id_and_signed_timestamp() -> None:
     assert (verification.scheme, verification.key_id, verification.signed_at) == ("hmac-sha256", "new", NOW)
 
 
-@pytest.mark.parametrize("signer", [OLD, NEW])
-def test_rotation_accepts_either_secret_and_names_it(signer: SigningSecret) -> None:
-    assert ADAPTER.verify(signed(reference_header(BODY, signer)), [OLD, NEW]).key_id == signer.key_id
-
-
 def test_unknown_keys_are_ignored() -> None:
     assert ADAPTER.verify(signed(f"{GOOD},v0=ignored"), [NEW]).key_id == "new"
 
 
-def test_tampered_body_wrong_secret_and_changed_timestamp_do_not_match() -> None:
-    assert reason_of(signed(GOOD, BODY.replace(b"active", b"canceled")), [NEW]) == "no_match"
-    assert reason_of(signed(GOOD), [OLD]) == "no_match"
+def test_a_changed_timestamp_does_not_match() -> None:
     assert reason_of(signed(GOOD.replace(f"t={NOW}", f"t={NOW - 1}")), [NEW]) == "no_match"
-
-
-def test_missing_and_duplicated_header() -> None:
-    assert reason_of(inbound({}), [NEW]) == "missing_header"
-    pairs = [("Calendly-Webhook-Signature", GOOD), ("calendly-webhook-signature", GOOD)]
-    assert reason_of(inbound(pairs), [NEW]) == "duplicate_header"
 
 
 MALFORMED = {
@@ -194,35 +172,11 @@ def test_sample_is_a_realistic_invitee_created() -> None:
     assert event.subject.startswith("https://api.calendly.com/scheduled_events/")
 
 
-def flip(text: str, index: int, bit: int) -> str:
-    """`text` with one bit of one character flipped (staying in ASCII)."""
-    index %= len(text)
-    return text[:index] + chr(ord(text[index]) ^ (1 << bit % 7)) + text[index + 1 :]
-
-
 @settings(max_examples=150)
 @given(
-    payload=st.text(min_size=1, max_size=200),
-    key=st.text(min_size=1, max_size=40),
-    timestamp=st.integers(0, 10**11),
-    part=st.sampled_from([0, 1]),
-    index=st.integers(0),
-    bit=st.integers(0, 7),
+    payload=st.text(min_size=1, max_size=200), key=st.text(min_size=1, max_size=40), timestamp=st.integers(0, 10**11)
 )
-def test_round_trip_and_any_flipped_bit_is_rejected(
-    payload: str, key: str, timestamp: int, part: int, index: int, bit: int
-) -> None:
+def test_sign_is_the_documented_algorithm_for_any_body_key_and_time(payload: str, key: str, timestamp: int) -> None:
     secret, body = SigningSecret("k", key.encode()), payload.encode()
     header = ADAPTER.sign(TestRequest(headers={}, body=body), secret, timestamp).headers["Calendly-Webhook-Signature"]
     assert header == reference_header(body, secret, timestamp)
-    assert ADAPTER.verify(signed(header, body), [secret]).signed_at == timestamp
-    position = index % len(body)
-    with pytest.raises(SignatureError):
-        ADAPTER.verify(
-            signed(header, body[:position] + bytes([body[position] ^ (1 << bit)]) + body[position + 1 :]), [secret]
-        )
-    items = header.split(",")
-    name, value = items[part].split("=")
-    items[part] = f"{name}={flip(value, index, bit)}"
-    with pytest.raises(SignatureError):
-        ADAPTER.verify(signed(",".join(items), body), [secret])

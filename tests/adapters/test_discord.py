@@ -1,30 +1,26 @@
-"""Discord adapter: PyNaCl-made vectors, Ed25519 verification failures, PINGs, normalization, round trips."""
+"""Discord adapter: PyNaCl-made vectors, key formats, malformed headers, PINGs, replies, normalization.
+
+The rules every provider keeps are proven for `discord` (with a test key pair) by test_conformance.py."""
 
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Iterable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
 from adapters.base import InboundRequest, SigningSecret, TestRequest
-from adapters.errors import PayloadError, ReplayWindowError, SignatureError
+from adapters.errors import PayloadError
 from adapters.webhooks.discord import DiscordAdapter
-from hub.ingress.handler import check_replay_window
-from tests.adapters.refusals import refusal_reason
+from tests.adapters.harness import Endpoint, refusal_reason, vectors
 
-VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "discord.json").read_text())["vectors"]
+VECTORS = vectors("discord")
 NOW = 1_716_300_000
 ADAPTER = DiscordAdapter.configure()
 
@@ -51,12 +47,7 @@ COMMAND: dict[str, Any] = {
     "version": 1,
 }
 BODY = orjson.dumps(COMMAND)
-
-
-def inbound(headers: dict[str, str] | Iterable[tuple[str, str]], body: bytes = BODY) -> InboundRequest:
-    return InboundRequest(
-        method="POST", url="http://hub.test/hooks/acme/dc", headers=headers, body=body, received_at=NOW
-    )
+inbound = Endpoint("http://hub.test/hooks/acme/dc", BODY, received_at=NOW)
 
 
 def signed(body: bytes = BODY, signer: SigningSecret = NEW_SIGNER, now: float = NOW) -> dict[str, str]:
@@ -95,29 +86,8 @@ def test_valid_request_reports_key_id_and_signed_timestamp() -> None:
     assert (verification.scheme, verification.key_id, verification.signed_at) == ("ed25519", "new", NOW)
 
 
-@pytest.mark.parametrize("signer", [OLD_SIGNER, NEW_SIGNER])
-def test_rotation_accepts_either_public_key_and_names_it(signer: SigningSecret) -> None:
-    assert ADAPTER.verify(inbound(signed(signer=signer)), [OLD, NEW]).key_id == signer.key_id
-
-
-def test_tampered_body_timestamp_and_wrong_key_do_not_match() -> None:
-    assert reason_of(inbound(GOOD, BODY.replace(b"prod", b"dev!")), [NEW]) == "no_match"
+def test_a_changed_timestamp_does_not_match() -> None:
     assert reason_of(inbound({**GOOD, "X-Signature-Timestamp": str(NOW + 1)}), [NEW]) == "no_match"
-    assert reason_of(inbound(GOOD), [OLD]) == "no_match"
-
-
-def test_stale_and_future_timestamps_fall_outside_the_hub_window() -> None:
-    window = ADAPTER.replay_window_s or 300.0
-    for age, reason in ((window + 1, "timestamp_too_old"), (-window - 1, "timestamp_in_future")):
-        signed_at = ADAPTER.verify(inbound(signed(now=NOW - age)), [NEW]).signed_at
-        with pytest.raises(ReplayWindowError) as caught:
-            check_replay_window(signed_at, NOW, window)
-        assert caught.value.reason == reason
-
-
-@pytest.mark.parametrize("missing", ["X-Signature-Ed25519", "X-Signature-Timestamp"])
-def test_missing_headers(missing: str) -> None:
-    assert reason_of(inbound({k: v for k, v in GOOD.items() if k != missing}), [NEW]) == "missing_header"
 
 
 MALFORMED = {
@@ -139,11 +109,6 @@ MALFORMED = {
 @pytest.mark.parametrize("override", MALFORMED.values(), ids=MALFORMED.keys())
 def test_malformed_headers_are_signature_errors(override: dict[str, str]) -> None:
     assert reason_of(inbound({**GOOD, **override}), [NEW]) == "malformed_signature"
-
-
-@pytest.mark.parametrize("name", ["X-Signature-Ed25519", "X-Signature-Timestamp"])
-def test_duplicated_headers_are_refused(name: str) -> None:
-    assert reason_of(inbound([*GOOD.items(), (name, GOOD[name])]), [NEW]) == "duplicate_header"
 
 
 @pytest.mark.parametrize("value", [NEW.value, NEW.value.upper()])
@@ -237,34 +202,6 @@ def test_sample_is_an_application_authorized_event_that_round_trips() -> None:
     [event] = ADAPTER.normalize(request)
     assert (event.type, event.time) == ("discord.application_authorized", datetime.fromtimestamp(NOW, UTC))
     assert (event.subject or "").isdigit()
-
-
-def flip(text: str, index: int, bit: int) -> str:
-    """`text` with one bit of one character flipped (staying in ASCII)."""
-    index %= len(text)
-    return text[:index] + chr(ord(text[index]) ^ (1 << bit % 7)) + text[index + 1 :]
-
-
-@settings(max_examples=60)
-@given(
-    body=st.binary(min_size=1, max_size=300),
-    timestamp=st.integers(0, 10**11),
-    header=st.sampled_from(["X-Signature-Ed25519", "X-Signature-Timestamp"]),
-    index=st.integers(0),
-    bit=st.integers(0, 7),
-)
-def test_round_trip_and_any_flipped_bit_is_rejected(
-    body: bytes, timestamp: int, header: str, index: int, bit: int
-) -> None:
-    headers = signed(body, now=timestamp)
-    assert ADAPTER.verify(inbound(headers, body), [NEW]).signed_at == timestamp
-    position = index % len(body)
-    with pytest.raises(SignatureError):
-        ADAPTER.verify(
-            inbound(headers, body[:position] + bytes([body[position] ^ (1 << bit)]) + body[position + 1 :]), [NEW]
-        )
-    with pytest.raises(SignatureError):
-        ADAPTER.verify(inbound({**headers, header: flip(headers[header], index, bit)}, body), [NEW])
 
 
 @pytest.mark.parametrize(

@@ -1,26 +1,26 @@
-"""Generic HMAC adapter: options validation, every algorithm and encoding, normalization, round trips."""
+"""Generic HMAC adapter: options validation, every algorithm and encoding, signed content, normalization.
+
+The rules every provider keeps are proven for `hmac` by test_conformance.py, in four configurations
+(SHA-256 hex over the body; SHA-256 base64 over id, timestamp and body; SHA-1 base64 and SHA-512 hex
+over a timestamp in s and ms and the body)."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
-from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from adapters.base import InboundRequest, SigningSecret, TestRequest
-from adapters.errors import PayloadError, SignatureError
+from adapters.errors import PayloadError
 from adapters.webhooks.generic_hmac import HmacAdapter, HmacOptions
-from tests.adapters.refusals import refusal_reason as reason_of
+from tests.adapters.harness import NOW, Endpoint
+from tests.adapters.harness import refusal_reason as reason_of
 
-NOW = 1_700_000_000
-OLD = SigningSecret("old", b"old shared secret")
 NEW = SigningSecret("new", b"new shared secret")
 BODY = orjson.dumps({"event": {"id": "dlv_123", "kind": "order.shipped"}, "order": {"id": 42, "total": "19.99"}})
 TIMED = {
@@ -33,12 +33,7 @@ TIMED = {
 }
 TIMED_ADAPTER = HmacAdapter.configure(TIMED)
 PLAIN_ADAPTER = HmacAdapter.configure({"header": "X-Hub-Signature", "prefix": "sha256="})
-
-
-def inbound(headers: Mapping[str, str] | Iterable[tuple[str, str]], body: bytes = BODY) -> InboundRequest:
-    return InboundRequest(
-        method="POST", url="http://hub.test/hooks/acme/h", headers=headers, body=body, received_at=NOW
-    )
+inbound = Endpoint("http://hub.test/hooks/acme/h", BODY)
 
 
 def signed(
@@ -134,24 +129,11 @@ def test_seconds_timestamp() -> None:
     assert adapter.verify(request, [NEW]).signed_at == NOW
 
 
-@pytest.mark.parametrize("signer", [OLD, NEW])
-def test_rotation_accepts_either_secret_and_names_it(signer: SigningSecret) -> None:
-    assert TIMED_ADAPTER.verify(signed(TIMED_ADAPTER, signer), [OLD, NEW]).key_id == signer.key_id
-
-
-def test_tampering_and_wrong_secret_do_not_match() -> None:
+def test_a_changed_timestamp_or_id_does_not_match() -> None:
     request = signed(TIMED_ADAPTER)
-    assert reason_of(TIMED_ADAPTER, inbound(request.headers, BODY + b" "), [NEW]) == "no_match"
-    assert reason_of(TIMED_ADAPTER, request, [OLD]) == "no_match"
     for name in ("X-Timestamp", "X-Delivery"):
         changed = {**request.headers, name: request.headers[name] + "1"}
         assert reason_of(TIMED_ADAPTER, inbound(changed), [NEW]) == "no_match"
-
-
-@pytest.mark.parametrize("missing", ["X-Signature", "X-Timestamp", "X-Delivery"])
-def test_missing_headers(missing: str) -> None:
-    headers = {name: value for name, value in signed(TIMED_ADAPTER).headers.items() if name != missing}
-    assert reason_of(TIMED_ADAPTER, inbound(headers), [NEW]) == "missing_header"
 
 
 GOOD = signed(PLAIN_ADAPTER).headers["X-Hub-Signature"]
@@ -177,13 +159,6 @@ def test_malformed_signatures_are_signature_errors(header: str, reason: str) -> 
 def test_malformed_timestamps_are_signature_errors(timestamp: str) -> None:
     headers = {**signed(TIMED_ADAPTER).headers, "X-Timestamp": timestamp}
     assert reason_of(TIMED_ADAPTER, inbound(headers), [NEW]) == "malformed_signature"
-
-
-def test_duplicated_headers_are_refused() -> None:
-    headers = list(signed(TIMED_ADAPTER).headers.items())
-    for name in ("X-Signature", "X-Timestamp", "X-Delivery"):
-        duplicated = [*headers, (name, dict(headers)[name])]
-        assert reason_of(TIMED_ADAPTER, inbound(duplicated), [NEW]) == "duplicate_header"
 
 
 @pytest.mark.parametrize(
@@ -238,41 +213,3 @@ def test_sample_round_trips_with_ids_and_types_where_the_options_look(
     [event] = adapter.normalize(received)
     assert event.type == event_type
     assert event.id.startswith("sha256:") is hashed_id
-
-
-def flip(text: str, index: int, bit: int) -> str:
-    """`text` with one bit of one character flipped (staying in ASCII)."""
-    index %= len(text)
-    return text[:index] + chr(ord(text[index]) ^ (1 << bit % 7)) + text[index + 1 :]
-
-
-@given(
-    body=st.binary(min_size=1, max_size=200),
-    key=st.binary(min_size=1, max_size=64),
-    algorithm=st.sampled_from(["sha1", "sha256", "sha512"]),
-    encoding=st.sampled_from(["hex", "base64"]),
-    header=st.sampled_from(["X-Sig", "X-Ts"]),
-    index=st.integers(0),
-    bit=st.integers(0, 7),
-)
-def test_round_trip_and_any_flipped_bit_is_rejected(
-    body: bytes, key: bytes, algorithm: str, encoding: str, header: str, index: int, bit: int
-) -> None:
-    options = {
-        "header": "X-Sig",
-        "algorithm": algorithm,
-        "encoding": encoding,
-        "prefix": "sig=",
-        "timestampHeader": "X-Ts",
-    }
-    adapter = HmacAdapter.configure({**options, "signedContent": "{timestamp}.{body}"})
-    secret = SigningSecret("k", key)
-    headers = adapter.sign(TestRequest(headers={}, body=body), secret, NOW).headers
-    assert adapter.verify(inbound(headers, body), [secret]).signed_at == NOW
-    position = index % len(body)
-    with pytest.raises(SignatureError):
-        adapter.verify(
-            inbound(headers, body[:position] + bytes([body[position] ^ (1 << bit)]) + body[position + 1 :]), [secret]
-        )
-    with pytest.raises(SignatureError):
-        adapter.verify(inbound({**headers, header: flip(headers[header], index, bit)}, body), [secret])

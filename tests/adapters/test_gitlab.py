@@ -1,13 +1,13 @@
-"""GitLab adapter: the secret token, the Standard Webhooks signing mode, normalization, round trips."""
+"""GitLab adapter: the secret token, the Standard Webhooks signing mode, the library, normalization.
+
+The rules every provider keeps are proven for both modes, `gitlab` and `gitlab[standard-webhooks]`, by
+test_conformance.py."""
 
 from __future__ import annotations
 
 import base64
-import json
 import time
-from collections.abc import Iterable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -18,13 +18,11 @@ from pydantic import ValidationError
 from standardwebhooks.webhooks import Webhook
 
 from adapters.base import InboundRequest, SigningSecret, TestRequest
-from adapters.errors import PayloadError, ReplayWindowError, SignatureError
+from adapters.errors import PayloadError
 from adapters.webhooks.gitlab import GitLabAdapter
-from hub.ingress.handler import check_replay_window
-from tests.adapters.refusals import refusal_reason
+from tests.adapters.harness import NOW, Endpoint, refusal_reason, vectors
 
-VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "gitlab.json").read_text())["vectors"]
-NOW = 1_700_000_000
+VECTORS = vectors("gitlab")
 TOKEN = GitLabAdapter.configure()
 SIGNED = GitLabAdapter.configure({"mode": "standard-webhooks"})
 OLD_TOKEN, NEW_TOKEN = SigningSecret("old", b"old-gitlab-token"), SigningSecret("new", b"new-gitlab-token")
@@ -39,12 +37,7 @@ MERGE_REQUEST: dict[str, Any] = {
     "object_attributes": {"id": 99, "iid": 1, "action": "open", "updated_at": "2013-12-03 17:23:34 UTC"},
 }
 BODY = orjson.dumps(MERGE_REQUEST)
-
-
-def inbound(headers: dict[str, str] | Iterable[tuple[str, str]], body: bytes = BODY) -> InboundRequest:
-    return InboundRequest(
-        method="POST", url="http://hub.test/hooks/acme/gl", headers=headers, body=body, received_at=NOW
-    )
+inbound = Endpoint("http://hub.test/hooks/acme/gl", BODY)
 
 
 def token_delivery(token: str = NEW_TOKEN.value.decode(), body: bytes = BODY) -> InboundRequest:
@@ -97,13 +90,12 @@ def test_options_are_strict() -> None:
             GitLabAdapter.configure(bad)
 
 
-@pytest.mark.parametrize("signer", [OLD_TOKEN, NEW_TOKEN])
-def test_token_rotation_accepts_either_secret_and_names_it(signer: SigningSecret) -> None:
-    verification = TOKEN.verify(token_delivery(signer.value.decode()), [OLD_TOKEN, NEW_TOKEN])
-    assert (verification.scheme, verification.key_id, verification.signed_at) == ("token", signer.key_id, None)
+def test_the_token_is_a_static_credential_that_does_not_cover_the_body() -> None:
+    verification = TOKEN.verify(token_delivery(), [OLD_TOKEN, NEW_TOKEN])
+    assert (verification.scheme, verification.key_id, verification.signed_at) == ("token", "new", None)
     assert verification.signature is None  # a static credential is no replay guard
-    tampered = token_delivery(signer.value.decode(), BODY.replace(b"open", b"close"))
-    assert TOKEN.verify(tampered, [NEW_TOKEN, OLD_TOKEN]).key_id == signer.key_id  # the token does not cover the body
+    tampered = token_delivery(body=BODY.replace(b"open", b"close"))
+    assert TOKEN.verify(tampered, [NEW_TOKEN, OLD_TOKEN]).key_id == "new"  # the token does not cover the body
 
 
 @pytest.mark.parametrize(
@@ -113,18 +105,15 @@ def test_wrong_tokens_do_not_match(token: str) -> None:
     assert refusal_reason(TOKEN, token_delivery(token), [NEW_TOKEN]) == "no_match"
 
 
-def test_token_header_missing_duplicated_or_not_utf8() -> None:
+def test_token_mode_reads_no_signing_headers_and_no_broken_utf8() -> None:
     assert refusal_reason(TOKEN, signed_delivery(), [NEW_TOKEN]) == "missing_header"
-    twice = [("X-Gitlab-Token", "new-gitlab-token"), ("x-gitlab-token", "new-gitlab-token")]
-    assert refusal_reason(TOKEN, inbound(twice), [NEW_TOKEN]) == "duplicate_header"
     broken = inbound({"X-Gitlab-Token": "new-gitlab-token\udcff"})
     assert refusal_reason(TOKEN, broken, [NEW_TOKEN]) == "malformed_signature"
 
 
-@pytest.mark.parametrize("signer", [OLD_KEY, NEW_KEY])
-def test_signed_rotation_reports_key_and_signed_timestamp(signer: SigningSecret) -> None:
-    verification = SIGNED.verify(signed_delivery(lib_signature(signer, WEBHOOK_ID, NOW, BODY)), [OLD_KEY, NEW_KEY])
-    assert (verification.scheme, verification.key_id, verification.signed_at) == ("hmac-sha256", signer.key_id, NOW)
+def test_signed_mode_reports_the_scheme_key_and_signed_timestamp() -> None:
+    verification = SIGNED.verify(signed_delivery(), [OLD_KEY, NEW_KEY])
+    assert (verification.scheme, verification.key_id, verification.signed_at) == ("hmac-sha256", "new", NOW)
 
 
 def test_our_signature_is_accepted_by_the_standard_webhooks_library() -> None:
@@ -135,11 +124,9 @@ def test_our_signature_is_accepted_by_the_standard_webhooks_library() -> None:
     assert Webhook(NEW_KEY.value.decode()).verify(request.body, request.headers)["object_kind"] == "push"
 
 
-def test_signed_tampering_and_wrong_secret_are_refused_by_gitlab() -> None:
-    assert refusal_reason(SIGNED, signed_delivery(body=BODY.replace(b"open", b"close")), [NEW_KEY]) == "no_match"
+def test_signed_mode_a_changed_timestamp_or_id_does_not_match() -> None:
     assert refusal_reason(SIGNED, signed_delivery(timestamp=NOW + 1), [NEW_KEY]) == "no_match"
     assert refusal_reason(SIGNED, signed_delivery(msg_id=WEBHOOK_ID[:-1] + "0"), [NEW_KEY]) == "no_match"
-    assert refusal_reason(SIGNED, signed_delivery(), [OLD_KEY]) == "no_match"
 
 
 @pytest.mark.parametrize("missing", ["webhook-id", "webhook-timestamp", "webhook-signature"])
@@ -156,16 +143,6 @@ def test_signed_mode_needs_every_header_and_ignores_the_token(missing: str) -> N
 def test_signed_mode_malformed_headers(signature: str, timestamp: str) -> None:
     headers = {**dict(signed_delivery().headers), "webhook-signature": signature, "webhook-timestamp": timestamp}
     assert refusal_reason(SIGNED, inbound(headers), [NEW_KEY]) == "malformed_signature"
-
-
-def test_signed_timestamp_is_held_to_the_replay_window() -> None:
-    signed_at = SIGNED.verify(signed_delivery(), [NEW_KEY]).signed_at
-    check_replay_window(signed_at, NOW + 300, 300.0)
-    with pytest.raises(ReplayWindowError) as stale:
-        check_replay_window(signed_at, NOW + 301, 300.0)
-    with pytest.raises(ReplayWindowError) as future:
-        check_replay_window(signed_at, NOW - 301, 300.0)
-    assert (stale.value.reason, future.value.reason) == ("timestamp_too_old", "timestamp_in_future")
 
 
 @pytest.mark.parametrize(
@@ -221,45 +198,13 @@ def test_samples_are_realistic_pushes_that_round_trip() -> None:
         assert (event.type, event.subject) == ("gitlab.push", "acme/widgets")
 
 
-def flip(text: str, index: int, bit: int) -> str:
-    """`text` with one bit of one character flipped (staying in ASCII)."""
-    index %= len(text)
-    return text[:index] + chr(ord(text[index]) ^ (1 << bit % 7)) + text[index + 1 :]
-
-
 @settings(max_examples=60)
 @given(
-    token=st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=80),
-    index=st.integers(0),
-    bit=st.integers(0, 6),
+    payload=st.text(min_size=1, max_size=200), key=st.binary(min_size=32, max_size=32), timestamp=st.integers(0, 10**11)
 )
-def test_token_round_trip_and_any_flipped_bit_is_rejected(token: str, index: int, bit: int) -> None:
-    secret = SigningSecret("k", token.encode())
-    headers = TOKEN.sign(TestRequest(headers={}, body=BODY), secret, NOW).headers
-    assert TOKEN.verify(inbound(headers), [secret]).key_id == "k"
-    with pytest.raises(SignatureError):
-        TOKEN.verify(inbound({"X-Gitlab-Token": flip(headers["X-Gitlab-Token"], index, bit)}), [secret])
-
-
-@settings(max_examples=60)
-@given(
-    payload=st.text(min_size=1, max_size=200),
-    key=st.binary(min_size=32, max_size=32),
-    timestamp=st.integers(0, 10**11),
-    header=st.sampled_from(["webhook-id", "webhook-timestamp", "webhook-signature"]),
-    index=st.integers(0),
-    bit=st.integers(0, 7),
-)
-def test_signed_round_trip_with_the_library_and_any_flipped_bit_is_rejected(
-    payload: str, key: bytes, timestamp: int, header: str, index: int, bit: int
+def test_signed_mode_signs_what_the_library_signs_for_any_body_key_and_time(
+    payload: str, key: bytes, timestamp: int
 ) -> None:
     secret, body = SigningSecret("k", b"whsec_" + base64.b64encode(key)), payload.encode()
     headers = SIGNED.sign(TestRequest(headers={"webhook-id": WEBHOOK_ID}, body=body), secret, timestamp).headers
     assert headers["webhook-signature"] == lib_signature(secret, WEBHOOK_ID, timestamp, body)
-    assert SIGNED.verify(inbound(headers, body), [secret]).signed_at == timestamp
-    position = index % len(body)
-    tampered = body[:position] + bytes([body[position] ^ (1 << bit)]) + body[position + 1 :]
-    with pytest.raises(SignatureError):
-        SIGNED.verify(inbound(headers, tampered), [secret])
-    with pytest.raises(SignatureError):
-        SIGNED.verify(inbound({**headers, header: flip(headers[header], index, bit)}, body), [secret])

@@ -1,14 +1,15 @@
-"""HubSpot adapter: SDK vectors, v3 verification failures, URI decoding, batches, round trips."""
+"""HubSpot adapter: SDK vectors, the v3 reference, what v3 signs, URI decoding, batches.
+
+The rules every provider keeps (round trips, rotation, tampering, missing headers with the legacy v1 one
+still present, repeated headers, the five-minute window, dedupe keys) are proven for `hubspot` by
+test_conformance.py."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
-import json
-from collections.abc import Iterable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -18,12 +19,11 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from adapters.base import InboundRequest, SigningSecret, TestRequest, Verification
-from adapters.errors import PayloadError, ReplayWindowError, SignatureError
+from adapters.errors import PayloadError
 from adapters.webhooks.hubspot import HubSpotAdapter
-from hub.ingress.handler import check_replay_window
-from tests.adapters.refusals import refusal_reason
+from tests.adapters.harness import Endpoint, refusal_reason, vectors
 
-VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "hubspot.json").read_text())["vectors"]
+VECTORS = vectors("hubspot")
 NOW_MS = 1_700_000_000_123
 NOW = NOW_MS / 1000
 URL = "https://hooks.example.com/hooks/acme/hubspot"
@@ -47,17 +47,14 @@ def reference(secret: SigningSecret, uri: str, body: bytes, timestamp: int, meth
 
 
 GOOD = reference(NEW, URL, BODY, NOW_MS)
+inbound = Endpoint(URL, BODY, received_at=NOW)
 
 
-def inbound(
-    headers: dict[str, str] | Iterable[tuple[str, str]], body: bytes = BODY, url: str = URL, method: str = "POST"
+def signed(
+    signature: str = GOOD, timestamp: str = str(NOW_MS), body: bytes = BODY, url: str = URL, method: str = "POST"
 ) -> InboundRequest:
-    return InboundRequest(method=method, url=url, headers=headers, body=body, received_at=NOW)
-
-
-def signed(signature: str = GOOD, timestamp: str = str(NOW_MS), body: bytes = BODY, **kwargs: str) -> InboundRequest:
     headers = {"X-HubSpot-Signature-v3": signature, "X-HubSpot-Request-Timestamp": timestamp}
-    return inbound(headers, body, **kwargs)
+    return inbound(headers, body, url=url, method=method)
 
 
 def reason_of(request: InboundRequest, secrets: list[SigningSecret], adapter: HubSpotAdapter = ADAPTER) -> str:
@@ -108,43 +105,14 @@ def test_valid_delivery_reports_key_id_and_signed_timestamp_in_seconds_and_is_no
     assert ADAPTER.handshake(signed(), [NEW]) is None
 
 
-@pytest.mark.parametrize("signer", [OLD, NEW])
-def test_rotation_accepts_either_secret_and_names_it(signer: SigningSecret) -> None:
-    headers = ADAPTER.sign(TestRequest(headers={}, body=BODY), signer, NOW).headers
-    assert ADAPTER.verify(inbound(headers), [OLD, NEW]).key_id == signer.key_id
-
-
-def test_tampering_and_wrong_secret_do_not_match() -> None:
-    assert reason_of(signed(body=BODY.replace(b"closedwon", b"closedlost")), [NEW]) == "no_match"
+def test_a_changed_timestamp_method_or_url_does_not_match() -> None:
     assert reason_of(signed(timestamp=str(NOW_MS + 1)), [NEW]) == "no_match"
     assert reason_of(signed(method="PUT"), [NEW]) == "no_match"
     assert reason_of(signed(url=URL + "/other"), [NEW], HubSpotAdapter.configure()) == "no_match"
-    assert reason_of(signed(), [OLD]) == "no_match"
 
 
-def test_stale_and_future_timestamps_fall_outside_hubspots_five_minutes() -> None:
-    assert ADAPTER.replay_window_s == 300.0
-    for offset_ms, reason in ((300_001, "timestamp_too_old"), (-300_001, "timestamp_in_future")):
-        timestamp = NOW_MS - offset_ms
-        verification = ADAPTER.verify(signed(reference(NEW, URL, BODY, timestamp), str(timestamp)), [NEW])
-        with pytest.raises(ReplayWindowError) as caught:
-            check_replay_window(verification.signed_at, NOW, 300.0)
-        assert caught.value.reason == reason
-    check_replay_window(ADAPTER.verify(signed(), [NEW]).signed_at, NOW + 299, 300.0)
-
-
-@pytest.mark.parametrize("missing", ["X-HubSpot-Signature-v3", "X-HubSpot-Request-Timestamp"])
-def test_both_headers_are_required_and_legacy_v1_is_no_fallback(missing: str) -> None:
-    headers = ADAPTER.sign(TestRequest(headers={}, body=BODY), NEW, NOW).headers
-    del headers[missing]
-    assert "X-HubSpot-Signature" in headers
-    assert reason_of(inbound(headers), [NEW]) == "missing_header"
-
-
-def test_duplicated_headers_are_refused() -> None:
-    pairs = [("X-HubSpot-Signature-v3", GOOD), ("X-HubSpot-Request-Timestamp", str(NOW_MS))]
-    for pair in pairs:
-        assert reason_of(inbound([*pairs, pair]), [NEW]) == "duplicate_header"
+def test_hubspots_own_window_is_five_minutes() -> None:
+    assert ADAPTER.replay_window_s == 300.0  # the window itself is held by test_conformance.py
 
 
 MALFORMED = {
@@ -227,32 +195,12 @@ def test_sample_is_a_realistic_batch_that_round_trips() -> None:
     assert created.id != changed.id != ADAPTER.normalize(inbound({}, ADAPTER.sample(NOW).body))[1].id
 
 
-def flip(text: str, index: int, bit: int) -> str:
-    """`text` with one bit of one character flipped (staying in ASCII)."""
-    index %= len(text)
-    return text[:index] + chr(ord(text[index]) ^ (1 << bit % 7)) + text[index + 1 :]
-
-
 @settings(max_examples=150)
 @given(
-    body=st.binary(min_size=1, max_size=300),
-    key=st.binary(min_size=1, max_size=64),
-    timestamp=st.integers(0, 10**14),
-    header=st.sampled_from(["body", "X-HubSpot-Signature-v3", "X-HubSpot-Request-Timestamp"]),
-    index=st.integers(0),
-    bit=st.integers(0, 7),
+    body=st.binary(min_size=1, max_size=300), key=st.binary(min_size=1, max_size=64), timestamp=st.integers(0, 10**14)
 )
-def test_round_trip_and_any_flipped_bit_is_rejected(
-    body: bytes, key: bytes, timestamp: int, header: str, index: int, bit: int
-) -> None:
+def test_sign_is_the_v3_reference_for_any_body_key_and_time(body: bytes, key: bytes, timestamp: int) -> None:
     secret = SigningSecret("k", key)
     headers = ADAPTER.sign(TestRequest(headers={}, body=body), secret, timestamp / 1000).headers
     assert headers["X-HubSpot-Signature-v3"] == reference(secret, URL, body, timestamp)
-    assert ADAPTER.verify(inbound(headers, body), [secret]).signed_at == timestamp / 1000
-    if header == "body":
-        position = index % len(body)
-        body = body[:position] + bytes([body[position] ^ (1 << bit)]) + body[position + 1 :]
-    else:
-        headers = {**headers, header: flip(headers[header], index, bit)}
-    with pytest.raises(SignatureError):
-        ADAPTER.verify(inbound(headers, body), [secret])
+    assert headers["X-HubSpot-Request-Timestamp"] == str(timestamp)

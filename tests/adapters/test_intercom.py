@@ -1,13 +1,13 @@
-"""Intercom adapter: reference vectors, verification failures, the ping handshake, normalization, round trips."""
+"""Intercom adapter: reference vectors, SHA-1 only, malformed headers, the ping handshake, normalization.
+
+The rules every provider keeps (round trips, rotation, tampering, missing and repeated headers, dedupe
+keys, no echo) are proven for `intercom` by test_conformance.py."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
-from collections.abc import Iterable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -16,12 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.base import InboundRequest, SigningSecret, TestRequest, Verification
-from adapters.errors import PayloadError, SignatureError
+from adapters.errors import PayloadError
 from adapters.webhooks.intercom import IntercomAdapter
-from tests.adapters.refusals import refusal_reason
+from tests.adapters.harness import NOW, Endpoint, refusal_reason, vectors
 
-VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "intercom.json").read_text())["vectors"]
-NOW = 1_700_000_000.0
+VECTORS = vectors("intercom")
 ADAPTER = IntercomAdapter.configure()
 OLD = SigningSecret("old", b"0ld-client-secret-0000-000000000000")
 NEW = SigningSecret("new", b"d1f8b6e4-3c2a-4f5e-9b7d-1a2c3e4f5a6b")
@@ -48,12 +47,7 @@ def reference(secret: SigningSecret, body: bytes) -> str:
 
 
 GOOD = reference(NEW, BODY)
-
-
-def inbound(headers: dict[str, str] | Iterable[tuple[str, str]], body: bytes = BODY) -> InboundRequest:
-    return InboundRequest(
-        method="POST", url="http://hub.test/hooks/acme/ic", headers=headers, body=body, received_at=NOW
-    )
+inbound = Endpoint("http://hub.test/hooks/acme/ic", BODY)
 
 
 def signed(signature: str | None = None, body: bytes = BODY) -> InboundRequest:
@@ -77,21 +71,13 @@ def test_reference_vectors_verify_and_are_what_sign_produces(vector: dict[str, s
     )
 
 
-@pytest.mark.parametrize("signer", [OLD, NEW])
-def test_rotation_accepts_either_secret_and_names_it(signer: SigningSecret) -> None:
-    assert ADAPTER.verify(signed(reference(signer, BODY)), [OLD, NEW]).key_id == signer.key_id
-
-
-def test_tampered_body_wrong_secret_and_sha256_do_not_match() -> None:
-    assert reason_of(signed(GOOD, BODY.replace(b'"147"', b'"148"')), [NEW]) == "no_match"
-    assert reason_of(signed(GOOD), [OLD]) == "no_match"
+def test_a_sha256_signature_is_not_intercoms() -> None:
     sha256 = "sha256=" + hmac.new(NEW.value, BODY, hashlib.sha256).hexdigest()
     assert reason_of(inbound({"X-Hub-Signature": sha256}), [NEW]) == "malformed_signature"
 
 
-def test_missing_and_duplicated_header() -> None:
+def test_githubs_sha256_header_name_is_not_read() -> None:
     assert reason_of(inbound({"X-Hub-Signature-256": GOOD}), [NEW]) == "missing_header"
-    assert reason_of(inbound([("X-Hub-Signature", GOOD), ("x-hub-signature", GOOD)]), [NEW]) == "duplicate_header"
 
 
 MALFORMED = {
@@ -177,31 +163,10 @@ def test_sample_is_a_realistic_conversation_created() -> None:
     assert event.id != ADAPTER.normalize(inbound({}, ADAPTER.sample(NOW).body))[0].id
 
 
-def flip(text: str, index: int, bit: int) -> str:
-    """`text` with one bit of one character flipped (staying in ASCII)."""
-    index %= len(text)
-    return text[:index] + chr(ord(text[index]) ^ (1 << bit % 7)) + text[index + 1 :]
-
-
 @settings(max_examples=150)
-@given(
-    body=st.binary(min_size=1, max_size=300),
-    key=st.binary(min_size=1, max_size=64),
-    in_body=st.booleans(),
-    index=st.integers(0),
-    bit=st.integers(0, 7),
-)
-def test_round_trip_and_any_flipped_bit_is_rejected(
-    body: bytes, key: bytes, in_body: bool, index: int, bit: int
-) -> None:
+@given(body=st.binary(min_size=1, max_size=300), key=st.binary(min_size=1, max_size=64))
+def test_sign_is_the_reference_for_any_body_and_key(body: bytes, key: bytes) -> None:
     secret = SigningSecret("k", key)
-    headers = ADAPTER.sign(TestRequest(headers={}, body=body), secret, NOW).headers
-    assert headers["X-Hub-Signature"] == reference(secret, body)
-    assert ADAPTER.verify(inbound(headers, body), [secret]).key_id == "k"
-    if in_body:
-        position = index % len(body)
-        body = body[:position] + bytes([body[position] ^ (1 << bit)]) + body[position + 1 :]
-    else:
-        headers = {"X-Hub-Signature": flip(headers["X-Hub-Signature"], index, bit)}
-    with pytest.raises(SignatureError):
-        ADAPTER.verify(inbound(headers, body), [secret])
+    assert ADAPTER.sign(TestRequest(headers={}, body=body), secret, NOW).headers["X-Hub-Signature"] == reference(
+        secret, body
+    )

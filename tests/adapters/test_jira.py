@@ -1,13 +1,13 @@
-"""Jira adapter: reference vectors, verification failures, event-name mapping, normalization, round trips."""
+"""Jira adapter: reference vectors, malformed headers, the signature as replay guard, event names, normalization.
+
+The rules every provider keeps (round trips, rotation, tampering, missing and repeated headers, dedupe
+keys, no echo) are proven for `jira` by test_conformance.py."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
-from collections.abc import Iterable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -16,14 +16,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.base import InboundRequest, SigningSecret, TestRequest, Verification
-from adapters.errors import PayloadError, SignatureError
+from adapters.errors import PayloadError
 from adapters.webhooks.jira import JiraAdapter
-from tests.adapters.refusals import refusal_reason
+from tests.adapters.harness import NOW, Endpoint, refusal_reason, vectors
 
-VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "jira.json").read_text())["vectors"]
-NOW = 1_700_000_000
+VECTORS = vectors("jira")
 ADAPTER = JiraAdapter.configure()
-OLD = SigningSecret("old", b"old jira secret")
 NEW = SigningSecret("new", b"new jira secret")
 WEBHOOK_ID = "a8c3f5e2-9b1d-4c7e-8f6a-2d4b6c8e0f13"
 EVENT: dict[str, Any] = {
@@ -36,12 +34,7 @@ EVENT: dict[str, Any] = {
 }
 BODY = orjson.dumps(EVENT)
 SIGNATURE = "sha256=" + hmac.new(NEW.value, BODY, hashlib.sha256).hexdigest()
-
-
-def inbound(headers: dict[str, str] | Iterable[tuple[str, str]], body: bytes = BODY) -> InboundRequest:
-    return InboundRequest(
-        method="POST", url="http://hub.test/hooks/acme/jira", headers=headers, body=body, received_at=NOW
-    )
+inbound = Endpoint("http://hub.test/hooks/acme/jira", BODY)
 
 
 def delivery(body: bytes = BODY, signature: str = SIGNATURE, **extra: str) -> InboundRequest:
@@ -62,23 +55,6 @@ def test_reference_vectors_verify_and_are_what_sign_produces(vector: dict[str, s
     assert ADAPTER.verify(request, [secret]) == Verification("hmac-sha256", "docs", None, digest)
     signed = ADAPTER.sign(TestRequest(headers={}, body=body), secret, NOW)
     assert signed.headers[vector["header"]] == vector["signature"]
-
-
-@pytest.mark.parametrize("signer", [OLD, NEW])
-def test_rotation_accepts_either_secret_and_names_it(signer: SigningSecret) -> None:
-    headers = ADAPTER.sign(TestRequest(headers={}, body=BODY), signer, NOW).headers
-    assert ADAPTER.verify(inbound(headers), [OLD, NEW]).key_id == signer.key_id
-
-
-def test_tampered_body_and_wrong_secret_do_not_match() -> None:
-    assert reason_of(delivery(BODY.replace(b"ENG-42", b"ENG-43")), [NEW]) == "no_match"
-    assert reason_of(delivery(), [OLD]) == "no_match"
-
-
-def test_missing_and_duplicated_header() -> None:
-    assert reason_of(inbound({"X-Atlassian-Webhook-Identifier": WEBHOOK_ID}), [NEW]) == "missing_header"
-    pairs = [("X-Hub-Signature", SIGNATURE), ("x-hub-signature", SIGNATURE)]
-    assert reason_of(inbound(pairs), [NEW]) == "duplicate_header"
 
 
 MALFORMED = {
@@ -187,27 +163,8 @@ def test_sample_is_a_realistic_issue_update_that_round_trips() -> None:
     )
 
 
-def flip(text: str, index: int, bit: int) -> str:
-    """`text` with one bit of one character flipped (staying in ASCII)."""
-    index %= len(text)
-    return text[:index] + chr(ord(text[index]) ^ (1 << bit % 7)) + text[index + 1 :]
-
-
 @settings(max_examples=150)
-@given(
-    body=st.binary(min_size=1, max_size=300),
-    key=st.binary(min_size=1, max_size=64),
-    index=st.integers(0),
-    bit=st.integers(0, 7),
-)
-def test_round_trip_and_any_flipped_bit_is_rejected(body: bytes, key: bytes, index: int, bit: int) -> None:
-    secret = SigningSecret("k", key)
-    headers = ADAPTER.sign(TestRequest(headers={}, body=body), secret, NOW).headers
+@given(body=st.binary(min_size=1, max_size=300), key=st.binary(min_size=1, max_size=64))
+def test_sign_is_hmac_sha256_of_the_body_for_any_body_and_key(body: bytes, key: bytes) -> None:
+    headers = ADAPTER.sign(TestRequest(headers={}, body=body), SigningSecret("k", key), NOW).headers
     assert headers["X-Hub-Signature"] == "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
-    assert ADAPTER.verify(inbound(headers, body), [secret]).key_id == "k"
-    position = index % len(body)
-    tampered = body[:position] + bytes([body[position] ^ (1 << bit)]) + body[position + 1 :]
-    with pytest.raises(SignatureError):
-        ADAPTER.verify(inbound(headers, tampered), [secret])
-    with pytest.raises(SignatureError):
-        ADAPTER.verify(inbound({"X-Hub-Signature": flip(headers["X-Hub-Signature"], index, bit)}, body), [secret])

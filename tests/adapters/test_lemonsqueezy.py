@@ -1,13 +1,13 @@
-"""Lemon Squeezy adapter: reference vectors, verification failures, body-hash ids, normalization, round trips."""
+"""Lemon Squeezy adapter: reference vectors, malformed headers, body-hash ids, normalization.
+
+The rules every provider keeps (round trips, rotation, tampering, missing and repeated headers, dedupe
+keys, no echo) are proven for `lemonsqueezy` by test_conformance.py."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
-from collections.abc import Iterable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -16,14 +16,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.base import InboundRequest, SigningSecret, TestRequest, Verification
-from adapters.errors import PayloadError, SignatureError
+from adapters.errors import PayloadError
 from adapters.webhooks.lemonsqueezy import LemonSqueezyAdapter
-from tests.adapters.refusals import refusal_reason
+from tests.adapters.harness import NOW, Endpoint, refusal_reason, vectors
 
-VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "lemonsqueezy.json").read_text())["vectors"]
-NOW = 1_700_000_000
+VECTORS = vectors("lemonsqueezy")
 ADAPTER = LemonSqueezyAdapter.configure()
-OLD = SigningSecret("old", b"old-signing-secret")
 NEW = SigningSecret("new", b"new-signing-secret")
 EVENT: dict[str, Any] = {
     "meta": {"test_mode": False, "event_name": "subscription_updated", "custom_data": {"user_id": "u_42"}},
@@ -42,12 +40,7 @@ EVENT: dict[str, Any] = {
 }
 BODY = orjson.dumps(EVENT)
 SIGNATURE = hmac.new(NEW.value, BODY, hashlib.sha256).hexdigest()
-
-
-def inbound(headers: dict[str, str] | Iterable[tuple[str, str]], body: bytes = BODY) -> InboundRequest:
-    return InboundRequest(
-        method="POST", url="http://hub.test/hooks/acme/ls", headers=headers, body=body, received_at=NOW
-    )
+inbound = Endpoint("http://hub.test/hooks/acme/ls", BODY)
 
 
 def delivery(
@@ -68,22 +61,6 @@ def test_reference_vectors_verify_and_are_what_sign_produces(vector: dict[str, s
         "hmac-sha256", "docs", None, bytes.fromhex(vector["signature"])
     )
     assert ADAPTER.sign(TestRequest(headers={}, body=body), secret, NOW).headers["X-Signature"] == vector["signature"]
-
-
-@pytest.mark.parametrize("signer", [OLD, NEW])
-def test_rotation_accepts_either_secret_and_names_it(signer: SigningSecret) -> None:
-    headers = ADAPTER.sign(TestRequest(headers={}, body=BODY), signer, NOW).headers
-    assert ADAPTER.verify(inbound(headers), [OLD, NEW]).key_id == signer.key_id
-
-
-def test_tampered_body_and_wrong_secret_do_not_match() -> None:
-    assert reason_of(delivery(BODY.replace(b"active", b"paused")), [NEW]) == "no_match"
-    assert reason_of(delivery(), [OLD]) == "no_match"
-
-
-def test_missing_and_duplicated_header() -> None:
-    assert reason_of(inbound({"X-Event-Name": "order_created"}), [NEW]) == "missing_header"
-    assert reason_of(inbound([("X-Signature", SIGNATURE), ("x-signature", SIGNATURE)]), [NEW]) == "duplicate_header"
 
 
 MALFORMED = {
@@ -181,27 +158,8 @@ def test_sample_is_a_realistic_order_created_that_round_trips() -> None:
     )
 
 
-def flip(text: str, index: int, bit: int) -> str:
-    """`text` with one bit of one character flipped (staying in ASCII)."""
-    index %= len(text)
-    return text[:index] + chr(ord(text[index]) ^ (1 << bit % 7)) + text[index + 1 :]
-
-
 @settings(max_examples=150)
-@given(
-    body=st.binary(min_size=1, max_size=300),
-    key=st.binary(min_size=1, max_size=64),
-    index=st.integers(0),
-    bit=st.integers(0, 7),
-)
-def test_round_trip_and_any_flipped_bit_is_rejected(body: bytes, key: bytes, index: int, bit: int) -> None:
-    secret = SigningSecret("k", key)
-    headers = ADAPTER.sign(TestRequest(headers={}, body=body), secret, NOW).headers
+@given(body=st.binary(min_size=1, max_size=300), key=st.binary(min_size=1, max_size=64))
+def test_sign_is_hmac_sha256_of_the_body_for_any_body_and_key(body: bytes, key: bytes) -> None:
+    headers = ADAPTER.sign(TestRequest(headers={}, body=body), SigningSecret("k", key), NOW).headers
     assert headers["X-Signature"] == hmac.new(key, body, hashlib.sha256).hexdigest()
-    assert ADAPTER.verify(inbound(headers, body), [secret]).key_id == "k"
-    position = index % len(body)
-    tampered = body[:position] + bytes([body[position] ^ (1 << bit)]) + body[position + 1 :]
-    with pytest.raises(SignatureError):
-        ADAPTER.verify(inbound(headers, tampered), [secret])
-    with pytest.raises(SignatureError):
-        ADAPTER.verify(inbound({"X-Signature": flip(headers["X-Signature"], index, bit)}, body), [secret])

@@ -1,30 +1,25 @@
-"""Linear adapter: vectors checked with @linear/sdk, failures, the signed body timestamp, normalization."""
+"""Linear adapter: vectors checked with @linear/sdk, malformed headers, the signed body timestamp and Linear's
+60 s window, normalization. The rules every provider keeps (round trips for any body timestamp, rotation,
+tampering, missing and repeated headers, dedupe keys) are proven for `linear` by test_conformance.py."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
-from collections.abc import Iterable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from adapters.base import InboundRequest, SigningSecret, TestRequest
-from adapters.errors import PayloadError, ReplayWindowError, SignatureError
+from adapters.errors import PayloadError, ReplayWindowError
 from adapters.webhooks.linear import LinearAdapter
 from hub.ingress.handler import check_replay_window
-from tests.adapters.refusals import refusal_reason
+from tests.adapters.harness import NOW, Endpoint, refusal_reason, vectors
 
-VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "linear.json").read_text())["vectors"]
-NOW = 1_700_000_000
+VECTORS = vectors("linear")
 ADAPTER = LinearAdapter.configure()
-OLD = SigningSecret("old", b"lin_wh_old0123456789abcdefghijklmn")
 NEW = SigningSecret("new", b"lin_wh_new0123456789abcdefghijklmn")
 DELIVERY = "8c3d1f2e-6a7b-4c5d-9e0f-1a2b3c4d5e6f"
 EVENT: dict[str, Any] = {
@@ -39,16 +34,11 @@ EVENT: dict[str, Any] = {
     "webhookId": "d1c2b3a4-5e6f-4a1b-9c8d-7e6f5a4b3c2d",
 }
 BODY = orjson.dumps(EVENT)
+inbound = Endpoint("http://hub.test/hooks/acme/ln", BODY)
 
 
 def sig(body: bytes, secret: SigningSecret = NEW) -> str:
     return hmac.new(secret.value, body, hashlib.sha256).hexdigest()
-
-
-def inbound(headers: dict[str, str] | Iterable[tuple[str, str]], body: bytes = BODY) -> InboundRequest:
-    return InboundRequest(
-        method="POST", url="http://hub.test/hooks/acme/ln", headers=headers, body=body, received_at=NOW
-    )
 
 
 def delivery(body: bytes = BODY, signature: str | None = None) -> InboundRequest:
@@ -80,18 +70,6 @@ def test_valid_delivery_reports_key_id_and_the_body_timestamp_in_seconds() -> No
     assert (verification.scheme, verification.key_id, verification.signed_at) == ("hmac-sha256", "new", NOW)
 
 
-@pytest.mark.parametrize("signer", [OLD, NEW])
-def test_rotation_accepts_either_secret_and_names_it(signer: SigningSecret) -> None:
-    assert ADAPTER.verify(delivery(signature=sig(BODY, signer)), [OLD, NEW]).key_id == signer.key_id
-
-
-def test_tampered_body_timestamp_and_wrong_secret_do_not_match() -> None:
-    good = sig(BODY)
-    assert reason_of(delivery(BODY.replace(b"webhook test", b"webhook best"), good), [NEW]) == "no_match"
-    assert reason_of(delivery(with_timestamp(NOW * 1000 + 1), good), [NEW]) == "no_match"
-    assert reason_of(delivery(), [OLD]) == "no_match"
-
-
 def test_linears_own_60_second_window_refuses_stale_and_future_bodies() -> None:
     assert ADAPTER.replay_window_s == 60.0
     for offset_ms, reason in ((-60_001, "timestamp_too_old"), (60_001, "timestamp_in_future")):
@@ -118,10 +96,6 @@ def test_a_fractional_millisecond_timestamp_is_accepted_as_the_sdk_does() -> Non
     assert ADAPTER.verify(delivery(with_timestamp(NOW * 1000 + 0.5)), [NEW]).signed_at == pytest.approx(NOW + 0.0005)
 
 
-def test_missing_header() -> None:
-    assert reason_of(inbound({"Linear-Delivery": DELIVERY}), [NEW]) == "missing_header"
-
-
 GOOD = sig(BODY)
 MALFORMED = {
     "empty": "",
@@ -141,10 +115,6 @@ def test_malformed_signature_headers_are_signature_errors(header: str) -> None:
     assert reason_of(delivery(signature=header), [NEW]) == "malformed_signature"
 
 
-def test_duplicated_signature_header_is_refused() -> None:
-    assert reason_of(inbound([("Linear-Signature", GOOD), ("linear-signature", GOOD)]), [NEW]) == "duplicate_header"
-
-
 def test_there_is_no_handshake() -> None:
     assert ADAPTER.handshake(delivery(), [NEW]) is None
 
@@ -161,6 +131,15 @@ def test_normalize_falls_back_to_entity_id_body_hash_and_webhook_timestamp() -> 
     [event] = ADAPTER.normalize(inbound({}, body))
     assert (event.type, event.subject, event.time) == ("linear.Reaction", "r-1", datetime.fromtimestamp(NOW, UTC))
     assert event.id == "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+@pytest.mark.parametrize("milliseconds", [-1, 2**53, 9 * 10**14])
+def test_a_webhook_timestamp_past_the_years_a_datetime_holds_is_no_time_not_a_crash(milliseconds: int) -> None:
+    """9 * 10**14 ms is in the range `verify` reads but past year 9999: the shared `unix_time` reads it as
+    no time (the adapter's own copy raised ValueError from normalize)."""
+    body = orjson.dumps({"type": "Reaction", "data": {"id": "r-1"}, "webhookTimestamp": milliseconds})
+    [event] = ADAPTER.normalize(inbound({}, body))
+    assert event.time is None
 
 
 @pytest.mark.parametrize("body", [b'{"action":"create"}', b'{"type":""}', b'{"type":["Issue"]}'])
@@ -190,38 +169,3 @@ def test_sample_is_an_issue_create_signed_at_now() -> None:
         datetime.fromtimestamp(NOW, UTC),
     )
     assert (event.subject or "").startswith("ENG-")
-
-
-def flip(text: str, index: int, bit: int) -> str:
-    """`text` with one bit of one character flipped (staying in ASCII)."""
-    index %= len(text)
-    return text[:index] + chr(ord(text[index]) ^ (1 << bit % 7)) + text[index + 1 :]
-
-
-@settings(max_examples=60)
-@given(
-    note=st.text(max_size=100),
-    key=st.binary(min_size=1, max_size=64),
-    timestamp_ms=st.integers(0, 10**14),
-    index=st.integers(0),
-    bit=st.integers(0, 7),
-)
-def test_round_trip_and_any_flipped_bit_is_rejected(
-    note: str, key: bytes, timestamp_ms: int, index: int, bit: int
-) -> None:
-    secret = SigningSecret("k", key)
-    body = orjson.dumps(
-        {"type": "Comment", "action": "create", "data": {"body": note}, "webhookTimestamp": timestamp_ms}
-    )
-    headers = ADAPTER.sign(TestRequest(headers={}, body=body), secret, NOW).headers
-    assert ADAPTER.verify(inbound(headers, body), [secret]).signed_at == timestamp_ms / 1000
-    position = index % len(body)
-    tampered = body[:position] + bytes([body[position] ^ (1 << bit)]) + body[position + 1 :]
-    with pytest.raises(SignatureError):
-        ADAPTER.verify(inbound(headers, tampered), [secret])
-    timestamp_at = body.rindex(b'"webhookTimestamp":') + len(b'"webhookTimestamp":')
-    other_time = body[:timestamp_at] + str(timestamp_ms ^ (1 << bit)).encode() + body[body.index(b"}", timestamp_at) :]
-    with pytest.raises(SignatureError):
-        ADAPTER.verify(inbound(headers, other_time), [secret])
-    with pytest.raises(SignatureError):
-        ADAPTER.verify(inbound({"Linear-Signature": flip(headers["Linear-Signature"], index, bit)}, body), [secret])

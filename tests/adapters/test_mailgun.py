@@ -1,12 +1,13 @@
-"""Mailgun adapter: vectors checked with the SDK, the in-body signature's failures, the token as dedupe key."""
+"""Mailgun adapter: vectors checked with the SDK, the in-body signature's failures, the token as dedupe key.
+
+The rules every provider keeps are proven for `mailgun` by test_conformance.py (event-data is unsigned
+there too, by name)."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -15,16 +16,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.base import InboundRequest, SigningSecret, TestRequest, Verification
-from adapters.errors import PayloadError, ReplayWindowError, SignatureError
+from adapters.errors import PayloadError
 from adapters.webhooks import mailgun
 from adapters.webhooks.mailgun import MailgunAdapter
-from hub.ingress.handler import check_replay_window
-from tests.adapters.refusals import refusal_reason
+from tests.adapters.harness import NOW, refusal_reason, vectors
 
-VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "mailgun.json").read_text())["vectors"]
-NOW = 1_700_000_000
+VECTORS = vectors("mailgun")
 ADAPTER = MailgunAdapter.configure()
-OLD = SigningSecret("old", b"key-0ld0ld0ld0ld0ld0ld0ld0ld0ld0ld0")
 NEW = SigningSecret("new", b"key-7a1d4f2e9c3b6a8d5e0f1c2b3a4d5e6f")
 TOKEN = "e0b5477167110d68991efc6b9f89f0a11066af27834600e123"
 EVENT_DATA: dict[str, Any] = {
@@ -91,16 +89,10 @@ def test_parent_signature_verifies_with_the_primary_accounts_key() -> None:
     assert reason_of(delivery({**signature, "parent-signature": "AB" * 32}), [parent]) == "malformed_signature"
 
 
-@pytest.mark.parametrize("signer", [OLD, NEW])
-def test_rotation_accepts_either_secret_and_names_it(signer: SigningSecret) -> None:
-    assert ADAPTER.verify(delivery(fields(signer)), [OLD, NEW]).key_id == signer.key_id
-
-
-def test_changed_token_timestamp_or_secret_do_not_match() -> None:
+def test_a_changed_token_or_timestamp_does_not_match() -> None:
     good = fields()
     assert reason_of(delivery({**good, "token": TOKEN[:-1] + "4"}), [NEW]) == "no_match"
     assert reason_of(delivery({**good, "timestamp": str(NOW + 1)}), [NEW]) == "no_match"
-    assert reason_of(delivery(good), [OLD]) == "no_match"
 
 
 def test_event_data_is_not_signed_so_the_token_is_the_dedupe_key() -> None:
@@ -113,13 +105,8 @@ def test_integer_timestamp_is_signed_as_its_digits() -> None:
     assert ADAPTER.verify(delivery({**fields(), "timestamp": NOW}), [NEW]).signed_at == NOW
 
 
-def test_stale_and_future_timestamps_fall_outside_the_hubs_window() -> None:
-    assert ADAPTER.replay_window_s is None
-    for offset, reason in ((301, "timestamp_too_old"), (-301, "timestamp_in_future")):
-        verification = ADAPTER.verify(delivery(fields(timestamp=str(NOW - offset))), [NEW])
-        with pytest.raises(ReplayWindowError) as caught:
-            check_replay_window(verification.signed_at, NOW, 300.0)
-        assert caught.value.reason == reason
+def test_mailgun_documents_no_window_so_the_hubs_applies() -> None:
+    assert ADAPTER.replay_window_s is None  # the hub's window itself is held by test_conformance.py
 
 
 @pytest.mark.parametrize(
@@ -204,28 +191,10 @@ def test_sign_needs_a_json_object_body(body: bytes) -> None:
         ADAPTER.sign(TestRequest(headers={}, body=body), NEW, NOW)
 
 
-def flip(text: str, index: int, bit: int) -> str:
-    """`text` with one bit of one character flipped (staying in ASCII)."""
-    index %= len(text)
-    return text[:index] + chr(ord(text[index]) ^ (1 << bit % 7)) + text[index + 1 :]
-
-
 @settings(max_examples=150)
-@given(
-    key=st.binary(min_size=1, max_size=64),
-    timestamp=st.integers(0, 10**11),
-    field=st.sampled_from(["token", "timestamp", "signature"]),
-    index=st.integers(0),
-    bit=st.integers(0, 7),
-)
-def test_round_trip_and_any_flipped_bit_is_rejected(
-    key: bytes, timestamp: int, field: str, index: int, bit: int
-) -> None:
+@given(key=st.binary(min_size=1, max_size=64), timestamp=st.integers(0, 10**11))
+def test_sign_is_the_documented_algorithm_for_any_key_and_time(key: bytes, timestamp: int) -> None:
     secret = SigningSecret("k", key)
     body = ADAPTER.sign(TestRequest(headers={}, body=b'{"event-data": {"event": "opened"}}'), secret, timestamp).body
-    assert ADAPTER.verify(inbound(body), [secret]).signed_at == timestamp
-    signed = orjson.loads(body)
-    assert signed["signature"]["signature"] == mac(secret, str(timestamp), signed["signature"]["token"])
-    signed["signature"][field] = flip(signed["signature"][field], index, bit)
-    with pytest.raises(SignatureError):
-        ADAPTER.verify(inbound(signed), [secret])
+    signed = orjson.loads(body)["signature"]
+    assert (signed["timestamp"], signed["signature"]) == (str(timestamp), mac(secret, str(timestamp), signed["token"]))

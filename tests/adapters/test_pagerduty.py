@@ -1,28 +1,24 @@
-"""PagerDuty adapter: go-pagerduty's vector, rotation lists, failures, normalization, round trips."""
+"""PagerDuty adapter: go-pagerduty's vector, PagerDuty-side rotation lists, malformed headers, normalization.
+
+The rules every provider keeps are proven for `pagerduty` by test_conformance.py."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
-import json
-from collections.abc import Iterable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from adapters.base import InboundRequest, SigningSecret, TestRequest
-from adapters.errors import PayloadError, SignatureError
+from adapters.errors import PayloadError
 from adapters.webhooks.pagerduty import PagerDutyAdapter
-from tests.adapters.refusals import refusal_reason
+from tests.adapters.harness import NOW, Endpoint, refusal_reason, vectors
 
-VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "pagerduty.json").read_text())["vectors"]
-NOW = 1_700_000_000
+VECTORS = vectors("pagerduty")
 ADAPTER = PagerDutyAdapter.configure()
 OLD = SigningSecret("old", b"pd-old-0123456789abcdefghijklmnopqrstuvwxyz")
 NEW = SigningSecret("new", b"pd-new-0123456789abcdefghijklmnopqrstuvwxyz")
@@ -51,12 +47,7 @@ def v1(secret: SigningSecret, body: bytes = BODY) -> str:
 
 
 GOOD = v1(NEW)
-
-
-def inbound(headers: dict[str, str] | Iterable[tuple[str, str]], body: bytes = BODY) -> InboundRequest:
-    return InboundRequest(
-        method="POST", url="http://hub.test/hooks/acme/pd", headers=headers, body=body, received_at=NOW
-    )
+inbound = Endpoint("http://hub.test/hooks/acme/pd", BODY)
 
 
 def signed(header: str, body: bytes = BODY) -> InboundRequest:
@@ -92,19 +83,12 @@ def test_valid_delivery_has_no_signed_timestamp() -> None:
     assert (verification.scheme, verification.key_id, verification.signed_at) == ("hmac-sha256", "new", None)
 
 
-@pytest.mark.parametrize("signer", [OLD, NEW])
-def test_rotation_on_our_side_accepts_either_secret_and_names_it(signer: SigningSecret) -> None:
-    assert ADAPTER.verify(signed(v1(signer)), [OLD, NEW]).key_id == signer.key_id
-
-
 @pytest.mark.parametrize("header", [f"{v1(OLD)},{v1(NEW)}", f"{v1(NEW)},{v1(OLD)}", f"v0=ignored,{GOOD}"])
 def test_rotation_on_their_side_any_listed_signature_may_match(header: str) -> None:
     assert ADAPTER.verify(signed(header), [NEW]).key_id == "new"
 
 
-def test_tampered_body_and_wrong_secret_do_not_match() -> None:
-    assert reason_of(signed(GOOD, BODY.replace(b"PGR0VU2", b"PGR0VU3")), [NEW]) == "no_match"
-    assert reason_of(signed(GOOD), [OLD]) == "no_match"
+def test_a_list_of_only_other_secrets_signatures_does_not_match() -> None:
     assert reason_of(signed(f"{v1(OLD)},{v1(OLD)}"), [NEW]) == "no_match"
 
 
@@ -112,10 +96,6 @@ def test_key_is_the_secret_string_not_its_base64_decoding() -> None:
     vector = VECTORS[0]
     decoded = SigningSecret("decoded", base64.b64decode(vector["secrets"][0]))
     assert reason_of(signed(vector["header"], vector["payload"].encode()), [decoded]) == "no_match"
-
-
-def test_missing_header() -> None:
-    assert reason_of(inbound({"X-Webhook-Id": "x"}), [NEW]) == "missing_header"
 
 
 def test_a_list_without_v1_is_unsupported() -> None:
@@ -147,11 +127,6 @@ def test_the_signature_list_is_bounded() -> None:
     assert ADAPTER.verify(signed(",".join([v1(OLD)] * 15 + [GOOD])), [NEW]).key_id == "new"
     assert reason_of(signed(",".join([v1(OLD)] * 16 + [GOOD])), [NEW]) == "too_many_signatures"
     assert reason_of(signed(",".join([GOOD] * 5000)), [NEW]) == "too_many_signatures"
-
-
-def test_duplicated_header_is_refused() -> None:
-    request = inbound([("X-PagerDuty-Signature", GOOD), ("x-pagerduty-signature", GOOD)])
-    assert reason_of(request, [NEW]) == "duplicate_header"
 
 
 def test_there_is_no_handshake() -> None:
@@ -217,29 +192,3 @@ def test_sample_is_an_incident_triggered_event_that_round_trips() -> None:
     assert (event.type, event.time) == ("pagerduty.incident.triggered", datetime.fromtimestamp(NOW, UTC))
     assert event.subject == orjson.loads(sample.body)["event"]["data"]["id"]
     assert event.id != ADAPTER.normalize(inbound({}, ADAPTER.sample(NOW).body))[0].id
-
-
-def flip(text: str, index: int, bit: int) -> str:
-    """`text` with one bit of one character flipped (staying in ASCII)."""
-    index %= len(text)
-    return text[:index] + chr(ord(text[index]) ^ (1 << bit % 7)) + text[index + 1 :]
-
-
-@settings(max_examples=60)
-@given(
-    body=st.binary(min_size=1, max_size=300),
-    key=st.binary(min_size=1, max_size=64),
-    index=st.integers(0),
-    bit=st.integers(0, 7),
-)
-def test_round_trip_and_any_flipped_bit_is_rejected(body: bytes, key: bytes, index: int, bit: int) -> None:
-    secret = SigningSecret("k", key)
-    header = ADAPTER.sign(TestRequest(headers={}, body=body), secret, NOW).headers["X-PagerDuty-Signature"]
-    assert ADAPTER.verify(signed(header, body), [secret]).key_id == "k"
-    position = index % len(body)
-    with pytest.raises(SignatureError):
-        ADAPTER.verify(
-            signed(header, body[:position] + bytes([body[position] ^ (1 << bit)]) + body[position + 1 :]), [secret]
-        )
-    with pytest.raises(SignatureError):
-        ADAPTER.verify(signed(flip(header, index, bit), body), [secret])

@@ -1,13 +1,13 @@
-"""SendGrid adapter: the SDK's published vector and SDK-checked ones, key handling, failures, batches, round trips."""
+"""SendGrid adapter: the SDK's published vector and SDK-checked ones, key handling, malformed headers, batches.
+
+The rules every provider keeps are proven for `sendgrid` (with a test P-256 key pair) by test_conformance.py."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
-from collections.abc import Iterable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -18,14 +18,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.base import InboundRequest, SigningSecret, TestRequest, Verification
-from adapters.errors import PayloadError, ReplayWindowError, SignatureError
+from adapters.errors import PayloadError
 from adapters.webhooks.sendgrid import SendGridAdapter
-from hub.ingress.handler import check_replay_window
-from schemas.connector import DEFAULT_REPLAY_WINDOW
-from tests.adapters.refusals import refusal_reason
+from tests.adapters.harness import NOW, Endpoint, refusal_reason, vectors
 
-VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "sendgrid.json").read_text())["vectors"]
-NOW = 1_700_000_000
+VECTORS = vectors("sendgrid")
 ADAPTER = SendGridAdapter.configure()
 SIG, TS = "X-Twilio-Email-Event-Webhook-Signature", "X-Twilio-Email-Event-Webhook-Timestamp"
 
@@ -65,12 +62,7 @@ BODY = (
     )
     + b"\r\n"
 )
-
-
-def inbound(headers: dict[str, str] | Iterable[tuple[str, str]], body: bytes = BODY) -> InboundRequest:
-    return InboundRequest(
-        method="POST", url="https://hub.test/hooks/acme/sg", headers=headers, body=body, received_at=NOW
-    )
+inbound = Endpoint("https://hub.test/hooks/acme/sg", BODY)
 
 
 def signed_headers(private: SigningSecret = NEW_PRIVATE, body: bytes = BODY, now: int = NOW) -> dict[str, str]:
@@ -96,12 +88,6 @@ def test_sdk_vectors_verify_and_generated_ones_are_what_sign_produces(vector: di
         private = SigningSecret("sdk", vector["private_key"].encode())
         ours = ADAPTER.sign(TestRequest(headers={}, body=body), private, int(vector["timestamp"]) + 0.5)
         assert (ours.headers[SIG], ours.headers[TS]) == (vector["signature"], vector["timestamp"])
-
-
-@pytest.mark.parametrize("public", [OLD, NEW])
-def test_rotation_accepts_either_key_and_names_it(public: SigningSecret) -> None:
-    private = OLD_PRIVATE if public is OLD else NEW_PRIVATE
-    assert ADAPTER.verify(inbound(signed_headers(private)), [OLD, NEW]).key_id == public.key_id
 
 
 def test_the_verification_key_in_pem_or_wrapped_base64_works_too() -> None:
@@ -143,29 +129,13 @@ def test_sign_needs_a_private_key() -> None:
         ADAPTER.sign(ADAPTER.sample(NOW), NEW, NOW)
 
 
-def test_tampering_and_wrong_key_do_not_match() -> None:
-    assert reason_of(inbound(GOOD, BODY.replace(b"open", b"spam")), [NEW]) == "no_match"
+def test_the_trailing_crlf_and_the_timestamp_are_signed() -> None:
     assert reason_of(inbound(GOOD, BODY.rstrip()), [NEW]) == "no_match"
     assert reason_of(inbound({**GOOD, TS: str(NOW + 1)}), [NEW]) == "no_match"
-    assert reason_of(inbound(GOOD), [OLD]) == "no_match"
 
 
-@pytest.mark.parametrize(("age", "reason"), [(301, "timestamp_too_old"), (-301, "timestamp_in_future")])
-def test_stale_and_future_timestamps_are_outside_the_hub_window(age: int, reason: str) -> None:
-    assert ADAPTER.replay_window_s is None  # SendGrid documents none: the hub's default (300 s) applies
-    window = DEFAULT_REPLAY_WINDOW.total_seconds()
-    check_replay_window(
-        ADAPTER.verify(inbound(signed_headers(now=NOW - age + age // 100)), [NEW]).signed_at, NOW, window
-    )
-    with pytest.raises(ReplayWindowError) as caught:
-        check_replay_window(ADAPTER.verify(inbound(signed_headers(now=NOW - age)), [NEW]).signed_at, NOW, window)
-    assert caught.value.reason == reason
-
-
-@pytest.mark.parametrize("missing", [SIG, TS])
-def test_each_header_is_required_once(missing: str) -> None:
-    assert reason_of(inbound({k: v for k, v in GOOD.items() if k != missing}), [NEW]) == "missing_header"
-    assert reason_of(inbound([*GOOD.items(), (missing, GOOD[missing])]), [NEW]) == "duplicate_header"
+def test_sendgrid_documents_no_window_so_the_hubs_applies() -> None:
+    assert ADAPTER.replay_window_s is None  # the hub's default (300 s) is held by test_conformance.py
 
 
 DER = base64.b64decode(GOOD[SIG])
@@ -236,32 +206,10 @@ def test_sample_is_a_realistic_batch_that_round_trips() -> None:
     assert {e.subject for e in events} == {orjson.loads(sample.body)[0]["sg_message_id"]}
 
 
-def flip(text: str, index: int, bit: int) -> str:
-    """`text` with one bit of one character flipped (staying in ASCII)."""
-    index %= len(text)
-    return text[:index] + chr(ord(text[index]) ^ (1 << bit % 7)) + text[index + 1 :]
-
-
 @settings(max_examples=60, deadline=None)
-@given(
-    body=st.binary(min_size=1, max_size=300),
-    timestamp=st.integers(0, 10**11),
-    header=st.sampled_from([SIG, TS]),
-    index=st.integers(0),
-    bit=st.integers(0, 7),
-)
-def test_round_trip_and_any_flipped_bit_is_rejected(
-    body: bytes, timestamp: int, header: str, index: int, bit: int
-) -> None:
+@given(body=st.binary(min_size=1, max_size=300), timestamp=st.integers(0, 10**11))
+def test_our_signatures_verify_with_the_public_key_for_any_body_and_time(body: bytes, timestamp: int) -> None:
     headers = signed_headers(body=body, now=timestamp)
-    assert ADAPTER.verify(inbound(headers, body), [NEW]).signed_at == timestamp
     public = serialization.load_der_public_key(base64.b64decode(NEW.value))
     assert isinstance(public, ec.EllipticCurvePublicKey)
     public.verify(base64.b64decode(headers[SIG]), str(timestamp).encode() + body, ec.ECDSA(hashes.SHA256()))
-    position = index % len(body)
-    with pytest.raises(SignatureError):
-        ADAPTER.verify(
-            inbound(headers, body[:position] + bytes([body[position] ^ (1 << bit)]) + body[position + 1 :]), [NEW]
-        )
-    with pytest.raises(SignatureError):
-        ADAPTER.verify(inbound({**headers, header: flip(headers[header], index, bit)}, body), [NEW])

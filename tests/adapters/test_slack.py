@@ -1,13 +1,12 @@
-"""Slack adapter: the docs' worked example and slack_sdk vectors, failures, handshakes, normalization."""
+"""Slack adapter: the docs' worked example and slack_sdk vectors, malformed headers, handshakes, normalization.
+
+The rules every provider keeps are proven for `slack` by test_conformance.py."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
-from collections.abc import Iterable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -16,15 +15,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.base import InboundRequest, SigningSecret, TestRequest
-from adapters.errors import PayloadError, ReplayWindowError, SignatureError
+from adapters.errors import PayloadError
 from adapters.webhooks.slack import SlackAdapter
-from hub.ingress.handler import check_replay_window
-from tests.adapters.refusals import refusal_reason
+from tests.adapters.harness import NOW, Endpoint, refusal_reason, vectors
 
-VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "slack.json").read_text())["vectors"]
-NOW = 1_700_000_000
+VECTORS = vectors("slack")
 ADAPTER = SlackAdapter.configure()
-OLD = SigningSecret("old", b"0ld5ecret0ld5ecret0ld5ecret0ld5e")
 NEW = SigningSecret("new", b"8f742231b10e8888abcd99yyyzzz85a5")
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
@@ -47,12 +43,7 @@ def slack_signature(secret: SigningSecret, timestamp: int | str, body: bytes) ->
 
 
 GOOD = slack_signature(NEW, NOW, BODY)
-
-
-def inbound(headers: dict[str, str] | Iterable[tuple[str, str]], body: bytes = BODY) -> InboundRequest:
-    return InboundRequest(
-        method="POST", url="http://hub.test/hooks/acme/slack", headers=headers, body=body, received_at=NOW
-    )
+inbound = Endpoint("http://hub.test/hooks/acme/slack", BODY)
 
 
 def delivery(
@@ -82,23 +73,8 @@ def test_vectors_verify_and_are_what_sign_produces(vector: dict[str, Any]) -> No
     assert signed.headers["X-Slack-Request-Timestamp"] == str(vector["timestamp"])
 
 
-@pytest.mark.parametrize("signer", [OLD, NEW])
-def test_rotation_accepts_either_secret_and_names_it(signer: SigningSecret) -> None:
-    verification = ADAPTER.verify(delivery(signature=slack_signature(signer, NOW, BODY)), [OLD, NEW])
-    assert (verification.scheme, verification.key_id, verification.signed_at) == ("hmac-sha256", signer.key_id, NOW)
-
-
-def test_tampered_body_timestamp_and_wrong_secret_do_not_match() -> None:
-    assert reason_of(delivery(BODY.replace(b"app_mention", b"app_mentioN")), [NEW]) == "no_match"
+def test_a_changed_timestamp_does_not_match() -> None:
     assert reason_of(delivery(timestamp=str(NOW + 1)), [NEW]) == "no_match"
-    assert reason_of(delivery(), [OLD]) == "no_match"
-
-
-def test_each_header_is_required_exactly_once() -> None:
-    headers = [("X-Slack-Request-Timestamp", str(NOW)), ("X-Slack-Signature", GOOD)]
-    for name, value in headers:
-        assert reason_of(inbound([h for h in headers if h[0] != name]), [NEW]) == "missing_header"
-        assert reason_of(inbound([*headers, (name.lower(), value)]), [NEW]) == "duplicate_header"
 
 
 BAD_SIGNATURES = ["", "v0=", GOOD[:-2], GOOD + "00", "v1=" + GOOD[3:], "V0=" + GOOD[3:], GOOD[3:], GOOD.upper()]
@@ -113,17 +89,8 @@ def test_malformed_headers_are_signature_errors(signature: str, timestamp: str) 
     assert reason_of(delivery(signature=signature, timestamp=timestamp), [NEW]) == "malformed_signature"
 
 
-@pytest.mark.parametrize(("age", "reason"), [(301, "timestamp_too_old"), (-301, "timestamp_in_future")])
-def test_stale_and_future_timestamps_fall_outside_slacks_five_minutes(age: int, reason: str) -> None:
-    signed_at = NOW - age
-    verification = ADAPTER.verify(
-        delivery(signature=slack_signature(NEW, signed_at, BODY), timestamp=str(signed_at)), [NEW]
-    )
-    assert ADAPTER.replay_window_s == 300
-    check_replay_window(verification.signed_at, NOW - 1 if age > 0 else NOW + 1, 300)  # exactly 300 s: inside
-    with pytest.raises(ReplayWindowError) as caught:
-        check_replay_window(verification.signed_at, NOW, ADAPTER.replay_window_s)
-    assert caught.value.reason == reason
+def test_slacks_own_window_is_five_minutes() -> None:
+    assert ADAPTER.replay_window_s == 300  # the window itself is held by test_conformance.py
 
 
 CHALLENGE = "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
@@ -264,31 +231,11 @@ def test_sample_is_a_realistic_app_mention_that_round_trips() -> None:
     assert event.id != ADAPTER.normalize(inbound({}, ADAPTER.sample(NOW).body))[0].id
 
 
-def flip(text: str, index: int, bit: int) -> str:
-    """`text` with one bit of one character flipped (staying in ASCII)."""
-    index %= len(text)
-    return text[:index] + chr(ord(text[index]) ^ (1 << bit % 7)) + text[index + 1 :]
-
-
 @settings(max_examples=60)
 @given(
-    body=st.binary(min_size=1, max_size=300),
-    key=st.binary(min_size=1, max_size=64),
-    timestamp=st.integers(0, 10**11),
-    header=st.sampled_from(["X-Slack-Signature", "X-Slack-Request-Timestamp"]),
-    index=st.integers(0),
-    bit=st.integers(0, 7),
+    body=st.binary(min_size=1, max_size=300), key=st.binary(min_size=1, max_size=64), timestamp=st.integers(0, 10**11)
 )
-def test_round_trip_and_any_flipped_bit_is_rejected(
-    body: bytes, key: bytes, timestamp: int, header: str, index: int, bit: int
-) -> None:
+def test_sign_is_slacks_algorithm_for_any_body_key_and_time(body: bytes, key: bytes, timestamp: int) -> None:
     secret = SigningSecret("k", key)
     headers = ADAPTER.sign(TestRequest(headers={}, body=body), secret, timestamp).headers
     assert headers["X-Slack-Signature"] == slack_signature(secret, timestamp, body)
-    assert ADAPTER.verify(inbound(headers, body), [secret]).signed_at == timestamp
-    position = index % len(body)
-    tampered = body[:position] + bytes([body[position] ^ (1 << bit)]) + body[position + 1 :]
-    with pytest.raises(SignatureError):
-        ADAPTER.verify(inbound(headers, tampered), [secret])
-    with pytest.raises(SignatureError):
-        ADAPTER.verify(inbound({**headers, header: flip(headers[header], index, bit)}, body), [secret])

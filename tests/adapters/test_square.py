@@ -1,14 +1,13 @@
-"""Square adapter: the SDK's published vectors, verification failures, the URL option, round trips."""
+"""Square adapter: the SDK's published vectors, the documented algorithm, the URL option, malformed headers.
+
+The rules every provider keeps are proven for `square` by test_conformance.py."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
-import json
-from collections.abc import Iterable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -18,12 +17,11 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from adapters.base import InboundRequest, SigningSecret, TestRequest, Verification
-from adapters.errors import PayloadError, SignatureError
+from adapters.errors import PayloadError
 from adapters.webhooks.square import SquareAdapter
-from tests.adapters.refusals import refusal_reason
+from tests.adapters.harness import NOW, Endpoint, refusal_reason, vectors
 
-VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "square.json").read_text())["vectors"]
-NOW = 1_700_000_000.0
+VECTORS = vectors("square")
 URL = "https://hooks.example.com/hooks/acme/square"
 ADAPTER = SquareAdapter.configure({"publicUrl": URL})
 OLD = SigningSecret("old", b"MCmhFRxGX82xMwg5FsaoQA")
@@ -44,14 +42,11 @@ def reference(secret: SigningSecret, url: str, body: bytes) -> str:
 
 
 GOOD = reference(NEW, URL, BODY)
-
-
-def inbound(headers: dict[str, str] | Iterable[tuple[str, str]], body: bytes = BODY, url: str = URL) -> InboundRequest:
-    return InboundRequest(method="POST", url=url, headers=headers, body=body, received_at=NOW)
+inbound = Endpoint(URL, BODY)
 
 
 def signed(signature: str = GOOD, body: bytes = BODY, url: str = URL) -> InboundRequest:
-    return inbound({"x-square-hmacsha256-signature": signature}, body, url)
+    return inbound({"x-square-hmacsha256-signature": signature}, body, url=url)
 
 
 def reason_of(request: InboundRequest, secrets: list[SigningSecret], adapter: SquareAdapter = ADAPTER) -> str:
@@ -98,25 +93,9 @@ def test_options_are_validated(options: dict[str, str]) -> None:
         SquareAdapter.configure(options)
 
 
-@pytest.mark.parametrize("signer", [OLD, NEW])
-def test_rotation_accepts_either_secret_and_names_it(signer: SigningSecret) -> None:
-    headers = ADAPTER.sign(TestRequest(headers={}, body=BODY), signer, NOW).headers
-    assert ADAPTER.verify(inbound(headers), [OLD, NEW]).key_id == signer.key_id
-
-
-def test_tampered_body_and_wrong_secret_do_not_match() -> None:
-    assert reason_of(signed(body=BODY.replace(b"COMPLETED", b"CANCELED")), [NEW]) == "no_match"
-    assert reason_of(signed(), [OLD]) == "no_match"
-
-
 def test_missing_header_and_no_sha1_fallback() -> None:
     legacy = base64.b64encode(hmac.new(NEW.value, URL.encode() + BODY, hashlib.sha1).digest()).decode()
     assert reason_of(inbound({"x-square-signature": legacy}), [NEW]) == "missing_header"
-
-
-def test_duplicated_header_is_refused() -> None:
-    pair = ("x-square-hmacsha256-signature", GOOD)
-    assert reason_of(inbound([pair, ("X-Square-HmacSha256-Signature", GOOD)]), [NEW]) == "duplicate_header"
 
 
 MALFORMED = {
@@ -191,31 +170,9 @@ def test_sample_is_a_realistic_payment_updated_event() -> None:
     assert event.id != ADAPTER.normalize(inbound({}, ADAPTER.sample(NOW).body))[0].id
 
 
-def flip(text: str, index: int, bit: int) -> str:
-    """`text` with one bit of one character flipped (staying in ASCII)."""
-    index %= len(text)
-    return text[:index] + chr(ord(text[index]) ^ (1 << bit % 7)) + text[index + 1 :]
-
-
 @settings(max_examples=150)
-@given(
-    body=st.binary(min_size=1, max_size=300),
-    key=st.binary(min_size=1, max_size=64),
-    in_body=st.booleans(),
-    index=st.integers(0),
-    bit=st.integers(0, 7),
-)
-def test_round_trip_and_any_flipped_bit_is_rejected(
-    body: bytes, key: bytes, in_body: bool, index: int, bit: int
-) -> None:
+@given(body=st.binary(min_size=1, max_size=300), key=st.binary(min_size=1, max_size=64))
+def test_sign_is_the_documented_algorithm_for_any_body_and_key(body: bytes, key: bytes) -> None:
     secret = SigningSecret("k", key)
     headers = ADAPTER.sign(TestRequest(headers={}, body=body), secret, NOW).headers
     assert headers["x-square-hmacsha256-signature"] == reference(secret, URL, body)
-    assert ADAPTER.verify(inbound(headers, body), [secret]).key_id == "k"
-    if in_body:
-        position = index % len(body)
-        body = body[:position] + bytes([body[position] ^ (1 << bit)]) + body[position + 1 :]
-    else:
-        headers = {"x-square-hmacsha256-signature": flip(headers["x-square-hmacsha256-signature"], index, bit)}
-    with pytest.raises(SignatureError):
-        ADAPTER.verify(inbound(headers, body), [secret])

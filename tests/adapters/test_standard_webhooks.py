@@ -1,13 +1,12 @@
-"""Standard Webhooks adapter: the published vector, the `standardwebhooks` library, failures, round trips."""
+"""Standard Webhooks adapter: the published vector, the `standardwebhooks` library, malformed headers, secrets.
+
+The rules every provider keeps are proven for `standard-webhooks` by test_conformance.py."""
 
 from __future__ import annotations
 
 import base64
-import json
 import time
-from collections.abc import Iterable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -17,12 +16,11 @@ from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook
 
 from adapters.base import InboundRequest, SigningSecret, TestRequest
-from adapters.errors import PayloadError, SignatureError
+from adapters.errors import PayloadError
 from adapters.webhooks.standard_webhooks import StandardWebhooksAdapter
-from tests.adapters.refusals import refusal_reason
+from tests.adapters.harness import NOW, Endpoint, refusal_reason, vectors
 
-VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "standard-webhooks.json").read_text())["vectors"]
-NOW = 1_700_000_000
+VECTORS = vectors("standard-webhooks")
 ADAPTER = StandardWebhooksAdapter.configure()
 OLD = SigningSecret("old", b"whsec_" + base64.b64encode(b"o" * 32))
 NEW = SigningSecret("new", b"whsec_" + base64.b64encode(b"n" * 32))
@@ -34,17 +32,12 @@ BODY = orjson.dumps(
         "data": {"id": "1f81eb52-5198-4599-803e-771906343485", "email": "ada@example.com"},
     }
 )
+inbound = Endpoint("http://hub.test/hooks/acme/sw", BODY)
 
 
 def lib_signature(secret: SigningSecret, msg_id: str, timestamp: int, body: bytes) -> str:
     """The `webhook-signature` value as the `standardwebhooks` library computes it."""
     return Webhook(secret.value.decode()).sign(msg_id, datetime.fromtimestamp(timestamp, UTC), body.decode())
-
-
-def inbound(headers: dict[str, str] | Iterable[tuple[str, str]], body: bytes = BODY) -> InboundRequest:
-    return InboundRequest(
-        method="POST", url="http://hub.test/hooks/acme/sw", headers=headers, body=body, received_at=NOW
-    )
 
 
 def delivery(signature: str, body: bytes = BODY, msg_id: str = MSG_ID, timestamp: str = str(NOW)) -> InboundRequest:
@@ -87,28 +80,14 @@ def test_valid_delivery_reports_scheme_key_id_and_signed_timestamp() -> None:
     assert (verification.scheme, verification.key_id, verification.signed_at) == ("hmac-sha256", "new", NOW)
 
 
-@pytest.mark.parametrize("signer", [OLD, NEW])
-def test_rotation_accepts_either_secret_and_names_it(signer: SigningSecret) -> None:
-    assert ADAPTER.verify(delivery(lib_signature(signer, MSG_ID, NOW, BODY)), [OLD, NEW]).key_id == signer.key_id
-
-
 def test_several_signatures_and_other_versions_are_ignored() -> None:
     header = f"v1a,{base64.b64encode(b'e' * 64).decode()} v2,{SIG} {lib_signature(OLD, MSG_ID, NOW, BODY)} {GOOD}"
     assert ADAPTER.verify(delivery(header), [NEW]).key_id == "new"
 
 
-def test_tampering_and_wrong_secret_do_not_match() -> None:
-    assert reason_of(delivery(GOOD, body=BODY.replace(b"created", b"deleted")), [NEW]) == "no_match"
+def test_a_changed_id_or_timestamp_does_not_match() -> None:
     assert reason_of(delivery(GOOD, timestamp=str(NOW + 1)), [NEW]) == "no_match"
     assert reason_of(delivery(GOOD, msg_id=MSG_ID + "x"), [NEW]) == "no_match"
-    assert reason_of(delivery(GOOD), [OLD]) == "no_match"
-
-
-@pytest.mark.parametrize("missing", ["webhook-id", "webhook-timestamp", "webhook-signature"])
-def test_each_header_is_required(missing: str) -> None:
-    headers = {"webhook-id": MSG_ID, "webhook-timestamp": str(NOW), "webhook-signature": GOOD}
-    del headers[missing]
-    assert reason_of(inbound(headers), [NEW]) == "missing_header"
 
 
 @pytest.mark.parametrize("header", ["v1a,", f"v1a,{SIG}", f"v2,{SIG} v1a,{SIG}"])
@@ -144,12 +123,6 @@ def test_malformed_headers_are_signature_errors(signature: str, headers: dict[st
 
 def test_thousands_of_signatures_are_refused() -> None:
     assert reason_of(delivery(" ".join([GOOD] * 5000)), [NEW]) == "too_many_signatures"
-
-
-def test_duplicated_headers_are_refused() -> None:
-    headers = [("webhook-id", MSG_ID), ("webhook-timestamp", str(NOW)), ("webhook-signature", GOOD)]
-    for name, value in headers:
-        assert reason_of(inbound([*headers, (name, value)]), [NEW]) == "duplicate_header"
 
 
 @pytest.mark.parametrize(
@@ -237,32 +210,15 @@ def test_sign_adds_a_message_id_when_missing() -> None:
     assert ADAPTER.verify(inbound(headers), [NEW]).key_id == "new"
 
 
-def flip(text: str, index: int, bit: int) -> str:
-    """`text` with one bit of one character flipped (staying in ASCII)."""
-    index %= len(text)
-    return text[:index] + chr(ord(text[index]) ^ (1 << bit % 7)) + text[index + 1 :]
-
-
 @given(
     payload=st.text(min_size=1, max_size=200),
     key=st.binary(min_size=24, max_size=64),
     msg_id=st.from_regex(r"msg_[A-Za-z0-9]{1,40}", fullmatch=True),
     timestamp=st.integers(0, 10**11),
-    header=st.sampled_from(["webhook-id", "webhook-timestamp", "webhook-signature"]),
-    index=st.integers(0),
-    bit=st.integers(0, 7),
 )
-def test_round_trip_with_the_library_and_any_flipped_bit_is_rejected(
-    payload: str, key: bytes, msg_id: str, timestamp: int, header: str, index: int, bit: int
+def test_sign_is_what_the_library_signs_for_any_body_key_id_and_time(
+    payload: str, key: bytes, msg_id: str, timestamp: int
 ) -> None:
     secret, body = SigningSecret("k", b"whsec_" + base64.b64encode(key)), payload.encode()
     headers = ADAPTER.sign(TestRequest(headers={"webhook-id": msg_id}, body=body), secret, timestamp).headers
     assert headers["webhook-signature"] == lib_signature(secret, msg_id, timestamp, body)
-    assert ADAPTER.verify(inbound(headers, body), [secret]).signed_at == timestamp
-    position = index % len(body)
-    with pytest.raises(SignatureError):
-        ADAPTER.verify(
-            inbound(headers, body[:position] + bytes([body[position] ^ (1 << bit)]) + body[position + 1 :]), [secret]
-        )
-    with pytest.raises(SignatureError):
-        ADAPTER.verify(inbound({**headers, header: flip(headers[header], index, bit)}, body), [secret])

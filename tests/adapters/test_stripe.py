@@ -1,13 +1,12 @@
-"""Stripe adapter: signatures from the stripe SDK, verification failures, normalization, round trips."""
+"""Stripe adapter: signatures from the stripe SDK, several v1 items, malformed headers, normalization.
+
+The rules every provider keeps are proven for `stripe` by test_conformance.py."""
 
 from __future__ import annotations
 
 import base64
-import json
 import time
-from collections.abc import Iterable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -17,12 +16,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from adapters.base import InboundRequest, SigningSecret, TestRequest
-from adapters.errors import PayloadError, SignatureError
+from adapters.errors import PayloadError
 from adapters.webhooks.stripe import StripeAdapter
-from tests.adapters.refusals import refusal_reason
+from tests.adapters.harness import NOW, Endpoint, refusal_reason, vectors
 
-VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "stripe.json").read_text())["vectors"]
-NOW = 1_700_000_000
+VECTORS = vectors("stripe")
 ADAPTER = StripeAdapter.configure()
 OLD = SigningSecret("old", b"whsec_old0123456789abcdefghijklmn")
 NEW = SigningSecret("new", b"whsec_new0123456789abcdefghijklmn")
@@ -44,12 +42,7 @@ def sdk_header(body: bytes, secret: SigningSecret, timestamp: int = NOW) -> str:
 
 GOOD = sdk_header(BODY, NEW)
 V1 = GOOD.split(",")[1]
-
-
-def inbound(headers: dict[str, str] | Iterable[tuple[str, str]], body: bytes = BODY) -> InboundRequest:
-    return InboundRequest(
-        method="POST", url="http://hub.test/hooks/acme/st", headers=headers, body=body, received_at=NOW
-    )
+inbound = Endpoint("http://hub.test/hooks/acme/st", BODY)
 
 
 def signed(header: str, body: bytes = BODY) -> InboundRequest:
@@ -88,11 +81,6 @@ def test_key_is_the_whsec_string_not_its_base64_decoding() -> None:
     assert reason_of(signed(sdk_header(BODY, NEW)), [decoded]) == "no_match"
 
 
-@pytest.mark.parametrize("signer", [OLD, NEW])
-def test_rotation_accepts_either_secret_and_names_it(signer: SigningSecret) -> None:
-    assert ADAPTER.verify(signed(sdk_header(BODY, signer)), [OLD, NEW]).key_id == signer.key_id
-
-
 def test_any_of_several_v1_signatures_and_ignored_schemes() -> None:
     good = sdk_header(BODY, NEW)
     bad = sdk_header(BODY, OLD).split(",")[1]
@@ -100,15 +88,8 @@ def test_any_of_several_v1_signatures_and_ignored_schemes() -> None:
     assert ADAPTER.verify(signed(header), [NEW]).key_id == "new"
 
 
-def test_tampered_body_wrong_secret_and_changed_timestamp_do_not_match() -> None:
-    header = GOOD
-    assert reason_of(signed(header, BODY.replace(b"invoice.paid", b"invoice.void")), [NEW]) == "no_match"
-    assert reason_of(signed(header), [OLD]) == "no_match"
-    assert reason_of(signed(header.replace(f"t={NOW}", f"t={NOW + 1}")), [NEW]) == "no_match"
-
-
-def test_missing_header() -> None:
-    assert reason_of(inbound({}), [NEW]) == "missing_header"
+def test_a_changed_timestamp_does_not_match() -> None:
+    assert reason_of(signed(GOOD.replace(f"t={NOW}", f"t={NOW + 1}")), [NEW]) == "no_match"
 
 
 def test_header_with_only_other_schemes_is_unsupported() -> None:
@@ -136,10 +117,6 @@ MALFORMED = {
 @pytest.mark.parametrize(("header", "reason"), MALFORMED.values(), ids=MALFORMED.keys())
 def test_malformed_headers_are_signature_errors(header: str, reason: str) -> None:
     assert reason_of(signed(header), [NEW]) == reason
-
-
-def test_duplicated_header_is_refused() -> None:
-    assert reason_of(inbound([("Stripe-Signature", GOOD), ("stripe-signature", GOOD)]), [NEW]) == "duplicate_header"
 
 
 def test_normalize_invoice_paid() -> None:
@@ -190,30 +167,10 @@ def test_sample_is_a_realistic_invoice_paid_event() -> None:
     assert event.id.startswith("evt_")
 
 
-def flip(text: str, index: int, bit: int) -> str:
-    """`text` with one bit of one character flipped (staying in ASCII)."""
-    index %= len(text)
-    return text[:index] + chr(ord(text[index]) ^ (1 << bit % 7)) + text[index + 1 :]
-
-
 @given(
-    payload=st.text(min_size=1, max_size=200),
-    key=st.text(min_size=1, max_size=40),
-    timestamp=st.integers(0, 10**11),
-    index=st.integers(0),
-    bit=st.integers(0, 7),
+    payload=st.text(min_size=1, max_size=200), key=st.text(min_size=1, max_size=40), timestamp=st.integers(0, 10**11)
 )
-def test_round_trip_with_the_sdk_and_any_flipped_bit_is_rejected(
-    payload: str, key: str, timestamp: int, index: int, bit: int
-) -> None:
+def test_sign_is_what_the_sdk_signs_for_any_body_key_and_time(payload: str, key: str, timestamp: int) -> None:
     secret, body = SigningSecret("k", key.encode()), payload.encode()
-    header = sdk_header(body, secret, timestamp)
-    assert ADAPTER.sign(TestRequest(headers={}, body=body), secret, timestamp).headers["Stripe-Signature"] == header
-    assert ADAPTER.verify(signed(header, body), [secret]).signed_at == timestamp
-    position = index % len(body)
-    with pytest.raises(SignatureError):
-        ADAPTER.verify(
-            signed(header, body[:position] + bytes([body[position] ^ (1 << bit)]) + body[position + 1 :]), [secret]
-        )
-    with pytest.raises(SignatureError):
-        ADAPTER.verify(signed(flip(header, index, bit), body), [secret])
+    header = ADAPTER.sign(TestRequest(headers={}, body=body), secret, timestamp).headers["Stripe-Signature"]
+    assert header == sdk_header(body, secret, timestamp)

@@ -1,14 +1,11 @@
-"""Svix adapter: svix SDK vectors, `svix-*` and white-label `webhook-*` headers, failures, round trips."""
+"""Svix adapter: svix SDK vectors, `svix-*` and white-label `webhook-*` headers, malformed headers.
+
+The rules every provider keeps are proven for `svix` by test_conformance.py."""
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
-import json
-from collections.abc import Iterable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -17,16 +14,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.base import InboundRequest, SigningSecret, TestRequest, Verification
-from adapters.errors import PayloadError, ReplayWindowError, SignatureError
+from adapters.errors import PayloadError, SignatureError
 from adapters.webhooks.standard_webhooks import StandardWebhooksAdapter
 from adapters.webhooks.svix import SvixAdapter
-from hub.ingress.handler import check_replay_window
-from tests.adapters.refusals import refusal_reason
+from tests.adapters.harness import NOW, Endpoint, refusal_reason, vectors
+from tests.adapters.svix_senders import svix_signature
 
-VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "svix.json").read_text())["vectors"]
-NOW = 1_700_000_000
+VECTORS = vectors("svix")
 ADAPTER = SvixAdapter.configure()
-OLD = SigningSecret("old", b"whsec_" + base64.b64encode(b"o" * 24))
 NEW = SigningSecret("new", b"whsec_" + base64.b64encode(b"n" * 24))
 MSG_ID = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W"
 BODY = orjson.dumps(
@@ -36,20 +31,8 @@ SVIX = ("svix-id", "svix-timestamp", "svix-signature")
 STANDARD = ("webhook-id", "webhook-timestamp", "webhook-signature")
 
 
-def svix_signature(secret: SigningSecret, msg_id: str, timestamp: int | str, body: bytes) -> str:
-    """`svix-signature` computed independently: HMAC-SHA256 keyed by the base64 after `whsec_`."""
-    key = base64.b64decode(secret.value.removeprefix(b"whsec_") + b"==")
-    digest = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
-
-
 GOOD = svix_signature(NEW, MSG_ID, NOW, BODY)
-
-
-def inbound(headers: dict[str, str] | Iterable[tuple[str, str]], body: bytes = BODY) -> InboundRequest:
-    return InboundRequest(
-        method="POST", url="http://hub.test/hooks/acme/svix", headers=headers, body=body, received_at=NOW
-    )
+inbound = Endpoint("http://hub.test/hooks/acme/svix", BODY)
 
 
 def delivery(
@@ -87,22 +70,15 @@ def test_is_a_standard_webhooks_adapter_with_its_own_facts() -> None:
     assert ADAPTER.scheme.dedupe_key_signed
 
 
-@pytest.mark.parametrize("signer", [OLD, NEW])
-def test_rotation_accepts_either_secret_and_names_it(signer: SigningSecret) -> None:
-    verification = ADAPTER.verify(delivery(svix_signature(signer, MSG_ID, NOW, BODY)), [OLD, NEW])
-    assert (verification.scheme, verification.key_id, verification.signed_at) == ("hmac-sha256", signer.key_id, NOW)
-
-
 def test_any_of_several_signatures_and_v1a_items_are_ignored() -> None:
-    header = f"v1a,{base64.b64encode(b'e' * 64).decode()} {svix_signature(OLD, MSG_ID, NOW, BODY)} {GOOD}"
+    old = SigningSecret("old", b"whsec_" + base64.b64encode(b"o" * 24))
+    header = f"v1a,{base64.b64encode(b'e' * 64).decode()} {svix_signature(old, MSG_ID, NOW, BODY)} {GOOD}"
     assert ADAPTER.verify(delivery(header), [NEW]).key_id == "new"
 
 
-def test_tampering_and_wrong_secret_do_not_match() -> None:
-    assert reason_of(delivery(body=BODY.replace(b"paid", b"void")), [NEW]) == "no_match"
+def test_a_changed_id_or_timestamp_does_not_match() -> None:
     assert reason_of(delivery(timestamp=str(NOW + 1)), [NEW]) == "no_match"
     assert reason_of(delivery(msg_id=MSG_ID + "x"), [NEW]) == "no_match"
-    assert reason_of(delivery(), [OLD]) == "no_match"
 
 
 @pytest.mark.parametrize("missing", range(3))
@@ -132,12 +108,6 @@ def test_svix_headers_win_over_webhook_headers() -> None:
     assert reason_of(inbound({**headers, "svix-signature": "v1," + GOOD[3:][::-1]}), [NEW]) == "malformed_signature"
 
 
-@pytest.mark.parametrize("name", SVIX)
-def test_duplicated_headers_are_refused(name: str) -> None:
-    headers = list(zip(SVIX, (MSG_ID, str(NOW), GOOD), strict=True))
-    assert reason_of(inbound([*headers, (name.upper(), dict(headers)[name])]), [NEW]) == "duplicate_header"
-
-
 MALFORMED = {
     "empty signature": {"svix-signature": ""},
     "truncated": {"svix-signature": GOOD[:-4]},
@@ -155,17 +125,6 @@ MALFORMED = {
 def test_malformed_headers_are_signature_errors(changed: dict[str, str]) -> None:
     headers = {**dict(zip(SVIX, (MSG_ID, str(NOW), GOOD), strict=True)), **changed}
     assert reason_of(inbound(headers), [NEW]) == "malformed_signature"
-
-
-@pytest.mark.parametrize(("age", "reason"), [(301, "timestamp_too_old"), (-301, "timestamp_in_future")])
-def test_stale_and_future_timestamps_are_outside_the_window(age: int, reason: str) -> None:
-    signed_at = NOW - age
-    request = delivery(svix_signature(NEW, MSG_ID, signed_at, BODY), timestamp=str(signed_at))
-    verification = ADAPTER.verify(request, [NEW])
-    check_replay_window(verification.signed_at, NOW - 1 if age > 0 else NOW + 1, ADAPTER.replay_window_s or 0)
-    with pytest.raises(ReplayWindowError) as caught:
-        check_replay_window(verification.signed_at, NOW, ADAPTER.replay_window_s or 0)
-    assert caught.value.reason == reason
 
 
 @pytest.mark.parametrize("body", [BODY, b'{"type": "ping", "challenge": "x"}', b"{}"])
@@ -215,33 +174,16 @@ def test_sample_round_trips_under_svix_names_only() -> None:
     assert ADAPTER.sign(TestRequest(headers={"webhook-id": MSG_ID}, body=BODY), NEW, NOW).headers["svix-id"] == MSG_ID
 
 
-def flip(text: str, index: int, bit: int) -> str:
-    """`text` with one bit of one character flipped (staying in ASCII)."""
-    index %= len(text)
-    return text[:index] + chr(ord(text[index]) ^ (1 << bit % 7)) + text[index + 1 :]
-
-
 @settings(max_examples=60)
 @given(
     payload=st.text(min_size=1, max_size=200),
     key=st.binary(min_size=24, max_size=64),
     msg_id=st.from_regex(r"msg_[A-Za-z0-9]{1,40}", fullmatch=True),
     timestamp=st.integers(0, 10**11),
-    header=st.sampled_from(SVIX),
-    index=st.integers(0),
-    bit=st.integers(0, 7),
 )
-def test_round_trip_and_any_flipped_bit_is_rejected(
-    payload: str, key: bytes, msg_id: str, timestamp: int, header: str, index: int, bit: int
+def test_sign_is_the_svix_algorithm_for_any_body_key_id_and_time(
+    payload: str, key: bytes, msg_id: str, timestamp: int
 ) -> None:
     secret, body = SigningSecret("k", b"whsec_" + base64.b64encode(key)), payload.encode()
     headers = ADAPTER.sign(TestRequest(headers={"svix-id": msg_id}, body=body), secret, timestamp).headers
     assert headers["svix-signature"] == svix_signature(secret, msg_id, timestamp, body)
-    assert ADAPTER.verify(inbound(headers, body), [secret]).signed_at == timestamp
-    position = index % len(body)
-    with pytest.raises(SignatureError):
-        ADAPTER.verify(
-            inbound(headers, body[:position] + bytes([body[position] ^ (1 << bit)]) + body[position + 1 :]), [secret]
-        )
-    with pytest.raises(SignatureError):
-        ADAPTER.verify(inbound({**headers, header: flip(headers[header], index, bit)}, body), [secret])

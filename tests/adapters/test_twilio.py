@@ -1,13 +1,12 @@
-"""Twilio adapter: the documented and SDK vectors, the public URL option, failures, normalization, round trips."""
+"""Twilio adapter: the documented and SDK vectors, the public URL option, JSON bodies bound by their hash,
+malformed headers, normalization. The rules every provider keeps (for form callbacks, where a flip that
+decodes to the same parameters is the same signed content) are proven for `twilio` by test_conformance.py."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import json
-from collections.abc import Iterable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -18,15 +17,13 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from adapters.base import InboundRequest, SigningSecret, TestRequest, Verification
-from adapters.errors import PayloadError, RequestRejected, SignatureError
+from adapters.errors import PayloadError, SignatureError
 from adapters.webhooks.twilio import TwilioAdapter, compute_signature
-from tests.adapters.refusals import refusal_reason
+from tests.adapters.harness import NOW, Endpoint, flip, refusal_reason, vectors
 
-VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "twilio.json").read_text())["vectors"]
-NOW = 1_700_000_000.0
+VECTORS = vectors("twilio")
 PUBLIC = "https://hooks.example.com/hooks/acme/tw"
 ADAPTER = TwilioAdapter.configure()
-OLD = SigningSecret("old", b"0ld0auth0token00000000000000000a")
 NEW = SigningSecret("new", b"4e3b1f0c9d8a7b6c5d4e3f2a1b0c9d8e")
 SID = "SM1f2e3d4c5b6a79880123456789abcdef"
 PARAMS = parse_qsl(
@@ -35,6 +32,7 @@ PARAMS = parse_qsl(
 )
 BODY = urlencode(PARAMS).encode()
 TOKEN = "3f9a2c1e-idempotency"
+inbound = Endpoint(PUBLIC, BODY)
 
 
 def b64(raw: bytes) -> str:
@@ -47,19 +45,13 @@ def signature(
     return b64(compute_signature(secret.value, url, params, alg))
 
 
-def inbound(
-    headers: dict[str, str] | Iterable[tuple[str, str]], body: bytes = BODY, url: str = PUBLIC
-) -> InboundRequest:
-    return InboundRequest(method="POST", url=url, headers=headers, body=body, received_at=NOW)
-
-
 def delivery(sig: str | None = None, body: bytes = BODY, url: str = PUBLIC, **extra: str) -> InboundRequest:
     headers = {
         "I-Twilio-Idempotency-Token": TOKEN,
         "X-Twilio-Signature": signature(NEW) if sig is None else sig,
         **extra,
     }
-    return inbound(headers, body, url)
+    return inbound(headers, body, url=url)
 
 
 def reason_of(request: InboundRequest, secrets: list[SigningSecret], adapter: TwilioAdapter = ADAPTER) -> str:
@@ -69,7 +61,7 @@ def reason_of(request: InboundRequest, secrets: list[SigningSecret], adapter: Tw
 @pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
 def test_published_and_sdk_vectors_verify(vector: dict[str, Any]) -> None:
     secret = SigningSecret("vec", vector["secret"].encode())
-    request = inbound(vector["headers"], vector["body"].encode(), vector["url"])
+    request = inbound(vector["headers"], vector["body"].encode(), url=vector["url"])
     algorithm = "sha256" if "X-Twilio-Webhooks-Signature-Settings" in vector["headers"] else "sha1"
     assert ADAPTER.verify(request, [secret]) == Verification(f"hmac-{algorithm}", "vec", None)
     assert ADAPTER.normalize(request)
@@ -88,11 +80,6 @@ def test_documented_example_signature_is_computed_exactly() -> None:
     [vector] = [v for v in VECTORS if "docs" in v["name"]]
     params = parse_qsl(vector["body"])
     assert signature(SigningSecret("d", b"12345"), vector["url"], params) == "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
-
-
-@pytest.mark.parametrize("signer", [OLD, NEW])
-def test_rotation_accepts_either_secret_and_names_it(signer: SigningSecret) -> None:
-    assert ADAPTER.verify(delivery(signature(signer)), [OLD, NEW]).key_id == signer.key_id
 
 
 def test_shared_key_sha256_is_named_by_the_settings_header() -> None:
@@ -132,12 +119,10 @@ def test_sign_needs_the_public_url() -> None:
         ADAPTER.sign(ADAPTER.sample(NOW), NEW, NOW)
 
 
-def test_tampering_and_wrong_secret_do_not_match() -> None:
-    assert reason_of(delivery(body=BODY.replace(b"delivered", b"failed")), [NEW]) == "no_match"
+def test_an_added_parameter_or_another_url_does_not_match() -> None:
     assert reason_of(delivery(body=BODY + b"&Extra=1"), [NEW]) == "no_match"
     assert reason_of(delivery(url=PUBLIC + "?x=1"), [NEW]) == "no_match"
     assert reason_of(delivery(url=PUBLIC.replace("acme", "evil")), [NEW]) == "no_match"
-    assert reason_of(delivery(), [OLD]) == "no_match"
 
 
 def test_json_body_is_bound_by_its_signed_hash() -> None:
@@ -151,12 +136,6 @@ def test_json_body_is_bound_by_its_signed_hash() -> None:
     digest = hashlib.sha256(body).hexdigest()
     for bad_url in (f"{PUBLIC}?bodySHA256={digest.upper()}", url[:-1], url + "&bodySHA256=" + digest):
         assert reason_of(delivery(signature(NEW, bad_url, []), body=body, url=bad_url), [NEW]) == "malformed_signature"
-
-
-def test_missing_and_duplicated_headers() -> None:
-    assert reason_of(inbound({"I-Twilio-Idempotency-Token": TOKEN}), [NEW]) == "missing_header"
-    twice = [("X-Twilio-Signature", signature(NEW)), ("X-Twilio-Signature", signature(NEW))]
-    assert reason_of(inbound(twice), [NEW]) == "duplicate_header"
 
 
 MALFORMED = {
@@ -222,7 +201,7 @@ def test_normalize_types(query: str, event_type: str, subject: str | None) -> No
 def test_normalize_json_callback() -> None:
     body = b'{"MessageSid":"SM9","MessageStatus":"sent","Timestamp":"not a date"}'
     url = f"{PUBLIC}?bodySHA256={hashlib.sha256(body).hexdigest()}"
-    [event] = ADAPTER.normalize(inbound({}, body, url))
+    [event] = ADAPTER.normalize(inbound({}, body, url=url))
     assert (event.type, event.subject, event.time) == ("twilio.message.sent", "SM9", None)
     assert orjson.dumps(event.data) == body
 
@@ -240,51 +219,13 @@ def test_sample_is_a_realistic_status_callback_that_round_trips() -> None:
     adapter = TwilioAdapter.configure({"publicUrl": PUBLIC})
     sample = adapter.sample(NOW)
     assert 200 <= len(sample.body) <= 2000
-    request = inbound(adapter.sign(sample, NEW, NOW).headers, sample.body, PUBLIC)
+    request = inbound(adapter.sign(sample, NEW, NOW).headers, sample.body)
     assert adapter.verify(request, [NEW]).key_id == "new"
     [event] = adapter.normalize(request)
     assert event.id == sample.headers["I-Twilio-Idempotency-Token"]
     assert event.type == "twilio.message.delivered"
     assert event.subject == event.data["MessageSid"]
     assert str(event.subject).startswith("SM")
-
-
-def flip(text: str, index: int, bit: int) -> str:
-    """`text` with one bit of one character flipped (staying in ASCII)."""
-    index %= len(text)
-    return text[:index] + chr(ord(text[index]) ^ (1 << bit % 7)) + text[index + 1 :]
-
-
-@settings(max_examples=150)
-@given(
-    params=st.lists(st.tuples(st.text(max_size=12), st.text(max_size=20)), min_size=1, max_size=8),
-    key=st.binary(min_size=1, max_size=40),
-    index=st.integers(0),
-    bit=st.integers(0, 7),
-)
-def test_form_round_trip_and_any_flipped_bit_is_rejected(
-    params: list[tuple[str, str]], key: bytes, index: int, bit: int
-) -> None:
-    """Twilio signs the decoded parameters, so a flip that decodes to the same parameters (`%2a` for
-    `%2A`) is the same signed content; every other flip is refused."""
-    adapter, secret = TwilioAdapter.configure({"publicUrl": PUBLIC}), SigningSecret("k", key)
-    body = urlencode(params).encode()
-    headers = adapter.sign(TestRequest(headers={}, body=body), secret, NOW).headers
-    assert adapter.verify(inbound(headers, body), [secret]).key_id == "k"
-    position = index % len(body)
-    tampered = body[:position] + bytes([body[position] ^ (1 << bit)]) + body[position + 1 :]
-    try:
-        decoded = parse_qsl(tampered.decode("ascii"), keep_blank_values=True, strict_parsing=True, errors="strict")
-    except (UnicodeDecodeError, ValueError):
-        decoded = None
-    if decoded is not None and set(decoded) == set(params):  # the same (name, value) pairs: the same signed text
-        assert adapter.verify(inbound(headers, tampered), [secret]).key_id == "k"
-    else:
-        with pytest.raises(RequestRejected):
-            adapter.verify(inbound(headers, tampered), [secret])
-    bad = {"X-Twilio-Signature": flip(headers["X-Twilio-Signature"], index, bit)}
-    with pytest.raises(SignatureError):
-        adapter.verify(inbound(bad, body), [secret])
 
 
 @settings(max_examples=150)

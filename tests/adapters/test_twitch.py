@@ -1,27 +1,22 @@
-"""Twitch EventSub adapter: the community vector, failures, the challenge, revocations, round trips."""
+"""Twitch EventSub adapter: the community vector, RFC 3339 timestamps, malformed headers, the challenge,
+revocations. The rules every provider keeps are proven for `twitch` by test_conformance.py."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
-from collections.abc import Iterable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from adapters.base import InboundRequest, SigningSecret, TestRequest
-from adapters.errors import PayloadError, ReplayWindowError, SignatureError
+from adapters.errors import PayloadError
 from adapters.webhooks.twitch import TwitchAdapter, format_rfc3339, parse_rfc3339
-from hub.ingress.handler import check_replay_window
-from tests.adapters.refusals import refusal_reason
+from tests.adapters.harness import Endpoint, refusal_reason, vectors
 
-VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "twitch.json").read_text())["vectors"]
+VECTORS = vectors("twitch")
 NOW = 1_700_000_000.25
 STAMP = "2023-11-14T22:13:20.250000000Z"
 ADAPTER = TwitchAdapter.configure()
@@ -47,12 +42,7 @@ def signature(secret: SigningSecret, msg_id: str, timestamp: str, body: bytes) -
 
 
 GOOD = signature(NEW, MSG_ID, STAMP, BODY)
-
-
-def inbound(headers: dict[str, str] | Iterable[tuple[str, str]], body: bytes = BODY) -> InboundRequest:
-    return InboundRequest(
-        method="POST", url="http://hub.test/hooks/acme/tw", headers=headers, body=body, received_at=NOW
-    )
+inbound = Endpoint("http://hub.test/hooks/acme/tw", BODY, received_at=NOW)
 
 
 def headers_of(sig: str = GOOD, msg_id: str = MSG_ID, stamp: str = STAMP, kind: str = "notification") -> dict[str, str]:
@@ -92,25 +82,15 @@ def test_sign_stamps_now_with_nanosecond_digits() -> None:
     assert signed["Twitch-Eventsub-Message-Signature"] == GOOD
 
 
-@pytest.mark.parametrize("signer", [OLD, NEW])
-def test_rotation_reports_key_signed_timestamp_and_signature(signer: SigningSecret) -> None:
-    verification = ADAPTER.verify(delivery(signature(signer, MSG_ID, STAMP, BODY)), [OLD, NEW])
-    assert (verification.scheme, verification.key_id, verification.signed_at) == ("hmac-sha256", signer.key_id, NOW)
+def test_verification_reports_the_scheme_signed_timestamp_and_signature() -> None:
+    verification = ADAPTER.verify(delivery(), [OLD, NEW])
+    assert (verification.scheme, verification.key_id, verification.signed_at) == ("hmac-sha256", "new", NOW)
     assert verification.signature is not None
 
 
-def test_tampering_and_wrong_secret_do_not_match() -> None:
-    assert reason_of(delivery(body=BODY.replace(b"1337", b"1338")), [NEW]) == "no_match"
+def test_a_changed_timestamp_or_id_does_not_match() -> None:
     assert reason_of(delivery(stamp=STAMP.replace(".25", ".26")), [NEW]) == "no_match"
     assert reason_of(delivery(msg_id=MSG_ID.replace("b", "c")), [NEW]) == "no_match"
-    assert reason_of(delivery(), [OLD]) == "no_match"
-
-
-@pytest.mark.parametrize("missing", ["Id", "Timestamp", "Signature"])
-def test_each_signed_header_is_required(missing: str) -> None:
-    headers = headers_of()
-    del headers[f"Twitch-Eventsub-Message-{missing}"]
-    assert reason_of(inbound(headers), [NEW]) == "missing_header"
 
 
 MALFORMED = {
@@ -143,14 +123,7 @@ def test_rfc3339_offsets_and_fractions() -> None:
 
 def test_the_hubs_stricter_window_applies() -> None:
     """Twitch's own 10 minutes is looser than the hub's 300 s, so the hub's default stands."""
-    assert ADAPTER.replay_window_s is None
-    signed_at = ADAPTER.verify(delivery(), [NEW]).signed_at
-    check_replay_window(signed_at, NOW + 300, 300.0)
-    with pytest.raises(ReplayWindowError) as stale:
-        check_replay_window(signed_at, NOW + 301, 300.0)
-    with pytest.raises(ReplayWindowError) as future:
-        check_replay_window(signed_at, NOW - 301, 300.0)
-    assert (stale.value.reason, future.value.reason) == ("timestamp_too_old", "timestamp_in_future")
+    assert ADAPTER.replay_window_s is None  # the hub's window itself is held by test_conformance.py
 
 
 @pytest.mark.parametrize("challenge", ["pogchamp-kappa-360noscope-vohiyo", 'a"quote\\and ünïcödé 🎉', " spaced "])
@@ -211,33 +184,3 @@ def test_sample_is_a_realistic_follow_that_round_trips() -> None:
         "1337",
         sample.headers["Twitch-Eventsub-Message-Id"],
     )
-
-
-def flip(text: str, index: int, bit: int) -> str:
-    """`text` with one bit of one character flipped (staying in ASCII)."""
-    index %= len(text)
-    return text[:index] + chr(ord(text[index]) ^ (1 << bit % 7)) + text[index + 1 :]
-
-
-@settings(max_examples=80)
-@given(
-    payload=st.binary(min_size=1, max_size=300),
-    key=st.binary(min_size=10, max_size=100),
-    now=st.floats(0, 4_102_444_800, allow_nan=False),  # to 2100: RFC 3339 keeps microseconds exactly there
-    header=st.sampled_from(["Id", "Timestamp", "Signature"]),
-    index=st.integers(0),
-    bit=st.integers(0, 7),
-)
-def test_round_trip_and_any_flipped_bit_is_rejected(
-    payload: bytes, key: bytes, now: float, header: str, index: int, bit: int
-) -> None:
-    secret = SigningSecret("k", key)
-    headers = ADAPTER.sign(TestRequest({}, payload), secret, now).headers
-    assert ADAPTER.verify(inbound(headers, payload), [secret]).signed_at == pytest.approx(now, abs=1e-5)
-    position = index % len(payload)
-    tampered = payload[:position] + bytes([payload[position] ^ (1 << bit)]) + payload[position + 1 :]
-    with pytest.raises(SignatureError):
-        ADAPTER.verify(inbound(headers, tampered), [secret])
-    name = f"Twitch-Eventsub-Message-{header}"
-    with pytest.raises(SignatureError):
-        ADAPTER.verify(inbound({**headers, name: flip(headers[name], index, bit)}, payload), [secret])

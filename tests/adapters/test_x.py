@@ -1,30 +1,26 @@
-"""X Account Activity adapter: the CRC, POST signatures, one event per array element, round trips."""
+"""X Account Activity adapter: the CRC, POST signatures, one event per array element.
+
+The rules every provider keeps (for POSTs) are proven for `x` by test_conformance.py."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
-import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import orjson
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from adapters.base import InboundRequest, SigningSecret, TestRequest, Verification
 from adapters.errors import PayloadError, SignatureError
 from adapters.webhooks.x import XAdapter
-from tests.adapters.refusals import refusal_reason
+from tests.adapters.harness import refusal_reason, vectors
 
-VECTORS = {
-    v["kind"]: v for v in json.loads((Path(__file__).parent.parent / "vectors" / "x.json").read_text())["vectors"]
-}
+VECTORS = {v["kind"]: v for v in vectors("x")}
 NOW = 1_700_000_000.0
 ADAPTER = XAdapter.configure()
 OLD = SigningSecret("old", b"oldConsumerSecret0123456789abcdefghijklmnopqrstuv")
@@ -122,22 +118,14 @@ def test_the_crc_cannot_be_used_to_sign_an_event() -> None:
     assert b64_hmac(NEW, BODY) == GOOD  # what the oracle would have given
 
 
-@pytest.mark.parametrize("signer", [OLD, NEW])
-def test_rotation_accepts_either_secret_and_names_it(signer: SigningSecret) -> None:
-    verification = ADAPTER.verify(delivery(b64_hmac(signer, BODY)), [OLD, NEW])
-    assert (verification.scheme, verification.key_id, verification.signed_at) == ("hmac-sha256", signer.key_id, None)
-    assert verification.signature == base64.b64decode(b64_hmac(signer, BODY)[7:])
-
-
-def test_tampering_and_wrong_secret_do_not_match() -> None:
-    assert reason_of(delivery(body=BODY.replace(b"order", b"ordeR")), [NEW]) == "no_match"
-    assert reason_of(delivery(), [OLD]) == "no_match"
+def test_verification_reports_the_scheme_and_the_signature_it_matched() -> None:
+    verification = ADAPTER.verify(delivery(), [OLD, NEW])
+    assert (verification.scheme, verification.key_id, verification.signed_at) == ("hmac-sha256", "new", None)
+    assert verification.signature == base64.b64decode(GOOD[7:])
 
 
 def test_a_post_needs_its_signature_even_with_a_crc_token() -> None:
     assert reason_of(inbound({}, BODY, "POST", "crc_token=abc"), [NEW]) == "missing_header"
-    twice = [("x-twitter-webhooks-signature", GOOD), ("X-Twitter-Webhooks-Signature", GOOD)]
-    assert reason_of(inbound(twice), [NEW]) == "duplicate_header"
     assert ADAPTER.handshake(delivery(), [NEW]) is None
 
 
@@ -214,29 +202,3 @@ def test_sample_is_a_realistic_mention_that_round_trips() -> None:
         "2244994945",
         datetime.fromtimestamp(NOW, UTC),
     )
-
-
-def flip(text: str, index: int, bit: int) -> str:
-    """`text` with one bit of one character flipped (staying in ASCII)."""
-    index %= len(text)
-    return text[:index] + chr(ord(text[index]) ^ (1 << bit % 7)) + text[index + 1 :]
-
-
-@settings(max_examples=80)
-@given(
-    body=st.binary(min_size=1, max_size=300),
-    key=st.binary(min_size=1, max_size=64),
-    index=st.integers(0),
-    bit=st.integers(0, 7),
-)
-def test_round_trip_and_any_flipped_bit_is_rejected(body: bytes, key: bytes, index: int, bit: int) -> None:
-    secret = SigningSecret("k", key)
-    headers = ADAPTER.sign(TestRequest({}, body), secret, NOW).headers
-    assert ADAPTER.verify(inbound(headers, body), [secret]).key_id == "k"
-    position = index % len(body)
-    with pytest.raises(SignatureError):
-        ADAPTER.verify(
-            inbound(headers, body[:position] + bytes([body[position] ^ (1 << bit)]) + body[position + 1 :]), [secret]
-        )
-    with pytest.raises(SignatureError):
-        ADAPTER.verify(delivery(flip(headers["x-twitter-webhooks-signature"], index, bit), body), [secret])

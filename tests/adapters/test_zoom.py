@@ -1,28 +1,23 @@
-"""Zoom adapter: vectors checked with @zoom/rivet, failures, URL validation, normalization, round trips."""
+"""Zoom adapter: vectors checked with @zoom/rivet, malformed headers, URL validation, normalization.
+
+The rules every provider keeps are proven for `zoom` by test_conformance.py."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
-from collections.abc import Iterable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from adapters.base import InboundRequest, SigningSecret, TestRequest
-from adapters.errors import PayloadError, ReplayWindowError, SignatureError
+from adapters.errors import PayloadError
 from adapters.webhooks.zoom import ZoomAdapter
-from hub.ingress.handler import check_replay_window
-from tests.adapters.refusals import refusal_reason
+from tests.adapters.harness import NOW, Endpoint, refusal_reason, vectors
 
-VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "zoom.json").read_text())["vectors"]
-NOW = 1_700_000_000
+VECTORS = vectors("zoom")
 ADAPTER = ZoomAdapter.configure()
 OLD = SigningSecret("old", b"old-secret-token-0123456789")
 NEW = SigningSecret("new", b"new-secret-token-0123456789")
@@ -39,12 +34,7 @@ BODY = orjson.dumps(
 VALIDATION = (
     b'{"payload":{"plainToken":"qgg8vlvZRS6UYooatFL8Aw"},"event_ts":1654503849680,"event":"endpoint.url_validation"}'
 )
-
-
-def inbound(headers: dict[str, str] | Iterable[tuple[str, str]], body: bytes = BODY) -> InboundRequest:
-    return InboundRequest(
-        method="POST", url="http://hub.test/hooks/acme/zm", headers=headers, body=body, received_at=NOW
-    )
+inbound = Endpoint("http://hub.test/hooks/acme/zm", BODY)
 
 
 def signed(body: bytes = BODY, secret: SigningSecret = NEW, now: float = NOW) -> dict[str, str]:
@@ -80,29 +70,8 @@ def test_valid_request_reports_key_id_and_signed_timestamp() -> None:
     assert (verification.scheme, verification.key_id, verification.signed_at) == ("hmac-sha256", "new", NOW)
 
 
-@pytest.mark.parametrize("signer", [OLD, NEW])
-def test_rotation_accepts_either_secret_and_names_it(signer: SigningSecret) -> None:
-    assert ADAPTER.verify(inbound(signed(secret=signer)), [OLD, NEW]).key_id == signer.key_id
-
-
-def test_tampered_body_timestamp_and_wrong_secret_do_not_match() -> None:
-    assert reason_of(inbound(GOOD, BODY.replace(b"ended", b"start")), [NEW]) == "no_match"
+def test_a_changed_timestamp_does_not_match() -> None:
     assert reason_of(inbound({**GOOD, "x-zm-request-timestamp": str(NOW + 1)}), [NEW]) == "no_match"
-    assert reason_of(inbound(GOOD), [OLD]) == "no_match"
-
-
-def test_stale_and_future_timestamps_fall_outside_the_hub_window() -> None:
-    window = ADAPTER.replay_window_s or 300.0
-    for age, reason in ((window + 1, "timestamp_too_old"), (-window - 1, "timestamp_in_future")):
-        signed_at = ADAPTER.verify(inbound(signed(now=NOW - age)), [NEW]).signed_at
-        with pytest.raises(ReplayWindowError) as caught:
-            check_replay_window(signed_at, NOW, window)
-        assert caught.value.reason == reason
-
-
-@pytest.mark.parametrize("missing", ["x-zm-signature", "x-zm-request-timestamp"])
-def test_missing_headers(missing: str) -> None:
-    assert reason_of(inbound({k: v for k, v in GOOD.items() if k != missing}), [NEW]) == "missing_header"
 
 
 MALFORMED = {
@@ -127,11 +96,6 @@ MALFORMED = {
 @pytest.mark.parametrize("override", MALFORMED.values(), ids=MALFORMED.keys())
 def test_malformed_headers_are_signature_errors(override: dict[str, str]) -> None:
     assert reason_of(inbound({**GOOD, **override}), [NEW]) == "malformed_signature"
-
-
-@pytest.mark.parametrize("name", ["x-zm-signature", "x-zm-request-timestamp"])
-def test_duplicated_headers_are_refused(name: str) -> None:
-    assert reason_of(inbound([*GOOD.items(), (name.upper(), GOOD[name])]), [NEW]) == "duplicate_header"
 
 
 def encrypted(secret: SigningSecret) -> str:
@@ -214,32 +178,3 @@ def test_sample_is_a_compact_meeting_started_event_that_round_trips() -> None:
     [event] = ADAPTER.normalize(request)
     assert (event.type, event.time) == ("zoom.meeting.started", datetime.fromtimestamp(NOW, UTC))
     assert event.subject == orjson.loads(sample.body)["payload"]["object"]["id"]
-
-
-def flip(text: str, index: int, bit: int) -> str:
-    """`text` with one bit of one character flipped (staying in ASCII)."""
-    index %= len(text)
-    return text[:index] + chr(ord(text[index]) ^ (1 << bit % 7)) + text[index + 1 :]
-
-
-@settings(max_examples=60)
-@given(
-    body=st.binary(min_size=1, max_size=300),
-    key=st.binary(min_size=1, max_size=64),
-    timestamp=st.integers(0, 10**11),
-    header=st.sampled_from(["x-zm-signature", "x-zm-request-timestamp"]),
-    index=st.integers(0),
-    bit=st.integers(0, 7),
-)
-def test_round_trip_and_any_flipped_bit_is_rejected(
-    body: bytes, key: bytes, timestamp: int, header: str, index: int, bit: int
-) -> None:
-    secret = SigningSecret("k", key)
-    headers = signed(body, secret, timestamp)
-    assert ADAPTER.verify(inbound(headers, body), [secret]).signed_at == timestamp
-    position = index % len(body)
-    tampered = body[:position] + bytes([body[position] ^ (1 << bit)]) + body[position + 1 :]
-    with pytest.raises(SignatureError):
-        ADAPTER.verify(inbound(headers, tampered), [secret])
-    with pytest.raises(SignatureError):
-        ADAPTER.verify(inbound({**headers, header: flip(headers[header], index, bit)}, body), [secret])
