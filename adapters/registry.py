@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from adapters.base import WebhookAdapter
 from adapters.pollers.base import Poller
+from schemas.suggest import did_you_mean
 
 AnyWebhookAdapter = WebhookAdapter[Any]
 """A webhook adapter class of any options model (what the registry holds)."""
@@ -88,7 +89,8 @@ class UnknownProviderError(LookupError):
 
     def __init__(self, name: str) -> None:
         self.name = name
-        super().__init__(f"unknown provider {name!r}; known: {', '.join(sorted(WEBHOOK_PROVIDERS))}")
+        hint = did_you_mean(name, WEBHOOK_PROVIDERS)
+        super().__init__(f"unknown provider {name!r}{hint}; known: {', '.join(sorted(WEBHOOK_PROVIDERS))}")
 
 
 def webhook_adapter(name: str) -> type[AnyWebhookAdapter]:

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from schemas.connector import ConnectorDocument
 from schemas.policy import PolicyDocument
+from schemas.suggest import error_message
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 
@@ -136,13 +137,14 @@ def _check_document(file: Path, index: int, document: Any, loaded: LoadedSpecs, 
     if kind not in ("Connector", "Policy"):
         errors.append(SpecError(file, index, "kind", f"unknown kind {kind!r}; expected Connector or Policy"))
         return
+    model: type[ConnectorDocument] | type[PolicyDocument] = ConnectorDocument if kind == "Connector" else PolicyDocument
     try:
         if kind == "Connector":
             loaded.connectors.append(LoadedSpec(file, index, ConnectorDocument.model_validate(document)))
         else:
             loaded.policies.append(LoadedPolicy(file, index, PolicyDocument.model_validate(document)))
     except ValidationError as exc:
-        errors.extend(SpecError(file, index, field_path(e["loc"]), e["msg"]) for e in exc.errors())
+        errors.extend(SpecError(file, index, field_path(e["loc"]), error_message(model, e)) for e in exc.errors())
 
 
 def field_path(loc: tuple[int | str, ...]) -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from events.envelope import rfc3339
+from events.subjects import is_name
 from hub.admin.auth import Principal
 from hub.admin.errors import ApiError, Denied, bad_request, invalid, not_found
 from hub.control.apikeys import SCOPES
@@ -31,7 +31,7 @@ from hub.poll.store import PollStore, SourceKey
 from schemas.connector import ConnectorDocument
 from schemas.loader import field_path
 from schemas.policy import PolicyDocument
-from schemas.secrets import STORE_NAME_PATTERN
+from schemas.suggest import error_message
 
 CATALOG_READ, INSTANCE_MANAGE, OPERATION_INVOKE, OPERATION_READ, CREDENTIAL_MANAGE = SCOPES
 MAX_BODY_BYTES = 1024 * 1024
@@ -115,7 +115,9 @@ def parse_document(data: Any, index: int = 0) -> SpecDocument:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        problems = [{"document": index, "field": field_path(e["loc"]), "message": e["msg"]} for e in exc.errors()]
+        problems = [
+            {"document": index, "field": field_path(e["loc"]), "message": error_message(model, e)} for e in exc.errors()
+        ]
         raise invalid("the document is not a valid spec", problems) from None
 
 
@@ -172,6 +174,8 @@ def _tenant_of_listing(call: Call) -> str | None:
     asked = call.request.query.get("tenant")
     if asked is not None:
         call.principal.require_tenant(asked)
+        if not is_name(asked):  # `*` or `>` would be a wildcard in the KV lookup
+            raise not_found()
         return asked
     return call.principal.tenant
 
@@ -194,7 +198,10 @@ async def put_connector(call: Call) -> web.Response:
     if not isinstance(document, ConnectorDocument):
         raise invalid("this path takes a Connector document")
     if document.key != (call.path("tenant"), call.path("name")):
-        raise invalid("metadata.tenant and metadata.name must be the path's", [{"field": "metadata"}])
+        message, problems = "metadata.tenant and metadata.name must be the path's", [{"field": "metadata"}]
+        if not call.principal.reaches(document.metadata.tenant):  # the same answer, but audited as a refusal
+            raise Denied(422, "invalid_spec", message, problems=problems)
+        raise invalid(message, problems)
     expected = if_match(call.request)
     if expected is not None:
         if document.metadata.revision not in (None, expected):
@@ -330,13 +337,6 @@ def _service_entry(stored: StoredSpec, statuses: dict[tuple[str, str], Connector
     )
 
 
-def _secret_name(call: Call) -> str:
-    name = call.path("name")
-    if not re.fullmatch(STORE_NAME_PATTERN, name):
-        raise invalid(f"a secret name matches {STORE_NAME_PATTERN}", [{"field": "name"}])
-    return name
-
-
 async def put_secret(call: Call) -> web.Response:
     """Store a new version: `{"value": text}` or `{"valueBase64": ...}`; the value is never returned."""
     data = await read_json(call.request)
@@ -348,7 +348,7 @@ async def put_secret(call: Call) -> web.Response:
         raise invalid("the value is not a string (or not base64)", [{"field": "value"}]) from None
     if not value:
         raise invalid("a secret value cannot be empty", [{"field": "value"}])
-    name = _secret_name(call)
+    name = call.path("name")  # a store secret name: build_admin_app checks it
     try:
         info = await call.plane.set_secret(call.path("tenant"), name, value, call.actor)
     except SecretStoreError as exc:
@@ -364,7 +364,7 @@ async def list_secrets(call: Call) -> web.Response:
 
 async def delete_secret(call: Call) -> web.Response:
     """Wipe every version of a secret."""
-    name = _secret_name(call)
+    name = call.path("name")  # a store secret name: build_admin_app checks it
     if not await call.plane.wipe_secret(call.path("tenant"), name, call.actor):
         raise not_found("no such secret")
     return json_response({"wiped": name})
@@ -378,6 +378,7 @@ async def openapi_document(call: Call) -> web.Response:
 
 
 CONNECTOR = "/v1/connectors/{tenant}/{name}"
+SECRETS = "/v1/secrets/"
 ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/v1/connectors", list_connectors, CATALOG_READ, "List connectors", "listConnectors"),
     Endpoint(
@@ -408,18 +409,16 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("DELETE", CONNECTOR, delete_connector, INSTANCE_MANAGE, "Delete a connector", "deleteConnector"),
     Endpoint("GET", CONNECTOR + "/status", connector_status, OPERATION_READ, "A connector's status", "connectorStatus"),
     Endpoint("POST", CONNECTOR + ":poll", poll_now, OPERATION_INVOKE, "Poll a poll connector now", "pollConnector"),
-    Endpoint("GET", "/v1/secrets/{tenant}", list_secrets, CREDENTIAL_MANAGE, "List a tenant's secrets", "listSecrets"),
+    Endpoint("GET", SECRETS + "{tenant}", list_secrets, CREDENTIAL_MANAGE, "List a tenant's secrets", "listSecrets"),
     Endpoint(
         "PUT",
-        "/v1/secrets/{tenant}/{name}",
+        SECRETS + "{tenant}/{name}",
         put_secret,
         CREDENTIAL_MANAGE,
         "Store a new version of a secret",
         "putSecret",
         "SecretValue",
     ),
-    Endpoint(
-        "DELETE", "/v1/secrets/{tenant}/{name}", delete_secret, CREDENTIAL_MANAGE, "Wipe a secret", "deleteSecret"
-    ),
+    Endpoint("DELETE", SECRETS + "{tenant}/{name}", delete_secret, CREDENTIAL_MANAGE, "Wipe a secret", "deleteSecret"),
     Endpoint("GET", "/v1/openapi.json", openapi_document, None, "This document", "openapi"),
 )

@@ -99,10 +99,20 @@ def connector_from_specs(settings: Settings, target: str) -> Connector:
     """The connector `tenant/name` of HUB_CONNECTORS, built as `run` builds it (its secrets resolved)."""
     tenant, _, name = target.partition("/")
     if settings.connectors is None:
-        raise ConfigError([Problem("", "HUB_CONNECTORS", "set it (or --connectors) to the connector specs")])
+        raise ConfigError([Problem("", "HUB_CONNECTORS", "set HUB_CONNECTORS (or --connectors) to the spec files")])
     documents = [s.connector for s in load_specs(settings.connectors).connectors if s.connector.key == (tenant, name)]
     if not documents:
         raise ConfigError([Problem("", "", f"no connector {target} in {settings.connectors}")])
+    if documents[0].spec.type == "poll":
+        raise ConfigError(
+            [
+                Problem(
+                    target,
+                    "spec.type",
+                    "a poll connector: the hub polls its source (`connector-hub status` shows runs)",
+                )
+            ]
+        )
     return _built(settings, documents[0], WITHOUT_STORE)
 
 

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from importlib.metadata import version
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,6 +26,7 @@ DESCRIPTION = (
 def build_parser() -> argparse.ArgumentParser:
     """The command line: one subcommand per row of the table (two-word verbs under their first word)."""
     parser = Parser(prog="connector-hub", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"connector-hub {version('connector-hub')}")
     verbs = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="VERB")
     settings = settings_flags()
     groups: dict[str, Any] = {}

@@ -7,11 +7,22 @@ import asyncio
 import contextlib
 import sys
 
+import orjson
+
 from hub.cli.client import connect
 from hub.cli.command import Command, Invocation
 from hub.settings import Settings
 
 DEFAULT_SUBJECT = "hub.events.>"
+
+
+def json_line(data: bytes) -> str:
+    """A message as one compact JSON line (an envelope embeds the provider's bytes as they came, which
+    may hold newlines), so `tail > file` is JSON lines; anything that is not JSON, as text on one line."""
+    try:
+        return orjson.dumps(orjson.loads(data)).decode()
+    except orjson.JSONDecodeError:
+        return data.decode(errors="replace").replace("\n", "\\n")
 
 
 async def tail(settings: Settings, subject: str, count: int | None) -> None:
@@ -22,7 +33,7 @@ async def tail(settings: Settings, subject: str, count: int | None) -> None:
         print(f"# tailing {subject}", file=sys.stderr, flush=True)
         seen = 0
         async for message in subscription.messages:
-            sys.stdout.write(message.data.decode(errors="replace") + "\n")
+            sys.stdout.write(json_line(message.data) + "\n")
             sys.stdout.flush()
             seen += 1
             if count is not None and seen >= count:

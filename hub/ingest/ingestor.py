@@ -154,7 +154,8 @@ class Ingestor:
             raise ClaimHeld(self._retry_after_s)
         if replay_key and claims[-1] is Claim.DONE:
             await self._dedupe.release(ours, token)
-            self._metrics.replays.labels(connector.tenant, connector.name).inc()
+            if any(claim is not Claim.DONE for claim in claims[: len(envelopes)]):  # seen under another id
+                self._metrics.replays.labels(connector.tenant, connector.name).inc()
             return IngestResult(accepted=[], duplicates=[e.id for e in envelopes])
         claims = claims[: len(envelopes)]
         fresh = [e for e, c in zip(envelopes, claims, strict=True) if c is not Claim.DONE]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import textwrap
 from datetime import timedelta
 from pathlib import Path
 
+import orjson
 import pytest
 
 from hub import cli
@@ -263,3 +265,33 @@ def test_invalid_setting_exits_2_naming_it(
     out, err = capsys.readouterr()
     assert out == ""
     assert f"connector-hub: setting {setting}: " in err
+
+
+def test_version_names_the_installed_distribution(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"connector-hub {importlib.metadata.version('connector-hub')}"
+
+
+def test_tail_prints_one_compact_json_line_per_envelope_even_when_the_payload_ends_with_a_newline() -> None:
+    from hub.cli.tail import json_line
+
+    envelope = b'{"id": "1",\n "data": {"text": "a\\nb"}\n}\n'
+    line = json_line(envelope)
+    assert "\n" not in line
+    assert orjson.loads(line) == {"id": "1", "data": {"text": "a\nb"}}
+    assert "\n" not in json_line(b"not json\nat all")
+
+
+def test_send_test_on_a_poll_connector_says_that_the_hub_polls_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "feed.yaml"
+    spec.write_text(
+        "apiVersion: hub/v1\nkind: Connector\nmetadata: {name: feed, tenant: acme}\n"
+        "spec: {type: poll, provider: blog, poll: {kind: rss, interval: 5m, request: {url: 'https://blog.example/rss'}}}\n"
+    )
+    assert cli.main(["send-test", "acme/feed", "--connectors", str(spec)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "acme/feed: spec.type: a poll connector: the hub polls its source" in err

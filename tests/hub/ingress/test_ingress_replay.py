@@ -51,3 +51,18 @@ async def test_a_captured_request_under_a_new_delivery_id_is_not_published_again
     # the original delivery retried by GitHub is still the ordinary duplicate it always was
     assert (await hub.post("acme/gh", BODY, headers("delivery-1"))).status == 200
     assert await hub.event_count() == 2
+
+
+async def test_only_a_signature_seen_under_another_id_counts_as_a_refused_replay(make_hub: HubFactory) -> None:
+    hub = await make_hub(SPECS, env={"REPLAY_SECRET": SECRET})
+
+    def refused() -> float:
+        labels = {"tenant": "acme", "connector": "gh"}
+        return hub.context.metrics.registry.get_sample_value("hub_replays_refused_total", labels) or 0.0
+
+    assert (await hub.post("acme/gh", BODY, headers("delivery-1"))).status == 202
+    for _ in range(3):  # GitHub retrying the same delivery: ordinary duplicates, no replay
+        assert (await hub.post("acme/gh", BODY, headers("delivery-1"))).status == 200
+    assert refused() == 0
+    assert (await hub.post("acme/gh", BODY, headers("delivery-9"))).status == 200  # the same bytes, a new id
+    assert refused() == 1
