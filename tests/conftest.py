@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import io
 import os
 import time
@@ -18,7 +19,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from hypothesis import settings
+from hypothesis import is_hypothesis_test, settings
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
@@ -45,6 +46,20 @@ pytest_plugins = [
 settings.register_profile("deterministic", derandomize=True, deadline=None)
 settings.register_profile("explore", deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every Hypothesis test `property`, so that `-m property` selects them (scripts/test runs them
+    once more under the explore profile with a fresh, printed seed): a test decorated with `@given`,
+    and one that applies `given` in its own body (a parametrized test that builds its property per
+    case, as the adapters' conformance test does)."""
+    for item in items:
+        if not isinstance(item, pytest.Function):
+            continue
+        code = getattr(inspect.unwrap(item.obj), "__code__", None)
+        if is_hypothesis_test(item.obj) or (code is not None and "given" in code.co_names):
+            item.add_marker(pytest.mark.property)
+
 
 LARGE_BODY = 1024 * 1024
 INGRESS = ("ingress",)

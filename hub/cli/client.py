@@ -14,11 +14,13 @@ from nats.aio.client import Client as NATS
 
 from hub.app.config import master_key
 from hub.app.endpoints import running_hub_endpoints
+from hub.cli.command import Invocation, setting_flags
 from hub.control.buckets import SECRETS_BUCKET, SPECS_BUCKET, current_entries, kv_bucket
 from hub.control.plane import ControlPlane
 from hub.control.secretstore import SecretCache
 from hub.control.specstore import SpecStore
 from hub.errors import ConfigError, Problem
+from hub.gate.catalog import GateCatalog, catalog_of
 from hub.ingest.connectors import Connector, build_connector
 from hub.ingest.secrets import WITHOUT_STORE, SecretResolver
 from hub.settings import Settings
@@ -87,12 +89,18 @@ def on_control_plane(settings: Settings, command: Callable[[ControlPlane], Await
     return asyncio.run(main())
 
 
-def defined_in_files(settings: Settings, target: str) -> bool:
-    """Whether HUB_CONNECTORS (or --connectors) is set and defines the connector `tenant/name`."""
-    if settings.connectors is None:
-        return False
-    tenant, _, name = target.partition("/")
-    return any(s.connector.key == (tenant, name) for s in load_specs(settings.connectors).connectors)
+def hub_is_running(settings: Settings) -> bool:
+    """Whether there is a hub to ask: HUB_NATS_URL is set, or a local `connector-hub run` recorded itself."""
+    return bool(settings.nats_url) or running_hub_endpoints(settings.data_dir) is not None
+
+
+def target_connector(run: Invocation, target: str) -> Connector:
+    """The connector a verb acts on: as the running hub serves it (so one applied a minute ago can be
+    tested), or from the spec files when `--connectors` is given or no hub runs."""
+    settings = run.settings
+    if "connectors" in setting_flags(run.args) or not hub_is_running(settings):
+        return connector_from_specs(settings, target)
+    return asyncio.run(deployed_connector(settings, target))
 
 
 def connector_from_specs(settings: Settings, target: str) -> Connector:
@@ -134,6 +142,14 @@ async def deployed_connector(settings: Settings, target: str) -> Connector:
     finally:
         await nc.close()
     return _built(settings, stored.document, SecretResolver(secrets))
+
+
+async def deployed_catalog(settings: Settings) -> GateCatalog:
+    """The gate's catalog as the running hub builds it: every stored connector and Policy."""
+    async with control_plane(settings) as plane:
+        stored = await plane.specs.connectors()
+        policies = await plane.specs.policies()
+    return catalog_of([s.document for s in stored if isinstance(s.document, ConnectorDocument)], policies)
 
 
 def _built(settings: Settings, document: ConnectorDocument, resolver: SecretResolver) -> Connector:

@@ -122,6 +122,7 @@ async def list_connectors(plane: ControlPlane, tenant: str | None, *, as_json: b
                 "enabled": getattr(document.spec, "enabled", True),
                 "revision": spec.revision,
                 "state": status.state if status else "provisioning",
+                "lastError": status.lastError if status else None,
             }
         )
     if as_json:
@@ -129,9 +130,10 @@ async def list_connectors(plane: ControlPlane, tenant: str | None, *, as_json: b
         return 0
     for row in rows:
         enabled = "enabled" if row["enabled"] else "disabled"
+        error = f"  ({row['lastError']})" if row["lastError"] else ""
         print(
             f"{row['connector']:<40} {row['type']:<8} {row['provider']:<18} {enabled:<9} "
-            f"rev {row['revision']:<6} {row['state']}"
+            f"rev {row['revision']:<6} {row['state']}{error}"
         )
     if not rows:
         print("no connectors in the spec store")

@@ -1,15 +1,18 @@
 """`connector-hub policy explain`: for each route of a connector, whether an event matches it and
-whether the tenant's Policy allows it, and why (the logic is the gate's own: hub.gate.explain)."""
+whether the tenant's Policy allows it, and why (the logic is the gate's own: hub.gate.explain), for
+what the running hub applies, or for the spec files with `--connectors` or when no hub runs."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from pathlib import Path
 
 import orjson
 
-from hub.cli.command import Command, Invocation
+from hub.cli.client import deployed_catalog, hub_is_running
+from hub.cli.command import Command, Invocation, setting_flags
 from hub.errors import EXIT_USAGE
 from hub.gate.catalog import build_catalog
 from hub.gate.explain import ExplainError, explain, read_event
@@ -24,12 +27,16 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 def _explain(run: Invocation) -> int:
     settings, target = run.settings, run.args.connector
-    if settings.connectors is None:
-        print("connector-hub: set HUB_CONNECTORS (or --connectors) to the spec files", file=sys.stderr)
+    if "connectors" not in setting_flags(run.args) and hub_is_running(settings):
+        catalog = asyncio.run(deployed_catalog(settings))  # the routes and Policy the running hub applies
+    elif settings.connectors is None:
+        print("connector-hub: no hub runs: set HUB_CONNECTORS (or --connectors) to the spec files", file=sys.stderr)
         return EXIT_USAGE
+    else:
+        catalog = build_catalog(load_specs(settings.connectors))
     tenant, _, name = target.partition("/")
     try:
-        explanations = explain(build_catalog(load_specs(settings.connectors)), tenant, name, read_event(run.args.event))
+        explanations = explain(catalog, tenant, name, read_event(run.args.event))
     except ExplainError as exc:
         print(f"connector-hub: {exc}", file=sys.stderr)
         return 1

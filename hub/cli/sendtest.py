@@ -13,16 +13,15 @@ import aiohttp
 
 from adapters.base import TestRequest
 from adapters.webhooks.url_token import UrlTokenAdapter, issue_token
-from hub.cli.client import connector_from_specs, hub_url
-from hub.cli.command import Command
+from hub.cli.client import hub_url, target_connector
+from hub.cli.command import Command, Invocation
 from hub.errors import ConfigError, Problem
 from hub.ingest.connectors import Connector
 from hub.settings import Settings
 
 
-def signed_request(settings: Settings, target: str, payload: Path | None) -> TestRequest:
-    """The request the provider would send for `target`, signed with its first listed secret."""
-    connector = connector_from_specs(settings, target)
+def signed_request(connector: Connector, payload: Path | None) -> TestRequest:
+    """The request the provider would send to the connector, signed with its first listed secret."""
     now = time.time()
     sample = connector.adapter.sample(now)
     if payload is not None:
@@ -41,10 +40,10 @@ def hook_url(settings: Settings, connector: Connector, base_url: str | None) -> 
     return url
 
 
-async def send_test(settings: Settings, target: str, payload: Path | None, base_url: str | None) -> int:
+async def send_test(settings: Settings, connector: Connector, payload: Path | None, base_url: str | None) -> int:
     """Post the signed request; prints the status and body; 0 on a 2xx answer."""
-    request = signed_request(settings, target, payload)
-    url = hook_url(settings, connector_from_specs(settings, target), base_url)
+    request = signed_request(connector, payload)
+    url = hook_url(settings, connector, base_url)
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
@@ -64,9 +63,16 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", help="hub base URL (default: the running hub's, else --http-host/--http-port)")
 
 
+def _send_test(run: Invocation) -> int:
+    connector = target_connector(run, run.args.target)
+    return asyncio.run(send_test(run.settings, connector, run.args.file, run.args.url))
+
+
 SEND_TEST = Command(
     ("send-test",),
     "sign a sample as the provider would and post it",
-    lambda run: asyncio.run(send_test(run.settings, run.args.target, run.args.file, run.args.url)),
+    lambda run: asyncio.run(
+        send_test(run.settings, target_connector(run, run.args.target), run.args.file, run.args.url)
+    ),
     _arguments,
 )

@@ -1,8 +1,9 @@
-"""`connector-hub status [TENANT/CONNECTOR]`: each poll source's state, as every hub instance sees it.
+"""`connector-hub status [TENANT/CONNECTOR]`: each connector's state, as every hub instance sees it.
 
-The status lives in Valkey (written by whichever instance ran the source), so this reads Valkey:
-`HUB_REDIS_URL`, else the embedded server a local `connector-hub run` recorded. Sources come from
-`HUB_CONNECTORS` when set (disabled ones are shown as `disabled`), else from what Valkey holds.
+With a hub running (and no `--connectors`), every connector of its spec store, webhook and poll
+alike: the shared status from the status bucket, and for a poll source what its runs recorded in
+Valkey. Otherwise the poll sources of the spec files (disabled ones shown as `disabled`), read from
+Valkey: `HUB_REDIS_URL`, else the embedded server a local `connector-hub run` recorded.
 """
 
 from __future__ import annotations
@@ -11,18 +12,21 @@ import argparse
 import asyncio
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from hub.app.connections import connect_redis
-from hub.cli.client import redis_url
-from hub.cli.command import Command
+from hub.cli.client import control_plane, hub_is_running, redis_url
+from hub.cli.command import Command, Invocation, setting_flags
 from hub.poll.store import PollStore, SourceKey
 from hub.settings import Settings
 from schemas.loader import load_specs
 
+DEPLOYED_COLUMNS = ("type", "revision", "lastSuccessAt", "healthCheckedAt")
+"""What the running hub's shared status adds for every connector (state and lastError are in COLUMNS)."""
 COLUMNS = ("state", "lastRunAt", "lastSuccessAt", "nextRunAt", "itemsPublished", "cursor", "lastError")
 
 
@@ -37,13 +41,14 @@ class SourceStatus:
         return {"connector": self.source, **self.fields}
 
 
-async def poll_status(settings: Settings, target: str | None) -> list[SourceStatus]:
-    """The status of every poll source (or of `target`)."""
+async def poll_status(settings: Settings, target: str | None, *, from_store: bool = False) -> list[SourceStatus]:
+    """The status of every poll source (or of `target`): those of the spec files, or (`from_store`, or
+    no files) every source Valkey holds a status of."""
     redis = connect_redis(redis_url(settings), settings.store_timeout.total_seconds())
     try:
         store = PollStore(redis)
         rows = []
-        for key, enabled in await _sources(settings, redis):
+        for key, enabled in await _sources(None if from_store else settings.connectors, redis):
             if target and key.label != target:
                 continue
             fields = await store.status(key)
@@ -54,11 +59,11 @@ async def poll_status(settings: Settings, target: str | None) -> list[SourceStat
         await redis.aclose()
 
 
-async def _sources(settings: Settings, redis: Redis) -> list[tuple[SourceKey, bool]]:
-    if settings.connectors is not None:
+async def _sources(connectors: Path | None, redis: Redis) -> list[tuple[SourceKey, bool]]:
+    if connectors is not None:
         return [
             (SourceKey(*spec.connector.key), spec.connector.spec.enabled)
-            for spec in load_specs(settings.connectors).connectors
+            for spec in load_specs(connectors).connectors
             if spec.connector.spec.type == "poll"
         ]
     found = []
@@ -68,25 +73,48 @@ async def _sources(settings: Settings, redis: Redis) -> list[tuple[SourceKey, bo
     return sorted(found, key=lambda item: item[0].label)
 
 
-async def show_status(settings: Settings, target: str | None, *, as_json: bool) -> int:
-    """Print the status table (or JSON); exit 1 when `target` is not a poll source."""
+async def deployed_status(settings: Settings, target: str | None) -> list[SourceStatus]:
+    """Every connector the running hub's spec store holds (or `target`), webhook and poll alike: its
+    shared status, and for a poll source what its runs recorded in Valkey."""
+    async with control_plane(settings) as plane:
+        stored = await plane.specs.connectors()
+        statuses = await plane.statuses.all()
+    polled = {row.source: row.fields for row in await poll_status(settings, target, from_store=True)}
+    rows = []
+    for spec in stored:
+        document = spec.document
+        label = "/".join((document.metadata.tenant, document.metadata.name))
+        if target and label != target:
+            continue
+        shared = statuses.get((document.metadata.tenant, document.metadata.name))
+        fields = {"type": getattr(document.spec, "type", ""), "revision": str(spec.revision)}
+        fields |= {k: str(v) for k, v in (shared.to_dict() if shared else {"state": "provisioning"}).items() if v}
+        fields |= {k: v for k, v in polled.get(label, {}).items() if k != "state"}
+        rows.append(SourceStatus(label, fields))
+    return rows
+
+
+async def show_status(settings: Settings, target: str | None, *, as_json: bool, deployed: bool = False) -> int:
+    """Print the status table (or JSON): every connector of the running hub when `deployed`, else the
+    poll sources of the spec files; exit 1 when `target` is not one of them."""
     try:
-        rows = await poll_status(settings, target)
+        rows = await (deployed_status(settings, target) if deployed else poll_status(settings, target))
     except RedisError as exc:
         print(f"connector-hub: cannot read the status from Valkey: {type(exc).__name__}", file=sys.stderr)
         return 1
     if target and not rows:
-        print(f"connector-hub: no poll connector {target}", file=sys.stderr)
+        print(f"connector-hub: no {'' if deployed else 'poll '}connector {target}", file=sys.stderr)
         return 1
     if as_json:
         print(orjson.dumps([row.to_dict() for row in rows], option=orjson.OPT_INDENT_2).decode())
         return 0
     for row in rows:
         print(row.source)
-        for column in COLUMNS:
-            print(f"  {column:<15}{row.fields.get(column, '-')}")
+        for column in (*DEPLOYED_COLUMNS, *COLUMNS) if deployed else COLUMNS:
+            if not deployed or column in row.fields:
+                print(f"  {column:<{16 if deployed else 15}}{row.fields.get(column, '-')}")
     if not rows:
-        print("no poll connectors")
+        print("no connectors" if deployed else "no poll connectors")
     return 0
 
 
@@ -95,9 +123,14 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
+def _status(run: Invocation) -> int:
+    deployed = "connectors" not in setting_flags(run.args) and hub_is_running(run.settings)
+    return asyncio.run(show_status(run.settings, run.args.target, as_json=run.args.json, deployed=deployed))
+
+
 STATUS = Command(
     ("status",),
-    "the state of poll connectors (from Valkey)",
-    lambda run: asyncio.run(show_status(run.settings, run.args.target, as_json=run.args.json)),
+    "the state of every connector of the running hub (with --connectors or no hub: the files' poll sources)",
+    _status,
     _arguments,
 )

@@ -1,15 +1,14 @@
 """`connector-hub url-token TENANT/CONNECTOR`: the signed ingress URL to give a sender that can only
-be given a URL, from the spec files when they define the connector, else as the running hub serves it
-(its key is a store secret of the tenant)."""
+be given a URL, for the connector as the running hub serves it (its key is a store secret of the
+tenant), or from the spec files with `--connectors` or when no hub runs."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 
 from adapters.webhooks.url_token import UrlTokenAdapter
-from hub.cli.client import connector_from_specs, defined_in_files, deployed_connector
+from hub.cli.client import target_connector
 from hub.cli.command import Command, Invocation
 from hub.cli.sendtest import hook_url
 from hub.errors import EXIT_USAGE
@@ -22,10 +21,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 def _url_token(run: Invocation) -> int:
     settings, target = run.settings, run.args.target
-    if defined_in_files(settings, target):
-        connector = connector_from_specs(settings, target)
-    else:
-        connector = asyncio.run(deployed_connector(settings, target))
+    connector = target_connector(run, target)
     if connector.provider != UrlTokenAdapter.name:
         print(f"connector-hub: {target} is not a url-token connector", file=sys.stderr)
         return EXIT_USAGE

@@ -20,11 +20,11 @@ import orjson
 
 from adapters.base import InboundRequest
 from adapters.errors import PayloadError, ReplayWindowError, SignatureError
-from hub.cli.client import connector_from_specs
+from hub.cli.client import target_connector
 from hub.cli.command import Command, Invocation
 from hub.errors import EXIT_USAGE, ConfigError, Problem
+from hub.ingest.connectors import Connector
 from hub.ingress.handler import check_replay_window
-from hub.settings import Settings
 
 NO_MATCH_HINT = (
     "hint: the header is well formed but no secret reproduces it: either none of the listed secrets is the one "
@@ -77,9 +77,9 @@ def parse_at(value: str | None) -> float:
         raise ConfigError([Problem("", "--at", f"{value!r} is neither epoch seconds nor RFC 3339")]) from None
 
 
-def explain_verification(settings: Settings, target: str, captured: Captured, at: float) -> tuple[bool, list[str]]:
-    """(verified, the lines that say why), for the connector `target` of HUB_CONNECTORS."""
-    connector = connector_from_specs(settings, target)
+def explain_verification(connector: Connector, captured: Captured, at: float) -> tuple[bool, list[str]]:
+    """(verified, the lines that say why), for the connector as the hub would check it."""
+    target = connector.label
     request = InboundRequest(
         method=captured.method,
         url=captured.url,
@@ -139,7 +139,7 @@ def _verify(run: Invocation) -> int:
     except OSError as exc:
         print(f"connector-hub: {exc.filename}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
-    verified, lines = explain_verification(run.settings, args.target, captured, parse_at(args.at))
+    verified, lines = explain_verification(target_connector(run, args.target), captured, parse_at(args.at))
     for line in lines:
         print(line)
     return 0 if verified else 1

@@ -163,6 +163,11 @@ class SpecStore:
         found = [_stored(e.value or b"", e.revision or 0) for e in entries]
         return sorted(found, key=lambda s: spec_key(s.document))
 
+    async def policies(self) -> list[PolicyDocument]:
+        """Every stored Policy document, by tenant."""
+        found = [_stored(e.value or b"", e.revision or 0).document for e in await current_entries(self._kv, "policy.>")]
+        return sorted((d for d in found if isinstance(d, PolicyDocument)), key=lambda d: d.tenant)
+
     async def apply(
         self, document: SpecDocument, *, dry_run: bool = False, tenant_authored: bool = False
     ) -> ApplyResult:
