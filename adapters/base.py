@@ -88,6 +88,16 @@ class SchemeInfo:
     dedupe_key_signed: bool = False
     """Whether the dedupe key is covered by the signature (else a captured request replayed with a
     new id would verify, where no signed timestamp bounds it)."""
+    accepted_status: int = 202
+    """The status the hub answers once a delivery's events are published: the one the provider counts
+    as delivered (some retry on any other code, 2xx included)."""
+    duplicate_status: int = 200
+    """The status of an answer that published nothing new (a redelivery or a refused replay)."""
+
+    def __post_init__(self) -> None:
+        for status in (self.accepted_status, self.duplicate_status):
+            if not 200 <= status <= 299:
+                raise ValueError(f"a success status must be 2xx, not {status}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -141,12 +141,27 @@ def signatures(
     """The decoded signatures of the items named `version` (several: the sender's own key rotation).
 
     Items of other versions are ignored, never decoded; none of this version is `unsupported_scheme`
-    (`label`: how the message names the version, default `<version>=`).
+    (`label`: how the message names the version, default `<version>=`). A malformed item is skipped, never
+    compared, as the providers' own verifiers accept a header where any one signature matches (stripe,
+    standardwebhooks, svix); only a header whose every item of this version is malformed is `malformed_signature`.
     """
-    found = [decode(value) for name, value in items if name == version]
-    if not found:
-        raise SignatureError(provider, "unsupported_scheme", f"{header} carries no {label or version + '='} signature")
-    return found
+    name_of = label or version + "="
+    found: list[bytes] = []
+    malformed = 0
+    for name, value in items:
+        if name != version:
+            continue
+        try:
+            found.append(decode(value))
+        except SignatureError:
+            malformed += 1
+    if found:
+        return found
+    if malformed:
+        raise SignatureError(
+            provider, "malformed_signature", f"{header}: all {malformed} {name_of} items are malformed"
+        )
+    raise SignatureError(provider, "unsupported_scheme", f"{header} carries no {name_of} signature")
 
 
 def timestamped_signatures(

@@ -88,6 +88,17 @@ class Settings(BaseSettings):
         description="Upper bound of the publish deadline (kept under half the provider's own timeout)",
     )
     claim_ttl: Duration = Field(default=timedelta(seconds=30), description="How long an in-flight dedupe claim lives")
+    keepalive_timeout: Duration = Field(
+        default=timedelta(seconds=15),
+        gt=timedelta(0),
+        description="A connection without a complete request head this long after it opened or after its last "
+        "response is closed: idle keep-alive connections and slow headers",
+    )
+    body_timeout: Duration = Field(
+        default=timedelta(seconds=30),
+        gt=timedelta(0),
+        description="Deadline for reading a request's body (400 body_timeout after it)",
+    )
     duplicate_window: Duration = Field(
         default=timedelta(minutes=15),
         description="JetStream duplicate window; must exceed the claim TTL and twice every replay window",

@@ -76,8 +76,8 @@ class GitLabAdapter(WebhookAdapter[GitLabOptions]):
         encoding="token: plain text; standard-webhooks: base64 in v1,<sig> items",
         timestamp=None,
         dedupe_key=(
-            f"{EVENT_UUID_HEADER} header (mode token) or webhook-id = {IDEMPOTENCY_HEADER} "
-            "(mode standard-webhooks), else sha256 of the body"
+            f"{IDEMPOTENCY_HEADER} header, else {EVENT_UUID_HEADER} (mode token), or webhook-id = "
+            f"{IDEMPOTENCY_HEADER} (mode standard-webhooks), else sha256 of the body"
         ),
         delivery_timeout_s=10.0,
         replay_protection="token mode: the dedupe key only (the token is the same for every request); "
@@ -117,7 +117,10 @@ class GitLabAdapter(WebhookAdapter[GitLabOptions]):
         kind = body.get("object_kind") or body.get("event_name")
         if not isinstance(kind, str) or not kind:
             raise PayloadError("invalid_event", "the event has neither object_kind nor event_name")
-        delivery = request.header(ID_HEADER if self._standard else EVENT_UUID_HEADER)
+        if self._standard:
+            delivery = request.header(ID_HEADER)
+        else:  # the key GitLab keeps across retries; the event UUID is unique per webhook, older GitLab sends only it
+            delivery = request.header(IDEMPOTENCY_HEADER) or request.header(EVENT_UUID_HEADER)
         return [
             NormalizedEvent(
                 id=delivery or body_sha256(request.body),

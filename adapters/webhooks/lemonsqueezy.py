@@ -45,6 +45,7 @@ class LemonSqueezyAdapter(WebhookAdapter[NoOptions]):
         timestamp=None,
         dedupe_key="sha256 of the body (Lemon Squeezy sends no delivery or event id)",
         delivery_timeout_s=10.0,
+        accepted_status=200,  # Lemon Squeezy retries any answer other than 200
         dedupe_key_signed=True,
     )
 

@@ -52,6 +52,7 @@ class MailgunAdapter(WebhookAdapter[NoOptions]):
         timestamp="signature.timestamp in the body, unix seconds",
         dedupe_key="signature.token (a signed nonce; the unsigned event-data.id stays in the data)",
         delivery_timeout_s=10.0,
+        accepted_status=200,  # Mailgun counts only 200 as delivered (406 rejects, anything else is retried)
         dedupe_key_signed=True,
     )
 

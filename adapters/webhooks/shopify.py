@@ -59,7 +59,7 @@ class ShopifyAdapter(WebhookAdapter[NoOptions]):
         header = request.signed_header(_prefix(request) + "Hmac-Sha256", self.name)
         candidate = decode_base64(header, 32, self.name)
         key_id = matching_hmac(self.name, secrets, [candidate], request.body)
-        return Verification(scheme="hmac-sha256", key_id=key_id, signed_at=None)
+        return Verification(scheme="hmac-sha256", key_id=key_id, signed_at=None, signature=candidate)
 
     def normalize(self, request: InboundRequest) -> list[NormalizedEvent]:
         """One event: `shopify.<topic with / as .>`, subject = the shop domain, time = Triggered-At."""

@@ -115,7 +115,7 @@ class TwilioAdapter(WebhookAdapter[TwilioOptions]):
             raise SignatureError(self.name, "no_match", "no active secret produced a matching signature")
         if body_hash is not None and not hmac.compare_digest(hashlib.sha256(request.body).digest(), body_hash):
             raise SignatureError(self.name, "no_match", f"the body does not match the signed {BODY_HASH_PARAM}")
-        return Verification(scheme=f"hmac-{algorithm}", key_id=secret.key_id, signed_at=None)
+        return Verification(scheme=f"hmac-{algorithm}", key_id=secret.key_id, signed_at=None, signature=candidate)
 
     def normalize(self, request: InboundRequest) -> list[NormalizedEvent]:
         """One event: `twilio.<message|call|recording|...>.<status>`, subject = the resource SID."""

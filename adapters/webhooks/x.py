@@ -60,6 +60,7 @@ class XAdapter(WebhookAdapter[NoOptions]):
         dedupe_key="per event: for_user_id + event kind + the event's id (else sha256 of the event)",
         handshake=f'GET ?{CRC_PARAM}=<token> -> 200 {{"response_token":"sha256=<base64 HMAC of the token>"}}',
         delivery_timeout_s=3.0,
+        accepted_status=200,  # the Account Activity API expects 200 OK
         dedupe_key_signed=True,
     )
 

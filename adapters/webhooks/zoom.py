@@ -59,6 +59,7 @@ class ZoomAdapter(WebhookAdapter[NoOptions]):
         handshake=f"event {VALIDATION_EVENT} -> 200 application/json "
         '{"plainToken":<payload.plainToken>,"encryptedToken":<hex HMAC-SHA256(secret, plainToken)>}',
         delivery_timeout_s=3.0,
+        accepted_status=200,  # Zoom counts only 200 and 204 as delivered
         dedupe_key_signed=True,
     )
 

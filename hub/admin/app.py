@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 
@@ -11,9 +12,10 @@ from aiohttp.typedefs import Handler, Middleware
 
 from events.subjects import HUB_WIDE, is_name
 from hub.admin.auth import HOST_NOT_LOOPBACK, Principal, addressed_to_loopback, authenticate, request_id
-from hub.admin.errors import ApiError, Denied
-from hub.admin.routes import ENDPOINTS, MAX_BODY_BYTES, AdminContext, Call, Endpoint
+from hub.admin.errors import ApiError, Denied, not_found
+from hub.admin.routes import ENDPOINTS, MAX_BODY_BYTES, SECRETS, AdminContext, Call, Endpoint
 from hub.control.plane import Actor
+from schemas.secrets import STORE_NAME_PATTERN
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,7 @@ def _guarded(endpoint: Endpoint, admin: AdminContext) -> Callable[[web.Request],
                 principal.require_tenant(tenant)
             if endpoint.scope is not None:
                 principal.require_scope(endpoint.scope)
+            _require_possible_names(endpoint, request)
             actor = Actor(principal.key_id, rid, started, tenant=principal.tenant)
             response = await endpoint.handler(Call(request, principal, admin, actor))
         except Denied as denial:
@@ -82,6 +85,18 @@ def _guarded(endpoint: Endpoint, admin: AdminContext) -> Callable[[web.Request],
         return response
 
     return handle
+
+
+def _require_possible_names(endpoint: Endpoint, request: web.Request) -> None:
+    """The 404 an unknown name gets, for a path segment no tenant, connector or secret can have
+    (`*`, `>`, `..`, too long, ...): such a segment must never reach a KV lookup, where it is a
+    wildcard or an invalid key. Checked after the key's tenant and scope, as an unknown name is."""
+    for segment, value in request.match_info.items():
+        if segment == "name" and endpoint.path.startswith(SECRETS):
+            if re.fullmatch(STORE_NAME_PATTERN, value) is None:
+                raise not_found("no such secret")
+        elif not is_name(value):
+            raise not_found()
 
 
 async def _audit_denial(

@@ -43,6 +43,7 @@ from hub.ingest.dedupe import DedupeStore
 from hub.ingest.ingestor import Ingestor
 from hub.ingest.keycache import KeyCache
 from hub.ingest.publisher import Publisher
+from hub.ingress.deadlines import DEADLINES, Deadlines
 from hub.ingress.health import INSECURE_WARNING, add_ops_routes
 from hub.poll.metrics import PollMetrics
 from hub.poll.scheduler import PollScheduler
@@ -237,11 +238,26 @@ async def gate(
 
 @contextlib.asynccontextmanager
 async def listening(
-    app: web.Application, host: str, port: int, *, reuse_port: bool, shutdown_timeout: float = 60.0
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    reuse_port: bool,
+    shutdown_timeout: float = 60.0,
+    deadlines: Deadlines | None = None,
 ) -> AsyncIterator[str]:
     """Serve an app on host:port (shared with sibling workers when `reuse_port`); its URL. On exit
-    the listener closes and requests in flight finish within `shutdown_timeout`."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout)
+    the listener closes and requests in flight finish within `shutdown_timeout`. Connections idle or
+    slow past `deadlines` (default: `Deadlines()`, the settings' defaults) are closed."""
+    deadlines = deadlines or Deadlines()
+    app[DEADLINES] = deadlines
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        shutdown_timeout=shutdown_timeout,
+        keepalive_timeout=deadlines.keepalive_s,
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port, reuse_port=reuse_port)

@@ -22,6 +22,7 @@ from hub.app import roles as role
 from hub.app.config import ROLES, Configuration, load_configuration, master_key
 from hub.app.connections import Endpoints, servers
 from hub.ingress.app import build_app
+from hub.ingress.deadlines import Deadlines
 from hub.settings import Settings
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ async def serve(
                 settings.http_port,
                 reuse_port=shared,
                 shutdown_timeout=role.SHUTDOWN_GRACE_S,
+                deadlines=Deadlines.from_settings(settings),
             )
         )
         ops = role.ops_app(settings, roles, process.plane, process.context, process.conn.redis, insecure_no_auth)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import orjson
 
-from hub.app import serve
+from hub.app import datadir, serve
 from hub.app.config import load_configuration, master_key
 from hub.app.connections import Endpoints, servers
 from hub.app.embedded import die_with_parent
@@ -58,13 +58,19 @@ STABLE_AFTER_S = 60.0
 
 
 def run(settings: Settings, roles: Sequence[str], flags: Mapping[str, str], *, insecure_no_auth: bool) -> int:
-    """`connector-hub run`: one process as always, a supervisor of `settings.workers` workers, or one of those."""
+    """`connector-hub run`: one process as always, a supervisor of `settings.workers` workers, or one of those.
+
+    The process or the supervisor holds the data directory before it starts anything (DataDirInUse
+    when another hub does); a worker runs under its supervisor's hold.
+    """
     if settings.workers > 1:
-        return supervise(settings, roles, flags, insecure_no_auth=insecure_no_auth)
+        with datadir.held(settings.data_dir):
+            return supervise(settings, roles, flags, insecure_no_auth=insecure_no_auth)
     worker = WorkerLink.from_environment()
     if worker is not None:
         worker.tag_logs()
-    serve.run(settings, roles, insecure_no_auth=insecure_no_auth, worker=worker)
+    with datadir.held(settings.data_dir) if worker is None else contextlib.nullcontext():
+        serve.run(settings, roles, insecure_no_auth=insecure_no_auth, worker=worker)
     return 0
 
 

@@ -39,6 +39,8 @@ def _facts(name: str, scheme: SchemeInfo) -> dict[str, Any]:
         "replayProtection": replay_protection(scheme),
         "handshake": scheme.handshake,
         "deliveryTimeoutS": scheme.delivery_timeout_s,
+        "acceptedStatus": scheme.accepted_status,
+        "duplicateStatus": scheme.duplicate_status,
     }
 
 
@@ -62,8 +64,12 @@ def render_markdown() -> str:
         "fails when this page and the registry disagree. Every connector's requests are verified with",
         "that connector's own secrets only; every listed secret is tried (rotation).",
         "",
-        "| provider | signature | signed content | timestamp | replay protection | dedupe key | handshake |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "The success status is what the hub answers once a delivery is published, then for a duplicate:",
+        "the code the provider counts as delivered (202 where any 2xx is).",
+        "",
+        "| provider | signature | signed content | timestamp | replay protection | dedupe key | handshake "
+        "| success status |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for facts in provider_facts():
         timestamp = facts["timestamp"] or "none"
@@ -71,7 +77,7 @@ def render_markdown() -> str:
             timestamp += f" (window {facts['replayWindowS']:g} s)"
         lines.append(
             "| `{provider}` | {signatureHeader}: {algorithm}, {encoding} | {signedContent} | {timestamp} | "
-            "{replayProtection} | {dedupeKey} | {handshake} |".format(
+            "{replayProtection} | {dedupeKey} | {handshake} | {acceptedStatus} (duplicate {duplicateStatus}) |".format(
                 **{**facts, "timestamp": timestamp, "handshake": facts["handshake"] or "none"}
             )
         )

@@ -9,6 +9,7 @@ import sys
 from hub.admin.auth import is_loopback_host
 from hub.app import workers
 from hub.app.config import ROLES
+from hub.app.datadir import DataDirInUse
 from hub.cli.command import Command, Invocation, setting_flags
 from hub.errors import EXIT_USAGE
 
@@ -41,7 +42,11 @@ def _run(run: Invocation) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    return workers.run(settings, roles, setting_flags(args), insecure_no_auth=args.insecure_no_auth)
+    try:
+        return workers.run(settings, roles, setting_flags(args), insecure_no_auth=args.insecure_no_auth)
+    except DataDirInUse as exc:
+        print(f"connector-hub: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 RUN = Command(("run",), "run the hub (embedded NATS and Valkey unless URLs are set)", _run, _arguments)

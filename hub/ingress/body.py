@@ -15,6 +15,7 @@ from aiohttp import web
 
 from adapters.errors import PayloadError
 from hub.errors import BodyTooLarge, UnsupportedEncoding
+from hub.ingress.deadlines import within_body_deadline
 
 CHUNK = 64 * 1024
 IDENTITY = frozenset({"", "identity"})
@@ -23,7 +24,12 @@ WBITS = {"gzip": 31, "x-gzip": 31, "deflate": 15}
 
 
 async def read_capped_body(request: web.Request, limit: int) -> bytes:
-    """The body as the provider signed it (inflated), or BodyTooLarge once it passes `limit` bytes."""
+    """The body as the provider signed it (inflated), or BodyTooLarge once it passes `limit` bytes
+    (BodyTimeout once the body deadline passes)."""
+    return await within_body_deadline(request, _read_capped(request, limit))
+
+
+async def _read_capped(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise BodyTooLarge(limit)
     encoding = request.headers.get("Content-Encoding", "").strip().lower()

@@ -1,7 +1,8 @@
 """`POST /hooks/{tenant}/{connector}`: docs/design.md §3's nine steps, in order, for one request.
 
 Look up, read under a cap, verify with the connector's own secrets, check the replay window,
-answer a handshake, normalize, claim, publish with PubAck, and answer 202 only after every ack.
+answer a handshake, normalize, claim, publish with PubAck, and answer the provider's success status (202
+unless it needs another) only after every ack.
 """
 
 from __future__ import annotations
@@ -148,7 +149,10 @@ async def _deliver(context: HubContext, connector: Connector, request: web.Reque
         "duplicates": len(result.duplicates),
         "ids": [*result.accepted, *result.duplicates],
     }
-    status, outcome = (202, "accepted") if result.accepted else (200, "duplicate")
+    scheme = connector.adapter.scheme  # the codes the provider counts as delivered (some retry on any other)
+    status, outcome = (
+        (scheme.accepted_status, "accepted") if result.accepted else (scheme.duplicate_status, "duplicate")
+    )
     if confirm is not None:  # published first: a failed visit is retried with the provider's retry
         await context.keys.visit(confirm)
         log.info("subscription confirmed", extra={"connector": connector.label})

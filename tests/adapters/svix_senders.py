@@ -84,6 +84,11 @@ class SvixSchemeSuite:
         headers = {**dict(self.delivery().headers), **changed}
         assert self.reason_of(self.inbound(headers), [NEW]) == "malformed_signature"
 
+    def test_a_malformed_item_before_a_valid_one_is_skipped(self) -> None:
+        headers = dict(self.delivery().headers)
+        headers["svix-signature"] = "v1,AAAA " + headers["svix-signature"]
+        assert self.adapter.verify(self.inbound(headers), [NEW]).key_id == "new"
+
     def test_has_no_handshake(self) -> None:
         assert self.adapter.handshake(self.delivery(), [NEW]) is None
 

@@ -26,7 +26,7 @@ The rules, for each provider (and each variant of a provider with modes):
 7. no refusal echoes a secret, a signature, a token or another header value sent.
 
 Besides, where a scheme's facts leave the signature bytes as its replay guard (docs/providers.md says
-so), verification returns them; the providers that do not yet are named in KNOWN_REPLAY_GAPS (xfail).
+so), verification returns them.
 """
 
 from __future__ import annotations
@@ -957,23 +957,8 @@ def _signature_bytes_guard_replays(case: Case) -> bool:
     return scheme.replay_protection is None and scheme.timestamp is None and not scheme.dedupe_key_signed
 
 
-KNOWN_REPLAY_GAPS = {
-    "shopify": "verify returns no signature, so the hub keeps no replay key although docs/providers.md promises one",
-    "twilio": "verify returns no signature, so the hub keeps no replay key although docs/providers.md promises one",
-}
-"""Found by this suite and reported, not changed here (no rule of the conformance issue covers it yet)."""
-
-
 @pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(case, marks=[pytest.mark.xfail(strict=True, reason=KNOWN_REPLAY_GAPS[case.id])])
-        if case.id in KNOWN_REPLAY_GAPS
-        else case
-        for case in CASES
-        if _signature_bytes_guard_replays(case)
-    ],
-    ids=lambda case: case.id,
+    "case", [case for case in CASES if _signature_bytes_guard_replays(case)], ids=lambda case: case.id
 )
 def test_where_the_signature_bytes_guard_replays_verification_returns_them(case: Case) -> None:
     adapter = case.adapter()

@@ -171,6 +171,20 @@ def test_normalize_merge_request_in_both_modes_and_no_handshake() -> None:
         assert orjson.dumps(event.data) == BODY
 
 
+def test_token_mode_dedupes_on_the_idempotency_key_kept_across_retries() -> None:
+    token = NEW_TOKEN.value.decode()
+    first = {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Event-UUID": EVENT_UUID, "Idempotency-Key": WEBHOOK_ID}
+    retry = {**first, "X-Gitlab-Event-UUID": "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a"}  # a retry: a new event UUID
+    ids = [
+        event.id
+        for headers in (first, retry)
+        for event in TOKEN.normalize(inbound({**headers, "X-Gitlab-Token": token}))
+    ]
+    assert ids == [WEBHOOK_ID, WEBHOOK_ID]
+    [older] = TOKEN.normalize(token_delivery())  # no Idempotency-Key (older GitLab): the event UUID as before
+    assert older.id == EVENT_UUID
+
+
 def test_normalize_system_hook_and_fallbacks() -> None:
     system_hook = {"event_name": "project_create", "created_at": "2012-07-21T07:30:54Z", "path_with_namespace": "a/b"}
     [event] = TOKEN.normalize(inbound({}, orjson.dumps(system_hook)))

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook
 
 from adapters.base import InboundRequest, SigningSecret, TestRequest
-from adapters.errors import PayloadError
+from adapters.errors import PayloadError, SignatureError
 from adapters.webhooks.standard_webhooks import StandardWebhooksAdapter
 from tests.adapters.harness import NOW, Endpoint, refusal_reason, vectors
 
@@ -83,6 +83,26 @@ def test_valid_delivery_reports_scheme_key_id_and_signed_timestamp() -> None:
 def test_several_signatures_and_other_versions_are_ignored() -> None:
     header = f"v1a,{base64.b64encode(b'e' * 64).decode()} v2,{SIG} {lib_signature(OLD, MSG_ID, NOW, BODY)} {GOOD}"
     assert ADAPTER.verify(delivery(header), [NEW]).key_id == "new"
+
+
+def test_malformed_items_are_skipped_as_the_library_does_and_a_valid_one_still_matches() -> None:
+    now = int(time.time())  # the library checks its own window against the clock
+    for malformed in ("v1,AAAA", "v1,not-base64!", "v1," + base64.b64encode(b"x" * 33).decode()):
+        header = f"{malformed} {lib_signature(NEW, MSG_ID, now, BODY)}"
+        headers = {"webhook-id": MSG_ID, "webhook-timestamp": str(now), "webhook-signature": header}
+        assert Webhook(NEW.value.decode()).verify(BODY, headers)["type"] == "contact.created"
+        assert ADAPTER.verify(delivery(header, timestamp=str(now)), [NEW]).key_id == "new"
+    assert reason_of(delivery(f"v1,AAAA {lib_signature(OLD, MSG_ID, NOW, BODY)}"), [NEW]) == "no_match"
+
+
+def test_a_header_of_only_malformed_items_says_how_many() -> None:
+    with pytest.raises(SignatureError, match="all 2 v1 items are malformed") as caught:
+        ADAPTER.verify(delivery("v1,AAAA v1,BBBB"), [NEW])
+    assert caught.value.reason == "malformed_signature"
+
+
+def test_malformed_items_still_count_towards_the_cap() -> None:
+    assert reason_of(delivery(" ".join(["v1,AAAA"] * 16 + [GOOD])), [NEW]) == "too_many_signatures"
 
 
 def test_a_changed_id_or_timestamp_does_not_match() -> None:

@@ -88,6 +88,19 @@ def test_any_of_several_v1_signatures_and_ignored_schemes() -> None:
     assert ADAPTER.verify(signed(header), [NEW]).key_id == "new"
 
 
+def test_malformed_v1_items_are_skipped_as_the_sdk_does_and_a_valid_one_still_matches() -> None:
+    timestamp, valid = GOOD.split(",")
+    for malformed in ("v1=deadbeef", "v1=", f"v1={V1[3:].upper()}", f"v1={V1[3:]}00"):
+        header = f"{timestamp},{malformed},{valid}"
+        assert stripe.WebhookSignature.verify_header(BODY.decode(), header, NEW.value.decode(), tolerance=None)
+        assert ADAPTER.verify(signed(header), [NEW]).key_id == "new"
+    assert reason_of(signed(f"{timestamp},v1=deadbeef,{sdk_header(BODY, OLD).split(',')[1]}"), [NEW]) == "no_match"
+    assert reason_of(signed(f"{timestamp},v1=deadbeef,v1=cafe"), [NEW]) == "malformed_signature"
+    assert reason_of(signed(f"{timestamp}," + ",".join(["v1=deadbeef"] * 16) + f",{valid}"), [NEW]) == (
+        "too_many_signatures"
+    )
+
+
 def test_a_changed_timestamp_does_not_match() -> None:
     assert reason_of(signed(GOOD.replace(f"t={NOW}", f"t={NOW + 1}")), [NEW]) == "no_match"
 

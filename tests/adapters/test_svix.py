@@ -76,6 +76,12 @@ def test_any_of_several_signatures_and_v1a_items_are_ignored() -> None:
     assert ADAPTER.verify(delivery(header), [NEW]).key_id == "new"
 
 
+@pytest.mark.parametrize("names", [SVIX, STANDARD], ids=["svix", "white-label"])
+def test_malformed_items_are_skipped_and_a_valid_one_still_matches(names: tuple[str, ...]) -> None:
+    assert ADAPTER.verify(delivery(f"v1,AAAA {GOOD}", names=names), [NEW]).key_id == "new"
+    assert reason_of(delivery("v1,AAAA v1,BBBB", names=names), [NEW]) == "malformed_signature"
+
+
 def test_a_changed_id_or_timestamp_does_not_match() -> None:
     assert reason_of(delivery(timestamp=str(NOW + 1)), [NEW]) == "no_match"
     assert reason_of(delivery(msg_id=MSG_ID + "x"), [NEW]) == "no_match"

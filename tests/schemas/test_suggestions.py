@@ -1,4 +1,4 @@
-""""Did you mean": an unknown field or provider is answered with the closest known name."""
+""" "Did you mean": an unknown field or provider is answered with the closest known name."""
 
 from __future__ import annotations
 

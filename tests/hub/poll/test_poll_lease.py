@@ -142,6 +142,8 @@ async def test_one_run_at_a_time_and_takeover_after_the_holder_dies(
         assert len(before) >= 3, before
         for group in (before, after):
             gaps = [b - a for a, b in itertools.pairwise(group)]
-            assert all(gap >= INTERVAL_S - 0.1 for gap in gaps), gaps
+            # Measured where the source sees the first request, which the load on the machine can delay
+            # for one run and not the next; a slot run twice would start right after the run before.
+            assert all(gap >= INTERVAL_S - 0.5 for gap in gaps), gaps
         assert survivor.proc.poll() is None
         assert all(r.status == 200 for r in source.requests if r.answered_at)
