@@ -35,6 +35,7 @@ from hub.control.reporter import StatusReporter
 from hub.control.sealing import MasterKey
 from hub.control.secretstore import SecretCache
 from hub.control.watcher import ConfigWatcher, LiveConfiguration
+from hub.errors import ConfigError, Problem
 from hub.gate.catalog import GateCatalog
 from hub.gate.consumers import Gate, start_gate
 from hub.ingest.connectors import ConnectorRegistry
@@ -245,10 +246,12 @@ async def listening(
     reuse_port: bool,
     shutdown_timeout: float = 60.0,
     deadlines: Deadlines | None = None,
+    setting: str = "the port",
 ) -> AsyncIterator[str]:
     """Serve an app on host:port (shared with sibling workers when `reuse_port`); its URL. On exit
     the listener closes and requests in flight finish within `shutdown_timeout`. Connections idle or
-    slow past `deadlines` (default: `Deadlines()`, the settings' defaults) are closed."""
+    slow past `deadlines` (default: `Deadlines()`, the settings' defaults) are closed. A port that
+    cannot be bound is a ConfigError naming `setting`."""
     deadlines = deadlines or Deadlines()
     app[DEADLINES] = deadlines
     runner = web.AppRunner(
@@ -261,7 +264,12 @@ async def listening(
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port, reuse_port=reuse_port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ConfigError(
+                [Problem("", setting, f"{setting}: cannot listen on {host}:{port}: {exc.strerror}")]
+            ) from None
         bound_host, bound_port = runner.addresses[-1][:2]
         yield f"http://{bound_host}:{bound_port}"
     finally:

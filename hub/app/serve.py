@@ -60,11 +60,12 @@ async def serve(
                 reuse_port=shared,
                 shutdown_timeout=role.SHUTDOWN_GRACE_S,
                 deadlines=Deadlines.from_settings(settings),
+                setting="HUB_HTTP_PORT",
             )
         )
         ops = role.ops_app(settings, roles, process.plane, process.context, process.conn.redis, insecure_no_auth)
         admin_url = await stack.enter_async_context(
-            role.listening(ops, settings.admin_host, settings.admin_port, reuse_port=shared)
+            role.listening(ops, settings.admin_host, settings.admin_port, reuse_port=shared, setting="HUB_ADMIN_PORT")
         )
         stack.enter_context(role.announced(settings, endpoints, worker, http_url, admin_url))
         freeze_startup_heap()

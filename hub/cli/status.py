@@ -25,8 +25,8 @@ from hub.poll.store import PollStore, SourceKey
 from hub.settings import Settings
 from schemas.loader import load_specs
 
-DEPLOYED_COLUMNS = ("type", "revision", "lastSuccessAt", "healthCheckedAt")
-"""What the running hub's shared status adds for every connector (state and lastError are in COLUMNS)."""
+DEPLOYED_COLUMNS = ("type", "revision", "healthCheckedAt")
+"""What the running hub's shared status adds for every connector (state, lastSuccessAt and lastError are in COLUMNS)."""
 COLUMNS = ("state", "lastRunAt", "lastSuccessAt", "nextRunAt", "itemsPublished", "cursor", "lastError")
 
 
