@@ -63,7 +63,7 @@ def _no_hub_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_examples_are_valid(capsys: pytest.CaptureFixture[str]) -> None:
     status, out, err = validate(capsys, EXAMPLES)
     assert (status, err) == (0, [])
-    assert "5 connector(s) valid, 0 problem(s)" in out
+    assert "7 connector(s) valid, 0 problem(s)" in out
 
 
 def test_valid_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -139,7 +139,7 @@ def test_several_paths_and_a_missing_one(tmp_path: Path, capsys: pytest.CaptureF
     (line,) = err
     assert "absent.yaml" in line
     assert "no such file" in line
-    assert "6 connector(s) valid, 1 problem(s)" in out
+    assert "8 connector(s) valid, 1 problem(s)" in out
 
 
 def test_huge_duration_is_reported_not_a_crash(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -177,7 +177,7 @@ def test_python_dash_m_hub() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "5 connector(s) valid" in result.stdout
+    assert "7 connector(s) valid" in result.stdout
 
 
 # --- settings ------------------------------------------------------------------------------------
