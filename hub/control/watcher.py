@@ -8,7 +8,9 @@ webhook connectors (with their secrets) for the ingress, poll sources for the po
 catalog (routes and policies, no secrets) for the gate consumers.
 
 A connector that cannot be built here (a secret this instance cannot resolve, say) is not served
-(404) and its status says why; the others are unaffected. A connector a tenant's key wrote is held
+(404) and its status says why; the others are unaffected. A new revision of a connector already
+served that cannot be built here leaves the last good revision serving, `degraded` with the reason;
+a delete, a disable, a secret wiped and the tenant boundary always take effect. A connector a tenant's key wrote is held
 to the tenant boundary against the tenant's current Policy each time it is built, so a Policy
 change rebuilds the tenant's connectors.
 """
@@ -96,6 +98,8 @@ class ConfigWatcher:
         self._policies: dict[str, PolicyDocument] = {}
         self._webhooks: dict[Key, Connector] = {}
         self._polls: dict[Key, PollSource] = {}
+        self._served_revisions: dict[Key, int] = {}
+        """The revision each served connector was built from (the last good one, when degraded)."""
         self._revisions: dict[tuple[str, str], int] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._watchers: list[KeyValue.KeyWatcher] = []
@@ -209,7 +213,7 @@ class ConfigWatcher:
     def _rebuild(self, keys: Iterable[Key], *, specs_changed: bool) -> None:
         keys = set(keys)
         for key in keys:
-            self._build(key)
+            self._build(key, keep_last_good=specs_changed)
         self.live.registry.replace(ConnectorRegistry(self._webhooks.values()))
         if specs_changed:
             self.live.catalog.replace(catalog_of([d for d, _ in self._documents.values()], self._policies.values()))
@@ -221,9 +225,14 @@ class ConfigWatcher:
         if keys:
             log.info("configuration applied", extra={"changed": sorted("/".join(k) for k in keys)})
 
-    def _build(self, key: Key) -> None:
-        self._webhooks.pop(key, None)
-        self._polls.pop(key, None)
+    def _build(self, key: Key, *, keep_last_good: bool) -> None:
+        """Build this process's part of a connector from its stored document.
+
+        A spec change this instance cannot build (a secret it cannot resolve, say) leaves the last
+        good revision serving, reported `degraded` with the reason (`keep_last_good`). A delete, a
+        disable, a secret wiped or rotated away, and the tenant boundary always take effect.
+        """
+        previous = self._webhooks.pop(key, None) or self._polls.pop(key, None)
         stored = self._documents.get(key)
         if stored is None:
             return
@@ -234,31 +243,54 @@ class ConfigWatcher:
         if not document.spec.enabled:
             self._report(key, StatusChange(state="disabled", revision=revision, clear_error=True))
             return
+        problems = (
+            tenant_boundary_problems(document, self._policies.get(key[0])) if key in self._tenant_authored else []
+        )
         try:
-            if key in self._tenant_authored:
-                problems = tenant_boundary_problems(document, self._policies.get(key[0]))
-                if problems:
-                    raise ConfigError(problems)
-            if document.spec.type == "webhook":
-                self._webhooks[key] = build_connector(
-                    document,
-                    publish_timeout_s=self._settings.publish_timeout.total_seconds(),
-                    claim_ttl_s=self._settings.claim_ttl.total_seconds(),
-                    duplicate_window_s=self._settings.duplicate_window.total_seconds(),
-                    resolver=self._resolver,
-                )
-            else:
-                self._polls[key] = build_source(
-                    document, publish_timeout_s=self._settings.publish_timeout.total_seconds(), resolver=self._resolver
-                )
+            if problems:
+                raise ConfigError(problems)
+            self._serve(key, self._built(document), revision)
         except ConfigError as exc:
             error = "; ".join(f"{p.field}: {p.message}" for p in exc.problems)
+            if keep_last_good and previous is not None and not problems:
+                self._serve(key, previous, self._served_revisions[key])
+                self._report_kept(key, revision, error)
+                return
             log.error(
                 "connector not served: it cannot be built here", extra={"connector": "/".join(key), "error": error}
             )
             self._report(key, StatusChange(state="error", revision=revision, last_error=error))
             return
         self._report(key, StatusChange(state="active", revision=revision, clear_error=True, health_checked=True))
+
+    def _built(self, document: ConnectorDocument) -> Connector | PollSource:
+        if document.spec.type == "webhook":
+            return build_connector(
+                document,
+                publish_timeout_s=self._settings.publish_timeout.total_seconds(),
+                claim_ttl_s=self._settings.claim_ttl.total_seconds(),
+                duplicate_window_s=self._settings.duplicate_window.total_seconds(),
+                resolver=self._resolver,
+            )
+        return build_source(
+            document, publish_timeout_s=self._settings.publish_timeout.total_seconds(), resolver=self._resolver
+        )
+
+    def _serve(self, key: Key, built: Connector | PollSource, revision: int) -> None:
+        if isinstance(built, Connector):
+            self._webhooks[key] = built
+        else:
+            self._polls[key] = built
+        self._served_revisions[key] = revision
+
+    def _report_kept(self, key: Key, revision: int, error: str) -> None:
+        served = self._served_revisions[key]
+        log.warning(
+            "new revision cannot be built here: still serving the last good one",
+            extra={"connector": "/".join(key), "revision": revision, "serving": served, "error": error},
+        )
+        reason = f"revision {revision} cannot be built on this instance ({error}); still serving revision {served}"
+        self._report(key, StatusChange(state="degraded", revision=revision, last_error=reason))
 
     def _report(self, key: Key, change: StatusChange) -> None:
         if self._status is not None:

@@ -169,3 +169,54 @@ async def test_the_poller_role_gets_poll_sources_and_reports_unbuildable_ones(
     await wait_for(polled, timeout=5.0)
     assert watched.statuses[-1][:2] == ("a", "feed")
     assert watched.statuses[-1][2].state == "active"
+
+
+async def test_a_revision_this_instance_cannot_build_leaves_the_last_good_one_serving(
+    control: ControlUnderTest, watched: Watched
+) -> None:
+    await control.plane.set_secret("a", "s", b"first", ACTOR)
+    await control.plane.apply(webhook(), ACTOR)
+    watcher = await watched.start(["ingress"])
+    registry = watcher.live.registry
+    good = registry.current.get("a", "gh")
+    assert good is not None
+
+    broken = webhook().model_copy(deep=True)
+    broken_data = broken.model_dump(mode="json", exclude_unset=True)
+    broken_data["spec"]["secrets"] = [{"secretRef": {"source": "env", "name": "NOT_ON_THIS_INSTANCE_9d1"}}]
+    await control.plane.apply(ConnectorDocument.model_validate(broken_data), ACTOR)
+
+    async def degraded() -> bool:
+        return bool(watched.statuses) and watched.statuses[-1][2].state == "degraded"
+
+    await wait_for(degraded, timeout=5.0)
+    change = watched.statuses[-1][2]
+    assert change.revision == 2
+    assert "NOT_ON_THIS_INSTANCE_9d1" in (change.last_error or "")
+    assert "still serving revision 1" in (change.last_error or "")
+    assert registry.current.get("a", "gh") is good  # senders are still answered, with revision 1's secrets
+
+    await control.plane.apply(webhook(enabled=False), ACTOR)  # a disable always takes effect
+
+    async def gone() -> bool:
+        return registry.current.get("a", "gh") is None
+
+    await wait_for(gone, timeout=5.0)
+    assert watched.statuses[-1][2].state == "disabled"
+
+
+async def test_a_wiped_secret_takes_effect_even_with_a_last_good_revision(
+    control: ControlUnderTest, watched: Watched
+) -> None:
+    await control.plane.set_secret("a", "s", b"first", ACTOR)
+    await control.plane.apply(webhook(), ACTOR)
+    watcher = await watched.start(["ingress"])
+    registry = watcher.live.registry
+    assert registry.current.get("a", "gh") is not None
+    await control.plane.wipe_secret("a", "s", ACTOR)
+
+    async def gone() -> bool:
+        return registry.current.get("a", "gh") is None
+
+    await wait_for(gone, timeout=5.0)
+    assert watched.statuses[-1][2].state == "error"
