@@ -9,7 +9,7 @@ import base64
 import binascii
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -21,6 +21,7 @@ from events.subjects import is_name
 from hub.admin.auth import Principal
 from hub.admin.errors import ApiError, Denied, bad_request, invalid, not_found
 from hub.control.apikeys import SCOPES
+from hub.control.checks import ServingLimits
 from hub.control.plane import Actor, ControlPlane, InvalidSpec
 from hub.control.secretstore import SecretStoreError
 from hub.control.servicemap import ServiceEntry, build_service_map
@@ -28,6 +29,7 @@ from hub.control.specstore import RevisionConflict, SpecDocument, StoredSpec
 from hub.control.status import ConnectorStatus
 from hub.errors import Problem
 from hub.poll.store import PollStore, SourceKey
+from hub.settings import Settings
 from schemas.connector import ConnectorDocument
 from schemas.loader import field_path
 from schemas.policy import PolicyDocument
@@ -49,6 +51,9 @@ class AdminContext:
     insecure: bool = False
     poll_store: PollStore | None = None
     """Where poll sources' due times are (None: `:poll` answers 503)."""
+    limits: ServingLimits = field(default_factory=lambda: ServingLimits.of(Settings()))
+    """What PUT, `:validate` and `:diff` check connectors against: the hub's own settings (the hub passes
+    them; the default reads this process's environment)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +214,7 @@ async def put_connector(call: Call) -> web.Response:
         metadata = document.metadata.model_copy(update={"revision": expected})
         document = document.model_copy(update={"metadata": metadata})
     try:
-        result = await call.plane.apply(document, call.actor)
+        result = await call.plane.apply(document, call.actor, limits=call.admin.limits)
     except RevisionConflict as exc:
         raise conflict(exc) from None
     except InvalidSpec as exc:
@@ -281,7 +286,7 @@ async def validate_documents(call: Call) -> web.Response:
     documents = await read_documents(call)
     problems: list[dict[str, Any]] = []
     for index, document in enumerate(documents):
-        problems.extend(_problems(await call.plane.check(document, call.actor), index))
+        problems.extend(_problems(await call.plane.check(document, call.actor, limits=call.admin.limits), index))
     return json_response({"valid": not problems, "documents": len(documents), "problems": problems})
 
 
@@ -290,7 +295,8 @@ async def diff_documents(call: Call) -> web.Response:
     results = []
     for index, document in enumerate(await read_documents(call)):
         try:
-            results.append((await call.plane.apply(document, call.actor, dry_run=True)).to_dict())
+            result = await call.plane.apply(document, call.actor, dry_run=True, limits=call.admin.limits)
+            results.append(result.to_dict())
         except RevisionConflict as exc:
             raise conflict(exc) from None
         except InvalidSpec as exc:

@@ -30,6 +30,7 @@ from hub.app.connections import Connections, Endpoints, connected
 from hub.app.endpoints import endpoints_file, record_endpoints
 from hub.app.metrics import HubMetrics
 from hub.control.buckets import SECRETS_BUCKET, SPECS_BUCKET, kv_bucket
+from hub.control.checks import ServingLimits
 from hub.control.plane import ControlPlane
 from hub.control.reporter import StatusReporter
 from hub.control.sealing import MasterKey
@@ -306,6 +307,7 @@ def admin_context(
         service_map_ttl_s=max(1, int(settings.service_map_ttl.total_seconds())),
         insecure=insecure_no_auth,
         poll_store=poll_store,
+        limits=ServingLimits.of(settings),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import yaml
 from hub.cli.client import on_control_plane
 from hub.cli.command import Command, Invocation
 from hub.control.apikeys import SCOPES, ApiKeyError
+from hub.control.checks import ServingLimits
 from hub.control.plane import Actor, ControlPlane, InvalidSpec
 from hub.control.sealing import generate_master_key
 from hub.control.secretstore import SecretStoreError
@@ -29,7 +31,16 @@ from schemas.loader import LoadedSpecs, read_specs
 EXIT_FAILED = 1
 
 
-def read_documents(path: Path) -> list[SpecDocument] | None:
+@dataclass(frozen=True, slots=True)
+class FileDocument:
+    """A document read from a spec file, and where: a problem found by the apply checks names both."""
+
+    file: Path
+    index: int
+    document: SpecDocument
+
+
+def read_documents(path: Path) -> list[FileDocument] | None:
     """The documents under a path (policies first), or None after printing every error."""
     loaded, errors = read_specs(path)
     for error in errors:
@@ -37,23 +48,27 @@ def read_documents(path: Path) -> list[SpecDocument] | None:
     return None if errors else _documents(loaded)
 
 
-def _documents(loaded: LoadedSpecs) -> list[SpecDocument]:
-    return [*(p.policy for p in loaded.policies), *(c.connector for c in loaded.connectors)]
+def _documents(loaded: LoadedSpecs) -> list[FileDocument]:
+    return [
+        *(FileDocument(p.file, p.document, p.policy) for p in loaded.policies),
+        *(FileDocument(c.file, c.document, c.connector) for c in loaded.connectors),
+    ]
 
 
-async def apply(plane: ControlPlane, documents: list[SpecDocument], *, dry_run: bool) -> int:
-    """Check every document first, then apply each; print created/updated/unchanged (or the changes)."""
+async def apply(plane: ControlPlane, documents: list[FileDocument], *, dry_run: bool, limits: ServingLimits) -> int:
+    """Check every document first (against this CLI's own settings, `limits`), then apply each; print
+    created/updated/unchanged (or the changes)."""
     failed = False
-    for document in documents:
-        for problem in await plane.check(document):
-            print(f"connector-hub: {problem}", file=sys.stderr)
+    for located in documents:
+        for problem in await plane.check(located.document, limits=limits):
+            print(f"connector-hub: {located.file}: document {located.index}: {problem}", file=sys.stderr)
             failed = True
     if failed:
         return EXIT_FAILED
     actor = Actor.cli()
-    for document in documents:
+    for document in (located.document for located in documents):
         try:
-            result = await plane.apply(document, actor, dry_run=dry_run)
+            result = await plane.apply(document, actor, dry_run=dry_run, limits=limits)
         except RevisionConflict as exc:
             print(f"connector-hub: {exc}", file=sys.stderr)
             failed = True
@@ -244,8 +259,8 @@ def _apply(run: Invocation) -> int:
     documents = read_documents(run.args.spec_path)
     if documents is None:
         return EXIT_FAILED
-    dry_run = run.args.dry_run
-    return on_control_plane(run.settings, lambda plane: apply(plane, documents, dry_run=dry_run))
+    dry_run, limits = run.args.dry_run, ServingLimits.of(run.settings)
+    return on_control_plane(run.settings, lambda plane: apply(plane, documents, dry_run=dry_run, limits=limits))
 
 
 def _get_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,6 +1,9 @@
 """`connector-hub validate PATH...`: every problem in every spec file, each naming file,
 document and field. Checks the models (Connector and Policy documents), each provider's and each
-poller's own options; secrets are a start-up concern (they may not exist where specs are validated, e.g. in CI)."""
+poller's own options, and what stops a webhook connector from being served under this process's
+settings (no secret, a replay window the duplicate window cannot cover: the apply checks without the
+store); the secrets themselves are a start-up concern (they may not exist where specs are validated,
+e.g. in CI)."""
 
 from __future__ import annotations
 
@@ -9,10 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hub.cli.command import Command, Invocation
-from hub.errors import ConfigError
+from hub.control.checks import ServingLimits, check_connector
 from hub.gate.catalog import build_catalog
-from hub.ingest.connectors import configure_adapter
-from hub.poll.sources import configure_poller
+from hub.settings import Settings
 from schemas.loader import SpecError, read_specs
 
 
@@ -26,19 +28,16 @@ class ValidationReport:
     warnings: list[str] = field(default_factory=list)
 
 
-def validate_paths(paths: list[Path]) -> ValidationReport:
-    """Validate every document under all the paths together."""
+def validate_paths(paths: list[Path], limits: ServingLimits | None = None) -> ValidationReport:
+    """Validate every document under all the paths together, against `limits` (default: this
+    process's settings)."""
+    limits = limits or ServingLimits.of(Settings())
     loaded, errors = read_specs(paths)
     report = ValidationReport(policies=len(loaded.policies), problems=[str(e) for e in errors])
     for spec in loaded.connectors:
-        document = spec.connector
-        try:
-            if document.spec.type == "webhook":
-                configure_adapter(document)
-            else:
-                configure_poller(document)
-        except ConfigError as exc:
-            report.problems.extend(str(SpecError(spec.file, spec.document, p.field, p.message)) for p in exc.problems)
+        problems = check_connector(spec.connector, limits, None)
+        if problems:
+            report.problems.extend(str(SpecError(spec.file, spec.document, p.field, p.message)) for p in problems)
             continue
         report.connectors += 1
     report.warnings = [
@@ -49,7 +48,7 @@ def validate_paths(paths: list[Path]) -> ValidationReport:
 
 
 def _validate(run: Invocation) -> int:
-    report = validate_paths(run.args.paths)
+    report = validate_paths(run.args.paths, ServingLimits.of(run.settings))
     for problem in report.problems:
         print(problem, file=sys.stderr)
     for warning in report.warnings:
@@ -66,5 +65,4 @@ VALIDATE = Command(
     "check connector spec files; lists every error",
     _validate,
     lambda parser: parser.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="spec files or folders"),
-    takes_settings=False,
 )

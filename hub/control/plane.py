@@ -28,7 +28,7 @@ from hub.control.buckets import (
     kv_bucket,
     policy_key,
 )
-from hub.control.checks import check_connector
+from hub.control.checks import ServingLimits, StoreView, check_connector
 from hub.control.sealing import MasterKey
 from hub.control.secretstore import SecretStore, SecretVersionInfo
 from hub.control.specstore import ApplyResult, RevisionConflict, SpecDocument, SpecStore, StoredSpec
@@ -78,8 +78,18 @@ class ControlPlane:
     """Specs, statuses, secrets and keys in their buckets, with audit records of every change."""
 
     def __init__(
-        self, specs: SpecStore, statuses: StatusStore, secrets: SecretStore, keys: ApiKeyStore, audit: AuditLog
+        self,
+        specs: SpecStore,
+        statuses: StatusStore,
+        secrets: SecretStore,
+        keys: ApiKeyStore,
+        audit: AuditLog,
+        *,
+        master_key_set: bool,
     ) -> None:
+        self._master_key_set = master_key_set
+        """Whether this process can read the secret store: an apply that references a store secret
+        without it is refused, as the hub (or the CLI) that applies could never read that secret."""
         self.specs = specs
         self.statuses = statuses
         self.secrets = secrets
@@ -95,10 +105,14 @@ class ControlPlane:
             SecretStore(await kv_bucket(js, SECRETS_BUCKET, replicas=replicas), master),
             ApiKeyStore(await kv_bucket(js, API_KEYS_BUCKET, replicas=replicas)),
             AuditLog(js),
+            master_key_set=master is not None,
         )
 
-    async def check(self, document: SpecDocument, actor: Actor | None = None) -> list[Problem]:
-        """What would make an apply of this document by `actor` (default: an operator) fail its checks."""
+    async def check(
+        self, document: SpecDocument, actor: Actor | None = None, *, limits: ServingLimits | None = None
+    ) -> list[Problem]:
+        """What would make an apply of this document by `actor` (default: an operator) fail its checks;
+        `limits` are the checking process's settings (see `check_connector`)."""
         if not isinstance(document, ConnectorDocument):
             return []
         tenant = document.metadata.tenant
@@ -108,12 +122,14 @@ class ControlPlane:
             problems = tenant_boundary_problems(
                 document, policy.document if policy and isinstance(policy.document, PolicyDocument) else None
             )
-        stored = {info.name for info in await self.secrets.list(tenant)}
-        return problems + check_connector(document, stored)
+        store = StoreView({info.name for info in await self.secrets.list(tenant)}, self._master_key_set)
+        return problems + check_connector(document, limits, store)
 
-    async def apply(self, document: SpecDocument, actor: Actor, *, dry_run: bool = False) -> ApplyResult:
+    async def apply(
+        self, document: SpecDocument, actor: Actor, *, dry_run: bool = False, limits: ServingLimits | None = None
+    ) -> ApplyResult:
         """Check, then create or update (RevisionConflict, InvalidSpec); audited unless a dry run."""
-        problems = await self.check(document, actor)
+        problems = await self.check(document, actor, limits=limits)
         action = "connector_apply" if isinstance(document, ConnectorDocument) else "policy_apply"
         tenant = document.metadata.tenant
         target = _target(document)

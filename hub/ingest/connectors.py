@@ -110,14 +110,7 @@ def build_connector(
     settings = document.spec.webhook_settings
     problems: list[Problem] = []
     secrets = _secrets(document, adapter, resolver, problems)
-    if settings.replayWindow is not None:
-        replay_window_s = settings.replayWindow.total_seconds()
-    else:
-        replay_window_s = adapter.replay_window_s or DEFAULT_REPLAY_WINDOW.total_seconds()
-    try:
-        check_duplicate_window(duplicate_window_s, claim_ttl_s, replay_window_s)
-    except DuplicateWindowError as exc:
-        problems.append(Problem(f"{tenant}/{name}", "spec.webhook.replayWindow", str(exc)))
+    problems += serving_problems(document, adapter, claim_ttl_s=claim_ttl_s, duplicate_window_s=duplicate_window_s)
     if problems:
         raise ConfigError(problems)
     return Connector(
@@ -126,7 +119,7 @@ def build_connector(
         provider=document.spec.provider,
         adapter=adapter,
         secrets=tuple(secrets),
-        replay_window_s=replay_window_s,
+        replay_window_s=replay_window_s(document, adapter),
         dedupe_window_s=settings.dedupeWindow.total_seconds(),
         max_body_bytes=settings.maxBodyBytes,
         publish_deadline_s=min(
@@ -134,6 +127,37 @@ def build_connector(
         ),
         shadow=settings.verification == "shadow",
     )
+
+
+def replay_window_s(document: ConnectorDocument, adapter: WebhookAdapter) -> float:  # type: ignore[type-arg]
+    """The connector's replay window: the spec's, else the provider's, else the default."""
+    window = document.spec.webhook_settings.replayWindow
+    if window is not None:
+        return window.total_seconds()
+    return adapter.replay_window_s or DEFAULT_REPLAY_WINDOW.total_seconds()
+
+
+def serving_problems(
+    document: ConnectorDocument,
+    adapter: WebhookAdapter,  # type: ignore[type-arg]
+    *,
+    claim_ttl_s: float,
+    duplicate_window_s: float,
+) -> list[Problem]:
+    """What stops every instance with these settings from serving a webhook connector, whatever its
+    secrets resolve to: no secret at all, or a replay window the duplicate window cannot cover.
+    `build_connector` refuses these, and every apply checks them first (hub/control/checks.py)."""
+    label = f"{document.metadata.tenant}/{document.metadata.name}"
+    problems: list[Problem] = []
+    if not document.spec.secrets:
+        problems.append(
+            Problem(label, "spec.secrets", f"a {document.spec.provider} connector needs at least one secret")
+        )
+    try:
+        check_duplicate_window(duplicate_window_s, claim_ttl_s, replay_window_s(document, adapter))
+    except DuplicateWindowError as exc:
+        problems.append(Problem(label, "spec.webhook.replayWindow", str(exc)))
+    return problems
 
 
 def build_registry(
@@ -181,10 +205,6 @@ def _secrets(
     problems: list[Problem],
 ) -> list[SigningSecret]:
     label = f"{document.metadata.tenant}/{document.metadata.name}"
-    if not document.spec.secrets:
-        problems.append(
-            Problem(label, "spec.secrets", f"a {document.spec.provider} connector needs at least one secret")
-        )
     secrets = []
     for index, entry in enumerate(document.spec.secrets):
         try:

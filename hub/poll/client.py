@@ -10,6 +10,7 @@ header value, a credential or a query string (it may carry a token).
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Mapping
 from types import MappingProxyType
 
@@ -101,7 +102,7 @@ class GuardedClient:
         except aiohttp.InvalidURL as exc:
             raise SourceRejected(f"invalid url: {type(exc).__name__}") from None
         except (aiohttp.ClientError, OSError) as exc:
-            raise SourceUnavailable(f"connection failed: {type(exc).__name__}") from None
+            raise SourceUnavailable(_connection_failure(exc)) from None
         except ValueError as exc:  # aiohttp refuses e.g. a header value with a newline in it
             raise SourceRejected(f"request not built: {type(exc).__name__}") from None
 
@@ -189,3 +190,12 @@ def _same_host(origin: URL, url: URL) -> bool:
 def _becomes_get(status: int, method: str) -> bool:
     """303 turns any method but HEAD into GET; 301 and 302 turn POST into GET (as browsers do)."""
     return (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST")
+
+
+def _connection_failure(exc: BaseException) -> str:
+    """What went wrong connecting, naming the host, the port and the system's error where known."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        errno = exc.os_error.errno
+        reason = os.strerror(errno) if errno else type(exc.os_error).__name__
+        return f"connection to {exc.host}:{exc.port} failed: {reason}"
+    return f"connection failed: {type(exc).__name__}"

@@ -286,9 +286,10 @@ async def test_a_source_that_never_answers_times_out(source: Source) -> None:
 async def test_connection_refused_is_unavailable() -> None:
     with socket.socket() as unused:  # a port nothing listens on
         unused.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{unused.getsockname()[1]}/"
+        port = unused.getsockname()[1]
+        url = f"http://127.0.0.1:{port}/"
     async with client(url, egress=LOOPBACK) as guarded:
-        with pytest.raises(SourceUnavailable, match=r"^connection failed: ClientConnectorError$"):
+        with pytest.raises(SourceUnavailable, match=rf"^connection to 127\.0\.0\.1:{port} failed: Connection refused$"):
             await guarded.fetch(FetchRequest(url))
 
 
