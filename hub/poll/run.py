@@ -70,6 +70,8 @@ async def run_source(
             result = await ingestor.ingest(source, [_envelope(source, event) for event in chunk])
             progress.published += len(result.accepted)
             progress.duplicates += len(result.duplicates)
+            if result.accepted:  # counted as stored, so a run that dies later still counts them
+                await store.update_status(source.key, {}, published=len(result.accepted))
         if page.newest_item_time is not None:
             progress.newest_item_time = max(progress.newest_item_time or 0.0, page.newest_item_time)
         if not keep_going():

@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 
 STORE_RETRY_S = 2.0
 """How long a source's loop waits after Valkey failed it (no lease means no run)."""
+CLAIM_RETRY_MIN_S = 1.0
+"""The shortest wait before a run retries items another run still claims."""
 
 
 @dataclass(slots=True)
@@ -205,7 +207,10 @@ class PollScheduler:
         except asyncio.CancelledError:
             self._metrics.runs.labels(*labels, "lease_lost").inc()
             return
-        except (SourceError, ClaimHeld, PublishUnavailable, BodyTooLarge, RedisError) as exc:
+        except ClaimHeld as exc:
+            await self._claims_held(source, exc)
+            return
+        except (SourceError, PublishUnavailable, BodyTooLarge, RedisError) as exc:
             error = _as_source_error(exc)
         except Exception as exc:  # a bug must fail this source's run, not every source's loop
             log.exception("poll run raised", extra={"source": source.label})
@@ -224,8 +229,6 @@ class PollScheduler:
         self._metrics.duplicates.labels(*labels).inc(progress.duplicates)
         if progress.newest_item_time is not None:
             self._metrics.lag.labels(*labels).set(max(time.time() - progress.newest_item_time, 0))
-        if progress.published:
-            await self._store.update_status(source.key, {}, published=progress.published)
 
     async def _succeeded(self, source: PollSource, started: float, progress: RunProgress) -> None:
         labels = (source.tenant, source.name)
@@ -252,6 +255,20 @@ class PollScheduler:
                 "published": progress.published,
                 "outcome": outcome,
             },
+        )
+
+    async def _claims_held(self, source: PollSource, held: ClaimHeld) -> None:
+        """Items of the page are claimed by another run: one that died mid-page (its claims outlive it
+        by the claim TTL) or, briefly, one still publishing. That says nothing about the source, so
+        it is no failure: the source keeps its state and backoff, and the run is retried shortly;
+        once the claims expire the items are published by the retried run."""
+        next_at = time.time() + max(float(held.retry_after_s), CLAIM_RETRY_MIN_S)
+        await self._store.set_next_run_at(source.key, next_at)
+        await self._store.update_status(source.key, {"nextRunAt": rfc3339(next_at)})
+        self._metrics.runs.labels(source.tenant, source.name, "claims_held").inc()
+        log.info(
+            "poll run waits for items another run claimed",
+            extra={"source": source.label, "retry_in_s": round(next_at - time.time(), 3)},
         )
 
     async def _failed(self, source: PollSource, error: SourceError) -> None:
@@ -304,8 +321,6 @@ async def _sleep(stop: asyncio.Event, seconds: float) -> None:
 def _as_source_error(exc: Exception) -> SourceError:
     if isinstance(exc, SourceError):
         return exc
-    if isinstance(exc, ClaimHeld):
-        return SourceUnavailable("items are being published by another run", retry_after_s=exc.retry_after_s)
     if isinstance(exc, PublishUnavailable):
         return SourceUnavailable("the event bus did not confirm the publish")
     if isinstance(exc, BodyTooLarge):

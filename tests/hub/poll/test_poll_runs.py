@@ -24,7 +24,7 @@ from adapters.pollers.base import PollState
 from events.envelope import Envelope
 from hub import cli
 from hub.app.embedded import RunningServer
-from hub.errors import PublishUnavailable
+from hub.errors import ClaimHeld, PublishUnavailable
 from hub.ingest.context import HubContext
 from hub.ingest.dedupe import DedupeStore
 from hub.ingest.ingestor import EventSource, Ingestor, IngestResult
@@ -506,3 +506,77 @@ async def test_a_huge_feed_is_parsed_without_stalling_the_event_loop(make_poller
             ticking.cancel()
     assert len(await poller.events()) == 12_000
     assert max(gaps) < 0.75, f"the event loop stalled for {max(gaps):.2f}s"
+
+
+class ClaimedElsewhereIngestor(Ingestor):
+    """The hub's ingestor, except that its first `held` batches find their items claimed by another
+    run, as after a run that died mid-page (its claims outlive it by the claim TTL)."""
+
+    def __init__(self, context: HubContext, *, held: int) -> None:
+        super().__init__(
+            DedupeStore(context.redis, context.metrics, claim_ttl_s=CLAIM_TTL_S),
+            Publisher(context.nats, context.metrics),
+            context.metrics,
+            claim_ttl_s=CLAIM_TTL_S,
+        )
+        self.held = held
+        self.calls = 0
+
+    async def ingest(self, connector: EventSource, envelopes: Sequence[Envelope]) -> IngestResult:
+        self.calls += 1
+        if self.calls <= self.held:
+            raise ClaimHeld(1)
+        return await super().ingest(connector, envelopes)
+
+
+async def test_items_claimed_by_a_dead_run_are_waited_for_not_counted_as_source_failures(
+    make_poller: PollerFactory,
+) -> None:
+    async with poll_source() as source:
+        items = [{"id": n} for n in range(1, 5)]
+        source.route("/items", cursor_pages(lambda: items, page_size=4))
+        poller = await make_poller(
+            specs_yaml(poll_connector("api", paged_poll(source) | {"circuit": {"failureThreshold": 1}})),
+            wrap_ingestor=lambda context: ClaimedElsewhereIngestor(context, held=2),
+        )
+        await until(lambda: runs(poller, "ok") == 1, 15, "the run once the claims were released")
+        assert runs(poller, "claims_held") == 2
+        assert runs(poller, "failed") == 0
+        assert ids_of(await poller.events()) == ["1", "2", "3", "4"]
+        status = await poller.status("acme", "api")
+        assert (status["state"], status["failures"]) == ("active", "0")  # a threshold of 1 never tripped
+
+
+class StuckIngestor(Ingestor):
+    """The hub's ingestor, except that its second batch never returns (the process dies meanwhile)."""
+
+    def __init__(self, context: HubContext) -> None:
+        super().__init__(
+            DedupeStore(context.redis, context.metrics, claim_ttl_s=CLAIM_TTL_S),
+            Publisher(context.nats, context.metrics),
+            context.metrics,
+            claim_ttl_s=CLAIM_TTL_S,
+        )
+        self.calls = 0
+
+    async def ingest(self, connector: EventSource, envelopes: Sequence[Envelope]) -> IngestResult:
+        self.calls += 1
+        if self.calls == 2:
+            await asyncio.Event().wait()
+        return await super().ingest(connector, envelopes)
+
+
+async def test_items_stored_by_a_run_that_dies_are_counted(make_poller: PollerFactory) -> None:
+    async with poll_source() as source:
+        items = [{"id": n} for n in range(1, 9)]
+        source.route("/items", cursor_pages(lambda: items, page_size=4))
+        stuck: list[StuckIngestor] = []
+
+        def wrap(context: HubContext) -> Ingestor:
+            stuck.append(StuckIngestor(context))
+            return stuck[0]
+
+        poller = await make_poller(specs_yaml(poll_connector("api", paged_poll(source))), wrap_ingestor=wrap)
+        await until(lambda: bool(stuck) and stuck[0].calls == 2, 10, "the run stuck on its second page")
+        await poller.polling.stop(0)  # the run dies with page 2 in flight: nothing after it runs
+        assert (await poller.status("acme", "api")).get("itemsPublished") == "4"

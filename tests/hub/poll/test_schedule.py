@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from adapters.pollers.base import SourceUnavailable
-from hub.errors import ClaimHeld, PublishUnavailable
+from hub.errors import PublishUnavailable
 from hub.poll.scheduler import _as_source_error, next_scheduled
 from schemas.poll import PollSettings
 
@@ -48,7 +48,6 @@ def test_cron_gives_the_next_matching_minute_after_now() -> None:
 @pytest.mark.parametrize(
     ("error", "reason", "retry_after"),
     [
-        (ClaimHeld(3), "items are being published by another run", 3),
         (PublishUnavailable("x"), "the event bus did not confirm the publish", None),
         (ConnectionError(), "poll store error: ConnectionError", None),
     ],
