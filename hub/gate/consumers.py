@@ -167,10 +167,20 @@ class _EarlyFetchTimeout(logging.Filter):
         return True
 
 
+class _SupervisorChatter(logging.Filter):
+    """Drops FastStream's `callback for Task-N is being executed...`: its task supervisor logs it at
+    INFO whenever a subscriber task ends, the hub's own stop included, and it says nothing to an
+    operator (a task that failed is logged on its own, with its error)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno < logging.WARNING and record.getMessage().endswith("is being executed..."))
+
+
 def _faststream_logger() -> logging.Logger:
     logger = logging.getLogger("hub.gate.faststream")
-    if not any(isinstance(f, _EarlyFetchTimeout) for f in logger.filters):
-        logger.addFilter(_EarlyFetchTimeout())
+    for kind in (_EarlyFetchTimeout, _SupervisorChatter):
+        if not any(isinstance(f, kind) for f in logger.filters):
+            logger.addFilter(kind())
     return logger
 
 

@@ -1,4 +1,4 @@
-"""The gate's consumer settings and its filter for FastStream's one known-harmless error."""
+"""The gate's consumer settings and its filters for FastStream's known-harmless log lines."""
 
 from __future__ import annotations
 
@@ -35,5 +35,15 @@ def record(level: int, exc: BaseException | None) -> logging.LogRecord:
 def test_only_the_early_fetch_timeout_is_muted(level: int, exc: BaseException | None, kept: bool) -> None:
     logger = _faststream_logger()
     assert logger is _faststream_logger()
-    assert len(logger.filters) == 1  # installed once however many brokers start
+    assert len(logger.filters) == 2  # installed once however many brokers start
     assert logger.filter(record(level, exc)) is kept
+
+
+def test_the_supervisors_task_callback_line_is_dropped_and_its_warnings_kept() -> None:
+    logger = _faststream_logger()
+    chatter = logging.LogRecord(
+        "hub.gate.faststream", logging.INFO, __file__, 1, "callback for Task-27 is being executed...", None, None
+    )
+    assert logger.filter(chatter) is False
+    warning = logging.LogRecord("hub.gate.faststream", logging.WARNING, __file__, 1, "consumer restarted", None, None)
+    assert logger.filter(warning) is True
