@@ -94,13 +94,17 @@ def hub_is_running(settings: Settings) -> bool:
     return bool(settings.nats_url) or running_hub_endpoints(settings.data_dir) is not None
 
 
+def reads_deployed(run: Invocation) -> bool:
+    """Whether a verb acts on what the running hub serves (so a connector applied a minute ago can
+    be tested) rather than on the spec files: not with `--connectors`, nor when no hub runs."""
+    return "connectors" not in setting_flags(run.args) and hub_is_running(run.settings)
+
+
 def target_connector(run: Invocation, target: str) -> Connector:
-    """The connector a verb acts on: as the running hub serves it (so one applied a minute ago can be
-    tested), or from the spec files when `--connectors` is given or no hub runs."""
-    settings = run.settings
-    if "connectors" in setting_flags(run.args) or not hub_is_running(settings):
-        return connector_from_specs(settings, target)
-    return asyncio.run(deployed_connector(settings, target))
+    """The connector a verb acts on, as the running hub serves it or from the spec files (`reads_deployed`)."""
+    if reads_deployed(run):
+        return asyncio.run(deployed_connector(run.settings, target))
+    return connector_from_specs(run.settings, target)
 
 
 def connector_from_specs(settings: Settings, target: str) -> Connector:

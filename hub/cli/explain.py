@@ -11,8 +11,8 @@ from pathlib import Path
 
 import orjson
 
-from hub.cli.client import deployed_catalog, hub_is_running
-from hub.cli.command import Command, Invocation, setting_flags
+from hub.cli.client import deployed_catalog, reads_deployed
+from hub.cli.command import Command, Invocation
 from hub.errors import EXIT_USAGE
 from hub.gate.catalog import build_catalog
 from hub.gate.explain import ExplainError, explain, read_event
@@ -27,7 +27,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 def _explain(run: Invocation) -> int:
     settings, target = run.settings, run.args.connector
-    if "connectors" not in setting_flags(run.args) and hub_is_running(settings):
+    if reads_deployed(run):
         catalog = asyncio.run(deployed_catalog(settings))  # the routes and Policy the running hub applies
     elif settings.connectors is None:
         print("connector-hub: no hub runs: set HUB_CONNECTORS (or --connectors) to the spec files", file=sys.stderr)

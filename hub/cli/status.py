@@ -19,8 +19,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from hub.app.connections import connect_redis
-from hub.cli.client import control_plane, hub_is_running, redis_url
-from hub.cli.command import Command, Invocation, setting_flags
+from hub.cli.client import control_plane, reads_deployed, redis_url
+from hub.cli.command import Command, Invocation
 from hub.poll.store import PollStore, SourceKey
 from hub.settings import Settings
 from schemas.loader import load_specs
@@ -124,7 +124,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _status(run: Invocation) -> int:
-    deployed = "connectors" not in setting_flags(run.args) and hub_is_running(run.settings)
+    deployed = reads_deployed(run)
     return asyncio.run(show_status(run.settings, run.args.target, as_json=run.args.json, deployed=deployed))
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import re
 import time
 from collections.abc import Mapping
@@ -204,11 +203,10 @@ class HttpDispatcher:
 
     def _session(self, egress: PolicyEgress) -> tuple[AddressGuard, aiohttp.ClientSession]:
         """The guard and session of these grants, made on first use (aiohttp wants a running loop)."""
-        networks = frozenset(str(ipaddress.ip_network(n, strict=False)) for n in egress.allowedNetworks)
-        grants = (egress.allowPrivateNetworks, networks)
+        grants = (egress.allowPrivateNetworks, frozenset(egress.allowedNetworks))  # no parsing per dispatch
         made = self._sessions.get(grants)
         if made is None:
-            guard = AddressGuard(networks, allow_private=egress.allowPrivateNetworks)
+            guard = AddressGuard(egress.allowedNetworks, allow_private=egress.allowPrivateNetworks)
             # aiohttp's DNS cache holds what this resolver returned: addresses checked under these grants
             connector = aiohttp.TCPConnector(limit=HTTP_CONNECTIONS, resolver=GuardedResolver(guard, self._lookup))
             session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False)
