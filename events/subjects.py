@@ -8,12 +8,16 @@ The mapping is lossy by design: the envelope carries the exact type; the subject
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 EVENTS_PREFIX = "hub.events"
 INVOCATIONS_PREFIX = "hub.invocations"
 DLQ_PREFIX = "hub.dlq"
 AUDIT_PREFIX = "hub.audit"
+JOURNEY_PREFIX = "hub.journey"
+REJECTED_PREFIX = "hub.rejected"
+REPLAY_PREFIX = "hub.replay"
 HUB_WIDE = "_hub"
 """The audit tenant token of what belongs to no tenant (operator keys, calls naming no tenant);
 a tenant name cannot start with `_`, so it never collides with one."""
@@ -75,6 +79,31 @@ def audit_subject(tenant: str, action: str) -> str:
     """`hub.audit.<tenant>.<action>` (`hub.audit._hub.<action>` for what belongs to no tenant)."""
     owner = tenant if tenant == HUB_WIDE else check_name("tenant", tenant)
     return f"{AUDIT_PREFIX}.{owner}.{sanitize_token(action)}"
+
+
+def journey_subject(tenant: str, connector: str, event_id: str) -> str:
+    """`hub.journey.<tenant>.<connector>.<event token>`: every gate record of one event on one subject.
+
+    The token is the first 32 hex digits of the SHA-256 of the event id, so any id (dots, wildcards,
+    200 characters) maps to one safe token, and a lookup by id is a direct get by subject.
+    """
+    return f"{JOURNEY_PREFIX}.{'.'.join(_names(tenant, connector, 'x')[:2])}.{event_token(event_id)}"
+
+
+def event_token(event_id: str) -> str:
+    """The subject token that stands for an event id in `hub.journey.*` subjects."""
+    return hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def rejected_subject(tenant: str, connector: str) -> str:
+    """`hub.rejected.<tenant>.<connector>`: one subject per connector, so the stream bounds each one."""
+    return ".".join((REJECTED_PREFIX, *_names(tenant, connector, "x")[:2]))
+
+
+def replay_subject(tenant: str, connector: str, event_type: str) -> str:
+    """`hub.replay.<tenant>.<connector>.<type tokens>`: the shadow subject events are replayed to."""
+    names = _names(tenant, connector, "x")[:2]
+    return ".".join((REPLAY_PREFIX, *names, *type_tokens(event_type)))
 
 
 def _names(tenant: str, connector: str, route: str) -> tuple[str, str, str]:

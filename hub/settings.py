@@ -11,10 +11,20 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, SecretStr
+from pydantic import AfterValidator, BeforeValidator, ByteSize, Field, SecretStr
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from events.streams import StreamSettings
+from events.streams import (
+    AUDIT_STREAM,
+    DLQ_STREAM,
+    EVENTS_STREAM,
+    INVOCATIONS_STREAM,
+    JOURNEYS_STREAM,
+    REJECTED_STREAM,
+    REPLAY_STREAM,
+    Retention,
+    StreamSettings,
+)
 from schemas.durations import Duration
 
 _HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
@@ -126,6 +136,34 @@ class Settings(BaseSettings):
         "may reach, e.g. 127.0.0.0/8 for a mirror on this machine (default: public addresses only)",
     )
 
+    events_max_age: Duration = Field(
+        default=timedelta(days=7), description="How long HUB_EVENTS (and HUB_INVOCATIONS) keep events"
+    )
+    events_max_bytes: ByteSize = Field(
+        default=ByteSize(0), description="Byte cap of HUB_EVENTS (0: age only), e.g. 20GiB"
+    )
+    journeys_max_age: Duration = Field(
+        default=timedelta(days=7), description="How long HUB_JOURNEYS keeps what the gate did with each event"
+    )
+    journeys_max_bytes: ByteSize = Field(default=ByteSize(0), description="Byte cap of HUB_JOURNEYS (0: age only)")
+    dlq_max_age: Duration = Field(default=timedelta(days=30), description="How long HUB_DLQ keeps dead letters")
+    dlq_max_bytes: ByteSize = Field(default=ByteSize(0), description="Byte cap of HUB_DLQ (0: age only)")
+    rejected_max_age: Duration = Field(
+        default=timedelta(days=3), description="How long HUB_REJECTED keeps refused requests for diagnosis"
+    )
+    rejected_max_bytes: ByteSize = Field(default=ByteSize(0), description="Byte cap of HUB_REJECTED (0: age only)")
+    rejected_per_connector: int = Field(
+        default=100, ge=1, le=100_000, description="Refused requests kept per connector (the oldest go first)"
+    )
+    audit_max_age: Duration = Field(default=timedelta(days=90), description="How long HUB_AUDIT keeps audit records")
+    audit_max_bytes: ByteSize = Field(default=ByteSize(0), description="Byte cap of HUB_AUDIT (0: age only)")
+    replay_max_age: Duration = Field(
+        default=timedelta(days=1), description="How long HUB_REPLAY keeps events replayed to shadow subjects"
+    )
+    replay_rate: float = Field(
+        default=500.0, gt=0, le=100_000, description="Events per second a replay or redrive job sends at most"
+    )
+
     @property
     def ingress_base_url(self) -> str:
         """Where providers reach this hub's webhooks."""
@@ -133,4 +171,18 @@ class Settings(BaseSettings):
 
     def stream_settings(self) -> StreamSettings:
         """The stream configuration these settings ask for."""
-        return StreamSettings(replicas=self.stream_replicas, duplicate_window_s=self.duplicate_window.total_seconds())
+        retention = {
+            EVENTS_STREAM: Retention(self.events_max_age.total_seconds(), self.events_max_bytes),
+            INVOCATIONS_STREAM: Retention(self.events_max_age.total_seconds(), self.events_max_bytes),
+            JOURNEYS_STREAM: Retention(self.journeys_max_age.total_seconds(), self.journeys_max_bytes),
+            DLQ_STREAM: Retention(self.dlq_max_age.total_seconds(), self.dlq_max_bytes),
+            REJECTED_STREAM: Retention(self.rejected_max_age.total_seconds(), self.rejected_max_bytes),
+            AUDIT_STREAM: Retention(self.audit_max_age.total_seconds(), self.audit_max_bytes),
+            REPLAY_STREAM: Retention(self.replay_max_age.total_seconds()),
+        }
+        return StreamSettings(
+            replicas=self.stream_replicas,
+            duplicate_window_s=self.duplicate_window.total_seconds(),
+            retention=tuple(retention.items()),
+            rejected_per_connector=self.rejected_per_connector,
+        )

@@ -13,7 +13,8 @@ from aiohttp.typedefs import Handler, Middleware
 from events.subjects import HUB_WIDE, is_name
 from hub.admin.auth import HOST_NOT_LOOPBACK, Principal, addressed_to_loopback, authenticate, request_id
 from hub.admin.errors import ApiError, Denied, not_found
-from hub.admin.routes import ENDPOINTS, MAX_BODY_BYTES, SECRETS, AdminContext, Call, Endpoint
+from hub.admin.routes import MAX_BODY_BYTES, SECRETS, AdminContext, Call, Endpoint
+from hub.admin.table import ENDPOINTS
 from hub.control.plane import Actor
 from schemas.secrets import STORE_NAME_PATTERN
 
@@ -87,6 +88,11 @@ def _guarded(endpoint: Endpoint, admin: AdminContext) -> Callable[[web.Request],
     return handle
 
 
+NAME_SEGMENTS = ("tenant", "name", "route")
+"""Path segments that hold a tenant, connector or route name; other segments (an event id, a job id, a
+sequence) are checked by their handlers, as their forms differ."""
+
+
 def _require_possible_names(endpoint: Endpoint, request: web.Request) -> None:
     """The 404 an unknown name gets, for a path segment no tenant, connector or secret can have
     (`*`, `>`, `..`, too long, ...): such a segment must never reach a KV lookup, where it is a
@@ -95,7 +101,7 @@ def _require_possible_names(endpoint: Endpoint, request: web.Request) -> None:
         if segment == "name" and endpoint.path.startswith(SECRETS):
             if re.fullmatch(STORE_NAME_PATTERN, value) is None:
                 raise not_found("no such secret")
-        elif not is_name(value):
+        elif segment in NAME_SEGMENTS and not is_name(value):
             raise not_found()
 
 

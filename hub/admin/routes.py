@@ -14,7 +14,9 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from nats.aio.client import Client as NATS
 from pydantic import ValidationError
+from redis.asyncio import Redis
 
 from events.envelope import rfc3339
 from events.subjects import is_name
@@ -54,6 +56,12 @@ class AdminContext:
     limits: ServingLimits = field(default_factory=lambda: ServingLimits.of(Settings()))
     """What PUT, `:validate` and `:diff` check connectors against: the hub's own settings (the hub passes
     them; the default reads this process's environment)."""
+    nc: NATS | None = None
+    """The hub's NATS connection, for what reads or writes streams (history, jobs); None: those answer 503."""
+    redis: Redis | None = None
+    """The hub's Valkey connection (rejected-request retries dedupe through it); None: those answer 503."""
+    settings: Settings = field(default_factory=Settings)
+    """The hub's settings (replay rate, retention), as `limits` above."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,8 +387,9 @@ async def delete_secret(call: Call) -> web.Response:
 async def openapi_document(call: Call) -> web.Response:
     """This API's OpenAPI description."""
     from hub.admin.openapi import openapi
+    from hub.admin.table import ENDPOINTS as ALL_ENDPOINTS
 
-    return json_response(openapi(ENDPOINTS))
+    return json_response(openapi(ALL_ENDPOINTS))
 
 
 CONNECTOR = "/v1/connectors/{tenant}/{name}"

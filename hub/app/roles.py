@@ -289,7 +289,7 @@ def ops_app(
     port), and the admin API with the admin role."""
     ops = web.Application()
     if "admin" in roles:
-        ops = build_admin_app(admin_context(settings, plane, insecure_no_auth, PollStore(redis)))
+        ops = build_admin_app(admin_context(settings, plane, insecure_no_auth, PollStore(redis), context.nats, redis))
         if insecure_no_auth:
             log.warning(INSECURE_WARNING)
     add_ops_routes(ops, context)
@@ -297,7 +297,12 @@ def ops_app(
 
 
 def admin_context(
-    settings: Settings, plane: ControlPlane, insecure_no_auth: bool, poll_store: PollStore
+    settings: Settings,
+    plane: ControlPlane,
+    insecure_no_auth: bool,
+    poll_store: PollStore,
+    nc: NATS | None = None,
+    redis: Redis | None = None,
 ) -> AdminContext:
     """What the admin API needs from the settings (an empty signing key counts as unset)."""
     return AdminContext(
@@ -308,6 +313,9 @@ def admin_context(
         insecure=insecure_no_auth,
         poll_store=poll_store,
         limits=ServingLimits.of(settings),
+        nc=nc,
+        redis=redis,
+        settings=settings,
     )
 
 

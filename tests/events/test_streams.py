@@ -9,7 +9,15 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.js.api import StorageType
 
-from events.streams import EVENTS_STREAM, StreamSettings, ensure_streams, missing_streams
+from events.streams import (
+    EVENTS_STREAM,
+    REJECTED_STREAM,
+    STREAMS,
+    Retention,
+    StreamSettings,
+    ensure_streams,
+    missing_streams,
+)
 from hub.app.embedded import RunningServer
 
 pytestmark = pytest.mark.integration
@@ -24,12 +32,12 @@ async def nc(nats_server: RunningServer) -> AsyncIterator[NATS]:
 
 async def test_streams_are_created_once_then_left_alone(nc: NATS) -> None:
     js = nc.jetstream()
-    assert await missing_streams(js) == ["HUB_EVENTS", "HUB_INVOCATIONS", "HUB_DLQ", "HUB_AUDIT"]
+    assert await missing_streams(js) == list(STREAMS)
 
     first = await ensure_streams(js, StreamSettings())
     second = await ensure_streams(js, StreamSettings())
 
-    assert first == ["created HUB_EVENTS", "created HUB_INVOCATIONS", "created HUB_DLQ", "created HUB_AUDIT"]
+    assert first == [f"created {name}" for name in STREAMS]
     assert second == []
     assert await missing_streams(js) == []
     config = (await js.stream_info(EVENTS_STREAM)).config
@@ -47,3 +55,21 @@ async def test_a_changed_duplicate_window_updates_the_stream_in_place(nc: NATS) 
     info = await js.stream_info(EVENTS_STREAM)
     assert info.config.duplicate_window == 1800.0
     assert info.state.messages == 1  # updated, not recreated
+
+
+async def test_retention_is_set_per_stream_and_rejected_requests_are_bounded_per_connector(nc: NATS) -> None:
+    js = nc.jetstream()
+    settings = StreamSettings(
+        retention=((EVENTS_STREAM, Retention(3600.0, 1 << 20)),), rejected_per_connector=2, duplicate_window_s=120.0
+    )
+    await ensure_streams(js, settings)
+
+    events = (await js.stream_info(EVENTS_STREAM)).config
+    assert (events.max_age, events.max_bytes) == (3600.0, 1 << 20)
+    for n in range(3):
+        await js.publish("hub.rejected.acme.gh", b"%d" % n)
+    await js.publish("hub.rejected.acme.other", b"x")
+    rejected = await js.stream_info(REJECTED_STREAM)
+    assert rejected.state.messages == 3  # two kept for acme/gh (the oldest dropped), one for acme/other
+    assert (await js.get_msg(REJECTED_STREAM, subject="hub.rejected.acme.gh", direct=True)).data == b"2"
+    assert await ensure_streams(js, settings) == []

@@ -1,0 +1,13 @@
+"""Every operation of the admin API: the router and the OpenAPI document both read this table."""
+
+from __future__ import annotations
+
+from hub.admin import events_api, jobs_api, rejected_api, routes
+from hub.admin.routes import Endpoint
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    *routes.ENDPOINTS,
+    *events_api.ENDPOINTS,
+    *rejected_api.ENDPOINTS,
+    *jobs_api.ENDPOINTS,
+)

@@ -1,0 +1,1 @@
+"""What flowed through the hub, read back: event history and journeys, rejected requests, dead letters."""

@@ -1,0 +1,1 @@
+"""Bulk work as resumable jobs: replay, dead-letter redrive, retry of rejected requests."""
