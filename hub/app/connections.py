@@ -84,7 +84,14 @@ async def connected(settings: Settings, endpoints: Endpoints) -> AsyncIterator[C
 
 
 async def connect_nats(url: str) -> NATS:
-    """A NATS connection that reconnects forever (publishes meanwhile fail with 503)."""
+    """A NATS connection that reconnects forever (publishes meanwhile fail with 503).
+
+    Nothing is buffered across a disconnection: nats-py would otherwise keep what was written while
+    the connection was down (and what was queued but unsent when it dropped) and send it after the
+    reconnect, storing events whose senders were answered 503 long before (docs/design.md §3).
+    With `pending_size=0` a publish while disconnected fails at once, and the disconnect callback
+    drops what was queued but never sent (`_forget_unsent`).
+    """
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats error", extra={"error": f"{type(exc).__name__}: {exc}"})
@@ -92,6 +99,8 @@ async def connect_nats(url: str) -> NATS:
     client: list[NATS] = []  # set once connected; a disconnect while closing is no news
 
     async def on_disconnected() -> None:
+        if client:
+            _forget_unsent(client[0])
         if not (client and client[0].is_closed):
             log.warning("nats disconnected")
 
@@ -104,6 +113,7 @@ async def connect_nats(url: str) -> NATS:
         connect_timeout=2,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,
+        pending_size=0,
         error_cb=on_error,
         disconnected_cb=on_disconnected,
         reconnected_cb=on_reconnected,
@@ -113,6 +123,18 @@ async def connect_nats(url: str) -> NATS:
     except (TimeoutError, OSError, nats.errors.Error) as exc:
         raise ConfigError([Problem("", "HUB_NATS_URL", f"cannot connect to {url}: {type(exc).__name__}")]) from None
     return client[0]
+
+
+def _forget_unsent(nc: NATS) -> None:
+    """Drop the commands nats-py queued but could not send before its connection dropped.
+
+    Their callers (publishes waiting for a PubAck, acks) time out and are answered or retried as
+    failures; sent after the reconnect, a publish would land after its sender was told 503. nats-py
+    has no public call for this; it is called from the disconnect callback, after the old transport
+    closed and before the new one is opened.
+    """
+    nc._pending = []
+    nc._pending_data_size = 0
 
 
 def connect_redis(url: str, timeout_s: float) -> Redis:

@@ -77,7 +77,8 @@ def build_context(
     metrics.connectors.set_function(lambda: len(registry.current))
     claim_ttl_s = settings.claim_ttl.total_seconds()
     dedupe = DedupeStore(redis, metrics, claim_ttl_s=claim_ttl_s)
-    ingestor = Ingestor(dedupe, Publisher(nc, metrics), metrics, claim_ttl_s=claim_ttl_s)
+    publisher = Publisher(nc, metrics, duplicate_window_s=settings.duplicate_window.total_seconds())
+    ingestor = Ingestor(dedupe, publisher, metrics, claim_ttl_s=claim_ttl_s)
     return HubContext(
         registry=registry,
         ingestor=ingestor,

@@ -27,9 +27,12 @@ log = logging.getLogger(__name__)
 DONE = b"done"
 """The value a delivered key holds for the dedupe window (the scripts below spell it 'done')."""
 
-# Returns 0 claimed, 1 already done, 2 held by another request.
+# Returns 0 claimed, 1 already done, 2 held by another request, 4 claimed after a failed publish.
 _CLAIM = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  if redis.call('EXISTS', KEYS[1] .. ':unsure') == 1 then return 4 end
+  return 0
+end
 if redis.call('GET', KEYS[1]) == 'done' then return 1 end
 return 2
 """
@@ -43,6 +46,14 @@ return 0
 """
 
 
+# Releases our claim, and remembers when a publish of the key failed with an unknown outcome.
+_UNSURE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('SET', KEYS[1] .. ':unsure', ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+
+
 class Claim(enum.Enum):
     """The outcome of claiming one key."""
 
@@ -50,6 +61,13 @@ class Claim(enum.Enum):
     DONE = 1
     HELD = 2
     UNAVAILABLE = 3
+    CLAIMED_AFTER_FAILURE = 4
+    """Claimed, but an earlier publish of this key failed with an unknown outcome (it may be stored)."""
+
+    @property
+    def ours(self) -> bool:
+        """Whether this request now holds the key."""
+        return self in (Claim.CLAIMED, Claim.CLAIMED_AFTER_FAILURE)
 
 
 def dedupe_key(tenant: str, connector: str, event_id: str) -> str:
@@ -69,6 +87,8 @@ class DedupeStore:
         self._claim = redis.register_script(_CLAIM)
         self._done = redis.register_script(_DONE)
         self._release = redis.register_script(_RELEASE)
+        self._unsure = redis.register_script(_UNSURE)
+        self._redis = redis
 
     async def claim(self, keys: Sequence[str], token: str) -> list[Claim]:
         """Claim every key for `token`; UNAVAILABLE for all when the store cannot answer."""
@@ -99,6 +119,25 @@ class DedupeStore:
             await self._batcher.call_per_key(self._release, keys, [token])
         except RedisError as exc:
             self._failed("release", exc)
+
+    async def release_unsure(self, keys: Sequence[str], token: str, failed_at: float, window_s: float) -> None:
+        """Give back our claims of keys whose publish failed with an unknown outcome, remembering when
+        for the dedupe window: the sender's retry then checks the stream before it publishes again."""
+        if not keys or self._cooling_down():
+            return
+        try:
+            await self._batcher.call_per_key(self._unsure, keys, [token, f"{failed_at:.3f}", int(window_s * 1000)])
+        except RedisError as exc:
+            self._failed("release", exc)
+
+    async def failed_at(self, key: str) -> float | None:
+        """When a publish of the key last failed with an unknown outcome, if one did."""
+        try:
+            value = await self._redis.get(key + ":unsure")
+        except RedisError as exc:
+            self._failed("unsure", exc)
+            return None
+        return float(value) if value is not None else None
 
     def _cooling_down(self) -> bool:
         return time.monotonic() < self._unavailable_until

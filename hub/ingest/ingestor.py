@@ -21,6 +21,7 @@ import itertools
 import logging
 import re
 import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -28,7 +29,7 @@ from typing import Protocol
 from adapters.base import NormalizedEvent, Verification
 from events.envelope import Envelope, rfc3339
 from events.subjects import event_subject
-from hub.errors import ClaimHeld
+from hub.errors import ClaimHeld, PublishUnavailable
 from hub.ingest.dedupe import Claim, DedupeStore, dedupe_key
 from hub.ingest.metrics import IngestMetrics
 from hub.ingest.publisher import Publisher
@@ -148,7 +149,7 @@ class Ingestor:
         token = f"{self._token_prefix}{next(self._token_counter):x}"
         all_keys = [*keys, replay_key] if replay_key else keys
         claims = await self._dedupe.claim(all_keys, token)
-        ours = [key for key, claim in zip(all_keys, claims, strict=True) if claim is Claim.CLAIMED]
+        ours = [key for key, claim in zip(all_keys, claims, strict=True) if claim.ours]
         if Claim.HELD in claims:
             await self._dedupe.release(ours, token)
             raise ClaimHeld(self._retry_after_s)
@@ -158,20 +159,48 @@ class Ingestor:
                 self._metrics.replays.labels(connector.tenant, connector.name).inc()
             return IngestResult(accepted=[], duplicates=[e.id for e in envelopes])
         claims = claims[: len(envelopes)]
-        fresh = [e for e, c in zip(envelopes, claims, strict=True) if c is not Claim.DONE]
-        results = await all_settled([self._publish(connector, e) for e in fresh])
+        fresh = [(e, key, c) for e, key, c in zip(envelopes, keys, claims, strict=True) if c is not Claim.DONE]
+        results = await all_settled([self._publish(connector, e, key, c) for e, key, c in fresh])
+        await self._settle_claims(connector, token, ours, replay_key, fresh, results)
         failure = next((r for r in results if isinstance(r, BaseException)), None)
         if failure is not None:
-            await self._dedupe.release(ours, token)
             raise failure
-        self._mark_done(ours, connector.dedupe_window_s)
-        jetstream_duplicates = {e.id for e, duplicate in zip(fresh, results, strict=True) if duplicate}
+        jetstream_duplicates = {e.id for (e, _, _), duplicate in zip(fresh, results, strict=True) if duplicate}
         self._count(connector, len(fresh) - len(jetstream_duplicates), len(jetstream_duplicates))
         already = {e.id for e, c in zip(envelopes, claims, strict=True) if c is Claim.DONE} | jetstream_duplicates
         return IngestResult(
             accepted=[e.id for e in envelopes if e.id not in already],
             duplicates=[e.id for e in envelopes if e.id in already],
         )
+
+    async def _settle_claims(
+        self,
+        connector: EventSource,
+        token: str,
+        ours: list[str],
+        replay_key: str | None,
+        fresh: Sequence[tuple[Envelope, str, Claim]],
+        results: Sequence[bool | BaseException],
+    ) -> None:
+        """Mark what is stored as done; give back the rest, remembering the publishes whose outcome is
+        unknown (hub.ingest.landed), so that no retry at any later time stores an event twice.
+
+        Keys stored are marked done even when another event of the request failed: the sender's retry
+        of the whole request then finds them delivered, whenever it comes.
+        """
+        failed = {key for (_, key, _), r in zip(fresh, results, strict=True) if isinstance(r, BaseException)}
+        if not failed:
+            self._mark_done(ours, connector.dedupe_window_s)
+            return
+        unsure = {key for (_, key, _), r in zip(fresh, results, strict=True) if isinstance(r, PublishUnavailable)}
+        stored = [key for key in ours if key not in failed and key != replay_key]
+        self._mark_done(stored, connector.dedupe_window_s)
+        given_back = [key for key in ours if key in failed and key not in unsure]
+        if replay_key in ours:
+            given_back.append(replay_key)
+        await self._dedupe.release(given_back, token)
+        unsure_keys = [key for key in ours if key in unsure]
+        await self._dedupe.release_unsure(unsure_keys, token, time.time(), connector.dedupe_window_s)
 
     def _mark_done(self, keys: list[str], window_s: float) -> None:
         """Start writing the done marks; `drain` waits for the ones still on their way."""
@@ -184,14 +213,22 @@ class Ingestor:
             # Claims expire on their own; JetStream's duplicate window covers a redelivery.
             log.warning("done marks not written at stop", extra={"count": cancelled})
 
-    async def _publish(self, connector: EventSource, envelope: Envelope) -> bool:
-        """Publish one envelope; True when JetStream already had it (same Nats-Msg-Id)."""
+    async def _publish(self, connector: EventSource, envelope: Envelope, key: str, claim: Claim) -> bool:
+        """Publish one envelope; True when the stream already had it (same Nats-Msg-Id).
+
+        After a publish of it failed with an unknown outcome, the stream is read first where JetStream's
+        duplicate window no longer covers that publish.
+        """
+        subject = event_subject(connector.tenant, connector.name, envelope.type)
+        msg_id = f"{connector.tenant}:{connector.name}:{envelope.id}"
+        if claim is Claim.CLAIMED_AFTER_FAILURE:
+            failed_at = await self._dedupe.failed_at(key)
+            if failed_at is not None and await self._publisher.already_stored(
+                subject, msg_id, failed_at, connector.publish_deadline_s
+            ):
+                return True
         ack = await self._publisher.publish(
-            event_subject(connector.tenant, connector.name, envelope.type),
-            envelope.to_json(),
-            envelope.to_headers(),
-            msg_id=f"{connector.tenant}:{connector.name}:{envelope.id}",
-            deadline_s=connector.publish_deadline_s,
+            subject, envelope.to_json(), envelope.to_headers(), msg_id=msg_id, deadline_s=connector.publish_deadline_s
         )
         return bool(ack.duplicate)
 

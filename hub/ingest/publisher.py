@@ -8,12 +8,15 @@ landed. When the deadline passes without an ack, `PublishUnavailable` tells the 
 from __future__ import annotations
 
 import logging
+import time
 
 import nats.errors
 from nats.aio.client import Client as NATS
 from nats.js.api import PubAck
 
+from events.streams import EVENTS_STREAM, StreamSettings
 from hub.errors import BodyTooLarge, PublishUnavailable
+from hub.ingest.landed import StoredCheck
 from hub.ingest.metrics import IngestMetrics
 
 log = logging.getLogger(__name__)
@@ -28,10 +31,22 @@ the outcome unknown or the bus unable; the sender is told to retry, never given 
 class Publisher:
     """JetStream publishes with PubAck, a deadline and a same-id retry."""
 
-    def __init__(self, nc: NATS, metrics: IngestMetrics) -> None:
+    def __init__(
+        self, nc: NATS, metrics: IngestMetrics, *, duplicate_window_s: float = StreamSettings().duplicate_window_s
+    ) -> None:
         self._nc = nc
         self._js = nc.jetstream()
         self._metrics = metrics
+        self._stored = StoredCheck(nc, EVENTS_STREAM, duplicate_window_s)
+
+    async def already_stored(self, subject: str, msg_id: str, failed_at: float, deadline_s: float) -> bool:
+        """Whether an earlier publish of `msg_id` that failed at `failed_at` was stored all the same, where
+        JetStream's duplicate window no longer covers it (hub.ingest.landed); PublishUnavailable if the
+        stream cannot say."""
+        try:
+            return await self._stored.stored(subject, msg_id, failed_at, deadline_s, time.time())
+        except _TRANSIENT:
+            raise PublishUnavailable("the event bus cannot be read; retry later") from None
 
     async def publish(
         self, subject: str, payload: bytes, headers: dict[str, str], msg_id: str, deadline_s: float

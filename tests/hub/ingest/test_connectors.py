@@ -265,6 +265,9 @@ def test_stream_configs() -> None:
         "HUB_INVOCATIONS": ["hub.invocations.>"],
         "HUB_DLQ": ["hub.dlq.>"],
         "HUB_AUDIT": ["hub.audit.>"],
+        "HUB_JOURNEYS": ["hub.journey.>"],
+        "HUB_REJECTED": ["hub.rejected.>"],
+        "HUB_REPLAY": ["hub.replay.>"],
     }
     assert all(c.num_replicas == 3 and c.duplicate_window == 1200.0 for c in configs.values())
 
