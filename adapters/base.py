@@ -213,7 +213,8 @@ class WebhookAdapter(ABC, Generic[OptionsT]):
 
     @property
     def replay_window_s(self) -> float | None:
-        """The provider's own window where it is stricter than the hub's default, else None."""
+        """The provider's own window (stricter than the hub's default, or longer where the provider keeps
+        its original timestamp on retries for longer), else None."""
         return self.scheme.default_replay_window_s
 
     def check_secret(self, secret: SigningSecret) -> None:

@@ -109,6 +109,14 @@ class AwsSnsOptions(BaseModel):
         return authorities
 
 
+SNS_RETRY_SPAN_S = 3900.0
+"""SNS keeps a message's `Timestamp` on every retry, and an HTTP/S delivery policy retries for up to
+3,600 s (AWS caps a policy's total at an hour); 5 minutes more cover the first attempt's delay and
+clock skew. A longer window costs nothing here: the signed MessageId is the dedupe key, so a replay
+inside the window is a duplicate (Valkey's done mark outlives it), and the certificate signature
+stops any altered message."""
+
+
 class AwsSnsAdapter(WebhookAdapter[AwsSnsOptions]):
     """Amazon SNS notifications and subscription messages to an HTTP/S endpoint."""
 
@@ -128,6 +136,7 @@ class AwsSnsAdapter(WebhookAdapter[AwsSnsOptions]):
         "consumer or operator to visit SubscribeURL; the hub never confirms",
         delivery_timeout_s=10.0,
         dedupe_key_signed=True,
+        default_replay_window_s=SNS_RETRY_SPAN_S,
     )
 
     def check_secret(self, secret: SigningSecret) -> None:

@@ -153,10 +153,24 @@ def serving_problems(
         problems.append(
             Problem(label, "spec.secrets", f"a {document.spec.provider} connector needs at least one secret")
         )
+    replay_s = replay_window_s(document, adapter)
+    signed_id = adapter.scheme.dedupe_key_signed
     try:
-        check_duplicate_window(duplicate_window_s, claim_ttl_s, replay_window_s(document, adapter))
+        # A replay of a request whose dedupe key is signed carries the same key: the done mark in Valkey
+        # (dedupeWindow) refuses it, so JetStream's window need not cover the replay window.
+        check_duplicate_window(duplicate_window_s, claim_ttl_s, 0.0 if signed_id else replay_s)
     except DuplicateWindowError as exc:
         problems.append(Problem(label, "spec.webhook.replayWindow", str(exc)))
+    dedupe_s = document.spec.webhook_settings.dedupeWindow.total_seconds()
+    if signed_id and dedupe_s <= replay_s:
+        problems.append(
+            Problem(
+                label,
+                "spec.webhook.dedupeWindow",
+                f"the dedupe window ({dedupe_s:.0f}s) must exceed the replay window ({replay_s:.0f}s): "
+                "a replay within it would not be recognised",
+            )
+        )
     return problems
 
 

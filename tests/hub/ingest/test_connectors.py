@@ -305,3 +305,36 @@ def test_connector_verifies_only_with_its_own_secrets(tmp_path: Path, monkeypatc
     assert b is not None
     assert [s.value for s in a.secrets] == [SECRET_VALUE.encode()]
     assert [s.value for s in b.secrets] == [b"other-value"]
+
+
+SNS_TOPIC = "arn:aws:sns:eu-west-1:123456789012:orders"
+
+
+def test_sns_retries_for_an_hour_with_their_original_timestamp_and_its_window_covers_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SNS keeps `Timestamp` on retries for up to an hour: its default window covers that, and the default
+    15-minute duplicate window serves it, as its signed MessageId is the dedupe key (Valkey's done mark
+    outlives the window, so a replay inside it is a duplicate)."""
+    monkeypatch.setenv("SNS_TOPIC", SNS_TOPIC)
+    sns = connector("sns", provider="aws-sns", secrets="- secretRef: {source: env, name: SNS_TOPIC}")
+    registry, _ = build(specs(tmp_path, sns))
+
+    assert registry.get("acme", "sns").replay_window_s >= 3600.0
+
+
+def test_a_signed_dedupe_key_needs_a_dedupe_window_longer_than_its_replay_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SNS_TOPIC", SNS_TOPIC)
+    short = connector(
+        "sns", provider="aws-sns", secrets="- secretRef: {source: env, name: SNS_TOPIC}", extra="webhook: {dedupeWindow: 30m}\n"
+    )
+    [problem] = problems_of(specs(tmp_path, short))
+    assert (problem.field, "dedupe window (1800s)" in problem.message) == ("spec.webhook.dedupeWindow", True)
+
+
+def test_an_unsigned_dedupe_key_still_needs_twice_its_replay_window_in_the_duplicate_window(tmp_path: Path) -> None:
+    """GitHub's delivery id is not signed: a long window still needs JetStream's window to cover it."""
+    [problem] = problems_of(specs(tmp_path, connector(extra="webhook: {replayWindow: 65m}\n")))
+    assert problem.field == "spec.webhook.replayWindow"
