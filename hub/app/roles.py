@@ -48,7 +48,7 @@ from hub.ingest.publisher import Publisher
 from hub.ingress.deadlines import DEADLINES, Deadlines
 from hub.ingress.health import INSECURE_WARNING, add_ops_routes
 from hub.poll.metrics import PollMetrics
-from hub.poll.scheduler import PollScheduler
+from hub.poll.scheduler import PollScheduler, recovery_bound_note
 from hub.poll.sources import PollSource
 from hub.poll.store import PollStore
 from hub.runtime.egress import Lookup, system_lookup
@@ -151,6 +151,8 @@ async def polling(
 ) -> AsyncIterator[Polling]:
     """The poller role, with no sources until the watcher hands it some; a stopping hub lets runs
     finish their page, a failing one does not wait."""
+    if note := recovery_bound_note(settings.poll_lease_ttl.total_seconds(), settings.claim_ttl.total_seconds()):
+        log.warning(note)
     running = Polling.start([], PollStore(redis), context.ingestor, metrics, settings.poll_lease_ttl.total_seconds())
     try:
         yield running

@@ -48,6 +48,23 @@ CLAIM_RETRY_MIN_S = 1.0
 """The shortest wait before a run retries items another run still claims."""
 
 
+def recovery_bound_note(lease_ttl_s: float, claim_ttl_s: float) -> str | None:
+    """What a start-up should say when the dedupe claim TTL outlasts the poll lease TTL, else None.
+
+    After a crash, another instance takes a source over when the dead run's lease expires, and items
+    that run had claimed but not stored wait for their claims to expire: every item arrives within the
+    lease TTL plus the claim TTL. A claim TTL longer than the lease makes the claims, not the lease,
+    decide how long a source waits after a crash.
+    """
+    if claim_ttl_s <= lease_ttl_s:
+        return None
+    return (
+        f"HUB_CLAIM_TTL ({claim_ttl_s:g}s) is longer than HUB_POLL_LEASE_TTL ({lease_ttl_s:g}s): after a crash, "
+        f"a poll source's unstored items wait up to {lease_ttl_s + claim_ttl_s:g}s (lease plus claim TTL) instead "
+        f"of {lease_ttl_s:g}s; set HUB_CLAIM_TTL at most HUB_POLL_LEASE_TTL for the shorter bound"
+    )
+
+
 @dataclass(slots=True)
 class _Loop:
     """The loop of one source; `stop` is set when the scheduler stops or the source is retired."""

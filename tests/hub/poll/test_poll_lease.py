@@ -12,6 +12,7 @@ import pytest
 
 from hub.app.connections import connect_redis
 from hub.app.embedded import RunningServer
+from hub.poll.scheduler import recovery_bound_note
 from tests.hub.gate.harness import HubProcess, hub_log, hub_metric, start_hub_process, until
 from tests.hub.poll.sources import LOOPBACK, cursor_pages, poll_connector, poll_source, slow, specs_yaml
 
@@ -147,3 +148,13 @@ async def test_one_run_at_a_time_and_takeover_after_the_holder_dies(
             assert all(gap >= INTERVAL_S - 0.5 for gap in gaps), gaps
         assert survivor.proc.poll() is None
         assert all(r.status == 200 for r in source.requests if r.answered_at)
+
+
+def test_a_claim_ttl_longer_than_the_lease_is_reported_with_the_recovery_bound_it_gives() -> None:
+    assert recovery_bound_note(30.0, 30.0) is None
+    assert recovery_bound_note(30.0, 10.0) is None
+    note = recovery_bound_note(10.0, 30.0)
+    assert note is not None
+    assert "HUB_CLAIM_TTL (30s)" in note
+    assert "HUB_POLL_LEASE_TTL (10s)" in note
+    assert "up to 40s" in note
