@@ -9,7 +9,7 @@ generated from the Settings model so the two can never disagree.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -22,11 +22,37 @@ ENVIRONMENT_ONLY = frozenset({"master_key", "signing_key"})
 """Keys are never command-line flags: a flag's value shows in `ps` and in shell history."""
 
 
+SETTING_PREFIX = "setting_"
+"""The destination prefix of the settings' flags (`settings_flags`)."""
+
+
+class UsageFormatter(argparse.HelpFormatter):
+    """Usage lines with the verb's own arguments and one `[--SETTING VALUE ...]` for the thirty-odd
+    settings flags, which the help lists once, under their own heading."""
+
+    def add_usage(
+        self,
+        usage: str | None,
+        actions: Iterable[argparse.Action],
+        groups: Iterable[argparse._MutuallyExclusiveGroup],
+        prefix: str | None = None,
+    ) -> None:
+        """The usage line with the settings' flags folded into one placeholder."""
+        actions = list(actions)
+        own = [action for action in actions if not action.dest.startswith(SETTING_PREFIX)]
+        if len(own) < len(actions):
+            own.insert(1 if own and own[0].option_strings[:1] == ["-h"] else 0, _SETTINGS_PLACEHOLDER)
+        super().add_usage(usage, own, groups, prefix)
+
+
+_SETTINGS_PLACEHOLDER = argparse.Action(option_strings=["--SETTING"], dest="settings", metavar="VALUE ...")
+
+
 class Parser(argparse.ArgumentParser):
     """No abbreviated flags: `--master-key` must never be taken for `--master-key-file`."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
+        super().__init__(*args, **{"allow_abbrev": False, "formatter_class": UsageFormatter, **kwargs})
 
 
 class Invocation:
@@ -70,7 +96,10 @@ def settings_flags() -> Parser:
         if name in ENVIRONMENT_ONLY:
             continue
         group.add_argument(
-            f"--{name.replace('_', '-')}", dest=f"setting_{name}", metavar="VALUE", help=model_field.description
+            f"--{name.replace('_', '-')}",
+            dest=f"{SETTING_PREFIX}{name}",
+            metavar="VALUE",
+            help=model_field.description,
         )
     return parent
 
@@ -83,4 +112,4 @@ def load_settings(args: argparse.Namespace) -> Settings:
 
 def setting_flags(args: argparse.Namespace) -> dict[str, str]:
     """The settings given as `--flag`s, by field name."""
-    return {k.removeprefix("setting_"): v for k, v in vars(args).items() if k.startswith("setting_") and v}
+    return {k.removeprefix(SETTING_PREFIX): v for k, v in vars(args).items() if k.startswith(SETTING_PREFIX) and v}

@@ -295,3 +295,17 @@ def test_send_test_on_a_poll_connector_says_that_the_hub_polls_it(
     assert cli.main(["send-test", "acme/feed", "--connectors", str(spec)]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert "acme/feed: spec.type: a poll connector: the hub polls its source" in err
+
+
+def test_a_verbs_usage_line_folds_the_settings_flags_that_its_help_lists_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["status", "--help"])
+    text = capsys.readouterr().out
+    usage = text.split("\n\n", 1)[0]
+    assert "[--SETTING VALUE ...]" in usage
+    assert "--claim-ttl" not in usage
+    assert "[TENANT/CONNECTOR]" in usage
+    assert text.count("--claim-ttl VALUE") == 1  # under the settings heading, once
+    assert "settings (each also HUB_<NAME> in the environment)" in text
