@@ -34,11 +34,17 @@ __all__ = [
 ]
 
 
+ADDRESS_REMEDY = "spec.poll.egress.allowedNetworks or allowPrivateNetworks allows it"
+HOST_REMEDY = "spec.poll.egress.allowedHosts allows it"
+"""Said after a refusal, so the spec's author knows which option allows what was refused (a tenant's
+connector also needs its Policy's `spec.egress` grant, docs/security.md)."""
+
+
 class EgressPolicy(AddressGuard):
     """The allowed hosts and networks of one poll source."""
 
     def __init__(self, egress: Egress, request_url: str) -> None:
-        super().__init__(egress.allowedNetworks, allow_private=egress.allowPrivateNetworks)
+        super().__init__(egress.allowedNetworks, allow_private=egress.allowPrivateNetworks, remedy=ADDRESS_REMEDY)
         if egress.allowedHosts:
             patterns = [host_key(host) for host in egress.allowedHosts]
         else:
@@ -61,7 +67,7 @@ class EgressPolicy(AddressGuard):
     def check_host(self, host: str) -> None:
         """Raise `EgressRefused` unless the host is allowed."""
         if not self.host_allowed(host):
-            raise EgressRefused(f"host not allowed: {host_key(host) or '(none)'}")
+            raise EgressRefused(f"host not allowed: {host_key(host) or '(none)'}; {HOST_REMEDY}")
 
     def check_target(self, host: str) -> None:
         """Check a URL's host before connecting: allowed, and an IP literal's address too.

@@ -75,9 +75,11 @@ class AddressGuard:
     """The addresses one kind of connection may reach: public ones, the `networks` given, and any
     non-public one with `allow_private`. Hosts are the caller's to judge (`check_host` allows all)."""
 
-    def __init__(self, networks: Iterable[str] = (), *, allow_private: bool = False) -> None:
+    def __init__(self, networks: Iterable[str] = (), *, allow_private: bool = False, remedy: str = "") -> None:
         self._networks: tuple[Network, ...] = tuple(ipaddress.ip_network(n, strict=False) for n in networks)
         self._allow_private = allow_private
+        self._remedy = f"; {remedy}" if remedy else ""
+        """What allows a refused non-public address, said after the refusal (where the guard knows it)."""
 
     def check_host(self, host: str) -> None:
         """Raise `EgressRefused` unless the host may be connected to at all (here: any host)."""
@@ -96,7 +98,7 @@ class AddressGuard:
         listed = any(a in n for a in (parsed, _embedded(parsed)) for n in self._networks)
         if not never and (listed or self._allow_private):
             return
-        raise EgressRefused(f"address not allowed: {address} ({why}){suffix}")
+        raise EgressRefused(f"address not allowed: {address} ({why}){suffix}{'' if never else self._remedy}")
 
     def check_literal(self, host: str) -> None:
         """Check a URL's host that aiohttp connects to without asking the resolver: an IP literal's

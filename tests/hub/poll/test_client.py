@@ -16,7 +16,7 @@ from multidict import CIMultiDict
 
 from adapters.pollers.base import EgressRefused, FetchRequest, InvalidPayload, SourceRejected, SourceUnavailable
 from hub.poll.client import GuardedClient
-from hub.poll.egress import EgressPolicy, system_lookup
+from hub.poll.egress import ADDRESS_REMEDY, HOST_REMEDY, EgressPolicy, system_lookup
 from schemas.poll import Egress, PollSettings
 
 pytestmark = pytest.mark.integration
@@ -130,7 +130,7 @@ async def test_loopback_spec_is_refused_without_connecting() -> None:
     async with server:
         guarded = GuardedClient(EgressPolicy.for_settings(settings), timeout_s=5.0)
         reason = await refused(guarded, FetchRequest(settings.request.url))
-    assert reason == "address not allowed: 127.0.0.1 (loopback)"
+    assert reason == f"address not allowed: 127.0.0.1 (loopback); {ADDRESS_REMEDY}"
     assert accepted == []
 
 
@@ -154,9 +154,18 @@ async def test_loopback_allowed_by_allowed_networks(source: Source) -> None:
 @pytest.mark.parametrize(
     ("url", "reason"),
     [
-        ("http://169.254.169.254/latest/meta-data/", "address not allowed: 169.254.169.254 (link-local)"),
-        ("http://10.0.0.1:8080/api", "address not allowed: 10.0.0.1 (private)"),
-        ("http://[fe80::1]/", "address not allowed: fe80::1 (link-local)"),
+        (
+            "http://169.254.169.254/latest/meta-data/",
+            f"address not allowed: 169.254.169.254 (link-local); {ADDRESS_REMEDY}",
+        ),
+        (
+            "http://10.0.0.1:8080/api",
+            f"address not allowed: 10.0.0.1 (private); {ADDRESS_REMEDY}",
+        ),
+        (
+            "http://[fe80::1]/",
+            f"address not allowed: fe80::1 (link-local); {ADDRESS_REMEDY}",
+        ),
         ("http://2130706433/", "address not allowed: 2130706433 (not a canonical IP address)"),
     ],
 )
@@ -174,7 +183,10 @@ async def test_non_public_ip_literals_fail_fast(url: str, reason: str) -> None:
 async def test_name_resolving_to_a_private_address_is_refused(source: Source, answer: list[str], why: str) -> None:
     lookup = Lookup({"api.test": [answer]})
     url = source.url("/items", host="api.test")
-    assert await refused(client(url, lookup), FetchRequest(url)) == f"address not allowed: {why} for api.test"
+    assert (
+        await refused(client(url, lookup), FetchRequest(url))
+        == f"address not allowed: {why} for api.test; {ADDRESS_REMEDY}"
+    )
     assert lookup.asked == ["api.test"]
     assert source.seen == []
 
@@ -190,7 +202,7 @@ async def test_dns_rebinding_connects_to_the_checked_address_only(source: Source
         assert [seen.host for seen in source.seen] == [f"api.test:{source.port}"]
         with pytest.raises(EgressRefused) as caught:
             await guarded.fetch(FetchRequest(url))
-    assert caught.value.reason == "address not allowed: 169.254.169.254 (link-local) for api.test"
+    assert caught.value.reason == f"address not allowed: 169.254.169.254 (link-local) for api.test; {ADDRESS_REMEDY}"
     assert lookup.asked == ["api.test", "api.test"]
     assert len(source.seen) == 1
 
@@ -214,8 +226,14 @@ async def test_redirect_to_another_allowed_host_drops_credentials(source: Source
 @pytest.mark.parametrize(
     ("location", "reason"),
     [
-        ("http://evil.test:{port}/steal?token=zzz", "host not allowed: evil.test"),
-        ("http://169.254.169.254/latest/meta-data/?token=zzz", "address not allowed: 169.254.169.254 (link-local)"),
+        (
+            "http://evil.test:{port}/steal?token=zzz",
+            f"host not allowed: evil.test; {HOST_REMEDY}",
+        ),
+        (
+            "http://169.254.169.254/latest/meta-data/?token=zzz",
+            f"address not allowed: 169.254.169.254 (link-local); {ADDRESS_REMEDY}",
+        ),
         ("file:///etc/passwd?token=zzz", "scheme not allowed: file"),
     ],
 )

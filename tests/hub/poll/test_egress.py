@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from adapters.pollers.base import EgressRefused
-from hub.poll.egress import EgressPolicy, GuardedResolver
+from hub.poll.egress import ADDRESS_REMEDY, HOST_REMEDY, EgressPolicy, GuardedResolver
 from schemas.poll import Egress, PollSettings
 from tests.netdoubles import Answers
 
@@ -31,7 +31,7 @@ def test_default_allows_the_request_url_host_only() -> None:
     guard.check_host("API.Example.COM.")  # case and the root dot do not matter
     for host in ("example.com", "evil.api.example.com", "api.example.com.evil.test", "other.test", ""):
         assert not guard.host_allowed(host), host
-    assert refusal(guard.check_host, "other.test") == "host not allowed: other.test"
+    assert refusal(guard.check_host, "other.test") == f"host not allowed: other.test; {HOST_REMEDY}"
 
 
 def test_allowed_hosts_replace_the_default_and_wildcards_match_subdomains_only() -> None:
@@ -86,7 +86,9 @@ def test_policy_from_settings() -> None:
 def test_non_public_addresses_are_refused_by_default(address: str, why: str) -> None:
     guard = policy()
     reason = refusal(guard.check_address, address, "api.example.com")
-    assert reason == f"address not allowed: {address} ({why}) for api.example.com"
+    refused = f"address not allowed: {address} ({why}) for api.example.com"
+    never = why in ("unspecified", "multicast")  # no option allows these: none is named
+    assert reason == (refused if never else f"{refused}; {ADDRESS_REMEDY}")
 
 
 @pytest.mark.parametrize("address", ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8", "172.32.0.1"])
@@ -125,13 +127,19 @@ def test_not_an_address_is_refused() -> None:
 def test_check_target_checks_ip_literals_and_refuses_legacy_numeric_forms() -> None:
     policy().check_target("api.example.com")  # a name: its addresses are the resolver's to check
     literal = policy("http://169.254.169.254/latest/meta-data/")
-    assert refusal(literal.check_target, "169.254.169.254") == "address not allowed: 169.254.169.254 (link-local)"
-    assert refusal(policy("http://[::1]:8080/").check_target, "::1") == "address not allowed: ::1 (loopback)"
+    assert (
+        refusal(literal.check_target, "169.254.169.254")
+        == f"address not allowed: 169.254.169.254 (link-local); {ADDRESS_REMEDY}"
+    )
+    assert (
+        refusal(policy("http://[::1]:8080/").check_target, "::1")
+        == f"address not allowed: ::1 (loopback); {ADDRESS_REMEDY}"
+    )
     policy("http://127.0.0.1/", allowedNetworks=["127.0.0.1/32"]).check_target("127.0.0.1")
     for legacy in ("2130706433", "127.1", "0x7f.0.0.1"):
         reason = refusal(policy(f"http://{legacy}/").check_target, legacy)
         assert reason == f"address not allowed: {legacy} (not a canonical IP address)"
-    assert refusal(literal.check_target, "10.0.0.1") == "host not allowed: 10.0.0.1"
+    assert refusal(literal.check_target, "10.0.0.1") == f"host not allowed: 10.0.0.1; {HOST_REMEDY}"
 
 
 async def test_resolver_returns_exactly_the_checked_addresses() -> None:
@@ -149,9 +157,18 @@ async def test_resolver_returns_exactly_the_checked_addresses() -> None:
 @pytest.mark.parametrize(
     ("answer", "reason"),
     [
-        (["169.254.169.254"], "address not allowed: 169.254.169.254 (link-local) for api.example.com"),
-        (["10.0.0.1"], "address not allowed: 10.0.0.1 (private) for api.example.com"),
-        (["93.184.216.34", "10.0.0.1"], "address not allowed: 10.0.0.1 (private) for api.example.com"),
+        (
+            ["169.254.169.254"],
+            f"address not allowed: 169.254.169.254 (link-local) for api.example.com; {ADDRESS_REMEDY}",
+        ),
+        (
+            ["10.0.0.1"],
+            f"address not allowed: 10.0.0.1 (private) for api.example.com; {ADDRESS_REMEDY}",
+        ),
+        (
+            ["93.184.216.34", "10.0.0.1"],
+            f"address not allowed: 10.0.0.1 (private) for api.example.com; {ADDRESS_REMEDY}",
+        ),
     ],
 )
 async def test_resolver_refuses_a_name_with_any_address_not_allowed(answer: list[str], reason: str) -> None:
@@ -163,7 +180,9 @@ async def test_resolver_refuses_a_name_with_any_address_not_allowed(answer: list
 
 async def test_resolver_refuses_hosts_not_allowed_without_looking_them_up() -> None:
     lookup = Answers({"other.test": ["93.184.216.34"]})
-    with pytest.raises(EgressRefused, match=r"^host not allowed: other\.test$"):
+    with pytest.raises(
+        EgressRefused, match=r"^host not allowed: other\.test;\ spec\.poll\.egress\.allowedHosts\ allows\ it$"
+    ):
         await GuardedResolver(policy(), lookup).resolve("other.test", 443)
     assert lookup.asked == []
 

@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from hub.poll.egress import ADDRESS_REMEDY, HOST_REMEDY
 from tests.hub.app.ops import ops_port
 from tests.hub.gate.harness import sample, until
 from tests.hub.poll.fixtures import PollerFactory, PollerUnderTest
@@ -55,9 +56,9 @@ async def test_non_public_sources_are_refused_without_a_request(make_poller: Pol
         assert time.monotonic() - started < REFUSED_WITHIN_S
         found = {name: s["lastError"] for name, s in (await states(poller, *names)).items()}
         assert found == {
-            "loopback": "address not allowed: 127.0.0.1 (loopback)",
-            "metadata": "address not allowed: 169.254.169.254 (link-local)",
-            "private": "address not allowed: 10.0.0.1 (private)",
+            "loopback": f"address not allowed: 127.0.0.1 (loopback); {ADDRESS_REMEDY}",
+            "metadata": f"address not allowed: 169.254.169.254 (link-local); {ADDRESS_REMEDY}",
+            "private": f"address not allowed: 10.0.0.1 (private); {ADDRESS_REMEDY}",
         }
         assert source.requests == []
         for name in names:
@@ -91,14 +92,16 @@ async def test_redirects_to_non_public_addresses_are_refused(make_poller: Poller
         found = {name: s["lastError"] for name, s in (await states(poller, *names)).items()}
         assert found == {
             "metadata": (
-                "redirect to http://169.254.169.254/latest/meta-data/ refused: host not allowed: 169.254.169.254"
+                "redirect to http://169.254.169.254/latest/meta-data/ refused: "
+                f"host not allowed: 169.254.169.254; {HOST_REMEDY}"
             ),
             "metadata-host": (
                 "redirect to http://169.254.169.254/latest/meta-data/ refused: "
-                "address not allowed: 169.254.169.254 (link-local)"
+                f"address not allowed: 169.254.169.254 (link-local); {ADDRESS_REMEDY}"
             ),
             "other": (
-                f"redirect to http://127.0.0.2:{other.port}/items refused: address not allowed: 127.0.0.2 (loopback)"
+                f"redirect to http://127.0.0.2:{other.port}/items refused: "
+                f"address not allowed: 127.0.0.2 (loopback); {ADDRESS_REMEDY}"
             ),
         }
         assert sorted(r.path for r in source.requests) == ["/to-metadata", "/to-metadata", "/to-other"]
