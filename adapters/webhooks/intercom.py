@@ -48,6 +48,7 @@ class IntercomAdapter(WebhookAdapter[NoOptions]):
         dedupe_key="body id (notif_...)",
         handshake=f'topic "{PING_TOPIC}" -> 200 {PING_REPLY.body.decode()}',
         delivery_timeout_s=5.0,
+        accepted_status=200,  # Intercom's docs name no 2xx but 200; 200 is what it counts as delivered
         dedupe_key_signed=True,
     )
 

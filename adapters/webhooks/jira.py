@@ -52,6 +52,7 @@ class JiraAdapter(WebhookAdapter[NoOptions]):
         timestamp=None,
         dedupe_key=f"{ID_HEADER} header, else sha256 of the body",
         delivery_timeout_s=20.0,
+        accepted_status=200,  # Atlassian counts 200 and 204 as delivered (Cloud Fortified delivery metric)
     )
 
     def verify(self, request: InboundRequest, secrets: Sequence[SigningSecret]) -> Verification:

@@ -50,6 +50,7 @@ class LinearAdapter(WebhookAdapter[NoOptions]):
         dedupe_key=f"{DELIVERY_HEADER} header, else sha256 of the body",
         default_replay_window_s=60.0,
         delivery_timeout_s=5.0,
+        accepted_status=200,  # Linear retries any non-200 status (developers.linear.app, webhooks)
     )
 
     def verify(self, request: InboundRequest, secrets: Sequence[SigningSecret]) -> Verification:

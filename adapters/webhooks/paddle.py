@@ -54,6 +54,7 @@ class PaddleAdapter(WebhookAdapter[NoOptions]):
         dedupe_key="body event_id (evt_...; notification_id differs per destination)",
         default_replay_window_s=5.0,
         delivery_timeout_s=5.0,
+        accepted_status=200,  # Paddle: "returns 200 within five seconds" (developer.paddle.com)
         dedupe_key_signed=True,
     )
 

@@ -1,5 +1,6 @@
-"""Providers that count only some 2xx codes as delivered get them: Zoom (200/204), Mailgun, Lemon Squeezy
-and X (200 only) would otherwise retry every delivery the hub answered 202, or disable the endpoint."""
+"""Providers that count only some 2xx codes as delivered get them: Zoom (200/204), Mailgun, Lemon Squeezy,
+X, Paddle and Linear (200 only), Jira (200/204) and Intercom (documents 200) would otherwise retry every
+delivery the hub answered 202, or disable the endpoint."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.integration
 SECRET = "success-status-secret-0123456789"
 
 
-@pytest.mark.parametrize("provider", ["zoom", "mailgun", "lemonsqueezy", "x"])
+@pytest.mark.parametrize("provider", ["zoom", "mailgun", "lemonsqueezy", "x", "paddle", "linear", "intercom", "jira"])
 async def test_a_delivery_and_its_duplicate_get_the_status_the_provider_requires(
     make_hub: HubFactory, provider: str
 ) -> None:
