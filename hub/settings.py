@@ -94,8 +94,9 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
 
     publish_timeout: Duration = Field(
-        default=timedelta(seconds=5),
-        description="Upper bound of the publish deadline (kept under half the provider's own timeout)",
+        default=timedelta(seconds=20),
+        description="Upper bound of the publish deadline: a webhook's answer budget (its provider's timeout less "
+        "a margin, GitHub 8s) and a poll page's",
     )
     claim_ttl: Duration = Field(default=timedelta(seconds=30), description="How long an in-flight dedupe claim lives")
     keepalive_timeout: Duration = Field(

@@ -21,8 +21,16 @@ from hub.ingest.secrets import WITHOUT_STORE, SecretResolutionError, SecretResol
 from schemas.connector import DEFAULT_REPLAY_WINDOW, ConnectorDocument
 from schemas.loader import LoadedSpec, field_path
 
-PUBLISH_SHARE_OF_PROVIDER_TIMEOUT = 0.5
-"""The publish deadline stays under half the provider's own timeout, leaving room for the rest."""
+ANSWER_MARGIN_S = 1.0
+ANSWER_MARGIN_SHARE = 0.2
+"""A webhook's answer budget (its publish deadline) is the provider's own timeout less a margin for the
+rest of the request and the network: the larger of 1 s and a fifth of that timeout (GitHub 10 s: 8 s)."""
+
+
+def answer_budget_s(provider_timeout_s: float, publish_timeout_s: float) -> float:
+    """How long a webhook's publish may keep retrying before the sender is answered 503."""
+    margin_s = max(ANSWER_MARGIN_S, provider_timeout_s * ANSWER_MARGIN_SHARE)
+    return max(0.5, min(publish_timeout_s, provider_timeout_s - margin_s))
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,9 +130,7 @@ def build_connector(
         replay_window_s=replay_window_s(document, adapter),
         dedupe_window_s=settings.dedupeWindow.total_seconds(),
         max_body_bytes=settings.maxBodyBytes,
-        publish_deadline_s=min(
-            publish_timeout_s, adapter.scheme.delivery_timeout_s * PUBLISH_SHARE_OF_PROVIDER_TIMEOUT
-        ),
+        publish_deadline_s=answer_budget_s(adapter.scheme.delivery_timeout_s, publish_timeout_s),
         shadow=settings.verification == "shadow",
     )
 

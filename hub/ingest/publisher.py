@@ -1,12 +1,16 @@
-"""Publish to JetStream and wait for the PubAck, within a deadline.
+"""Publish to JetStream and wait for the PubAck, retrying within the connector's answer budget.
 
-An attempt that times out has an unknown outcome (the message may be stored), so it is retried
-with the same `Nats-Msg-Id`: JetStream recognizes the retry as a duplicate if the first one
-landed. When the deadline passes without an ack, `PublishUnavailable` tells the sender to retry.
+An attempt that fails or times out has an unknown outcome (the message may be stored), so it is
+retried with the same `Nats-Msg-Id`: JetStream recognizes the retry as a duplicate if an earlier one
+landed. Attempts go on, with a short growing pause between them, until the deadline (the answer
+budget, which fits inside the provider's own timeout): a stream leader election, a reconnect to
+another node or a restarting server shorter than the budget costs the sender nothing. When the
+deadline passes without an ack, `PublishUnavailable` tells the sender to retry.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -22,7 +26,11 @@ from hub.ingest.metrics import IngestMetrics
 log = logging.getLogger(__name__)
 
 MSG_ID_HEADER = "Nats-Msg-Id"
-ATTEMPTS = 2
+ATTEMPT_TIMEOUT_S = 2.0
+"""The longest one attempt waits for its PubAck: a request lost to a dying leader is retried instead of
+holding the whole budget."""
+PAUSE_MIN_S = 0.05
+PAUSE_MAX_S = 0.5
 _TRANSIENT = (nats.errors.Error, TimeoutError)
 """Every nats-py error (timeouts, no responders, no stream, closed connection, API errors) leaves
 the outcome unknown or the bus unable; the sender is told to retry, never given a 500."""
@@ -53,16 +61,25 @@ class Publisher:
     ) -> PubAck:
         """The PubAck of `payload`, or PublishUnavailable when none came within `deadline_s`."""
         headers[MSG_ID_HEADER] = msg_id
-        attempt_timeout = deadline_s / ATTEMPTS
+        deadline = time.monotonic() + deadline_s
+        pause_s = PAUSE_MIN_S
+        attempts = 0
         last: Exception | None = None
-        for attempt in range(ATTEMPTS):
-            if attempt:
+        while (remaining := deadline - time.monotonic()) > 0 or not attempts:
+            if attempts:
                 self._metrics.publish_retries.inc()
+            attempts += 1
+            timeout = min(max(remaining, 0.001), ATTEMPT_TIMEOUT_S)
             try:
-                return await self._js.publish(subject, payload, timeout=attempt_timeout, headers=headers)
+                return await self._js.publish(subject, payload, timeout=timeout, headers=headers)
             except nats.errors.MaxPayloadError:
                 raise BodyTooLarge(self._nc.max_payload, "too_large_for_bus") from None
             except _TRANSIENT as exc:
                 last = exc
-        log.warning("publish not acknowledged in time", extra={"subject": subject, "error": type(last).__name__})
+            await asyncio.sleep(max(0.0, min(pause_s, deadline - time.monotonic())))
+            pause_s = min(pause_s * 2, PAUSE_MAX_S)
+        log.warning(
+            "publish not acknowledged in time",
+            extra={"subject": subject, "error": type(last).__name__, "attempts": attempts},
+        )
         raise PublishUnavailable("the event bus did not confirm the publish in time; retry later")

@@ -275,18 +275,19 @@ def test_stream_configs() -> None:
 @pytest.mark.parametrize(
     ("provider", "secret_env", "publish_timeout", "deadline"),
     [
-        ("github", "GH_SECRET", 5.0, 5.0),  # GitHub waits 10s: half is 5s
-        ("github", "GH_SECRET", 8.0, 5.0),
+        ("github", "GH_SECRET", 20.0, 8.0),  # GitHub waits 10s: less 2s (a fifth) is 8s
+        ("github", "GH_SECRET", 5.0, 5.0),
         ("github", "GH_SECRET", 2.0, 2.0),
-        ("stripe", "GH_SECRET", 8.0, 8.0),  # Stripe waits 20s: half is 10s
-        ("stripe", "GH_SECRET", 30.0, 10.0),
-        ("standard-webhooks", "GH_SECRET", 30.0, 7.5),  # 15s: half is 7.5s
+        ("stripe", "GH_SECRET", 8.0, 8.0),  # Stripe waits 20s: less 4s is 16s
+        ("stripe", "GH_SECRET", 30.0, 16.0),
+        ("standard-webhooks", "GH_SECRET", 30.0, 12.0),  # 15s: less 3s is 12s
+        ("slack", "GH_SECRET", 20.0, 2.0),  # Slack waits 3s: less 1s (the least margin) is 2s
     ],
 )
 def test_publish_deadline(
     tmp_path: Path, provider: str, secret_env: str, publish_timeout: float, deadline: float
 ) -> None:
-    """min(publish_timeout, 0.5 x the provider's delivery timeout)."""
+    """min(publish_timeout, the provider's delivery timeout less max(1s, a fifth of it))."""
     secrets = f"- secretRef: {{source: env, name: {secret_env}}}"
     registry, _ = build(
         specs(tmp_path, connector(provider=provider, secrets=secrets)), publish_timeout_s=publish_timeout
