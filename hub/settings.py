@@ -10,6 +10,7 @@ import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BeforeValidator, ByteSize, Field, SecretStr
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -54,6 +55,45 @@ def _network(value: str) -> str:
         raise ValueError(f"{value!r} is not a network (CIDR) or an IP address") from None
 
 
+NATS_SCHEMES = ("nats", "tls")
+
+
+def nats_servers(value: str) -> list[str]:
+    """The server URLs of a HUB_NATS_URL (`nats://a:4222,nats://b:4222`, the usual NATS form), in order."""
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def nats_shown(value: str) -> str:
+    """HUB_NATS_URL as a message may show it: each URL without its `user:password@`."""
+    return ",".join(
+        urlsplit(url)._replace(netloc=urlsplit(url).netloc.rpartition("@")[2]).geturl() for url in nats_servers(value)
+    )
+
+
+def _nats_url_list(value: str) -> str:
+    """Each URL checked (scheme nats or tls, a host, a valid port); the list joined again without blanks.
+
+    A problem names the URL by its position and its host, never the whole URL: it may carry a password.
+    """
+    servers = nats_servers(value)
+    if not servers:
+        raise ValueError("HUB_NATS_URL holds no NATS server URL (e.g. nats://n1:4222, or several, comma-separated)")
+    for position, url in enumerate(servers, 1):
+        parts = urlsplit(url)
+        where = f"HUB_NATS_URL, URL {position} of {len(servers)}"
+        if parts.scheme not in NATS_SCHEMES:
+            raise ValueError(f"{where}: the scheme must be nats:// or tls:// (e.g. nats://nats-1:4222)")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"{where} (host {parts.hostname}): the port is not a number from 1 to 65535") from None
+        if not parts.hostname:
+            raise ValueError(f"{where}: no host")
+        if port == 0 or parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError(f"{where} (host {parts.hostname}): only scheme://[user:password@]host[:port]")
+    return ",".join(servers)
+
+
 Hosts = Annotated[tuple[Annotated[str, AfterValidator(_host)], ...], NoDecode, BeforeValidator(_comma_separated)]
 Networks = Annotated[tuple[Annotated[str, AfterValidator(_network)], ...], NoDecode, BeforeValidator(_comma_separated)]
 
@@ -63,7 +103,11 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="HUB_", extra="forbid", frozen=True)
 
-    nats_url: str | None = Field(default=None, description="NATS server URL; unset: start an embedded nats-server")
+    nats_url: Annotated[str, AfterValidator(_nats_url_list)] | None = Field(
+        default=None,
+        description="NATS server URL, or a cluster's comma-separated (nats://a:4222,nats://b:4222); "
+        "unset: start an embedded nats-server",
+    )
     redis_url: str | None = Field(default=None, description="Valkey/Redis URL; unset: start an embedded valkey-server")
     data_dir: Path = Field(default=Path(".hub"), description="Where embedded servers keep their data")
     connectors: Path | None = Field(default=None, description="Connector spec file or folder")

@@ -36,6 +36,7 @@ from hub.settings import Settings
 
 pytest_plugins = [
     "tests.servers",
+    "tests.cluster",
     "tests.hub.control.fixtures",
     "tests.hub.gate.fixtures",
     "tests.hub.poll.fixtures",

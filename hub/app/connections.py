@@ -18,7 +18,7 @@ from redis.backoff import NoBackoff
 
 from hub.app import embedded
 from hub.errors import ConfigError, Problem
-from hub.settings import Settings
+from hub.settings import Settings, nats_servers, nats_shown
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ async def connect_nats(url: str) -> NATS:
         log.info("nats reconnected")
 
     connecting = nats.connect(
-        url,
+        nats_servers(url),  # one URL or a cluster's list
         name="connector-hub",
         connect_timeout=2,
         max_reconnect_attempts=-1,
@@ -121,7 +121,8 @@ async def connect_nats(url: str) -> NATS:
     try:  # nats-py retries a refused first connection forever; a wrong URL must fail start-up instead
         client.append(await asyncio.wait_for(connecting, FIRST_CONNECT_TIMEOUT_S))
     except (TimeoutError, OSError, nats.errors.Error) as exc:
-        raise ConfigError([Problem("", "HUB_NATS_URL", f"cannot connect to {url}: {type(exc).__name__}")]) from None
+        problem = f"cannot connect to {nats_shown(url)}: {type(exc).__name__}"
+        raise ConfigError([Problem("", "HUB_NATS_URL", problem)]) from None
     return client[0]
 
 

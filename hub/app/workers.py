@@ -5,9 +5,9 @@ configuration and the master key as `run` does, starts the embedded servers wher
 then starts N workers (`python -m hub run` with the same roles and flags, HUB_WORKERS=1, the
 servers' URLs and concrete ports). Each worker binds the ingress and admin ports with SO_REUSEPORT,
 so the kernel spreads connections across them, and holds its own NATS and Valkey connections; every
-role is safe with several instances (leases, shared durable consumers, state in NATS KV). Each worker
-counts its own metrics: `/metrics` on the shared admin port answers for the worker that accepted the
-connection.
+role is safe with several instances (leases, shared durable consumers, state in NATS KV). The workers
+keep their metrics in a per-run directory, so `/metrics` on the shared admin port answers for all of
+them, whichever worker accepts the scrape (hub.app.multiprocess_metrics).
 
 The supervisor keeps the endpoints record (its PID, the shared URLs, the workers' PIDs), restarts a
 worker that exits with a capped backoff, and on SIGTERM/SIGINT stops the workers, then the servers.
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import orjson
 
-from hub.app import datadir, serve
+from hub.app import datadir, multiprocess_metrics, serve
 from hub.app.config import load_configuration, master_key
 from hub.app.connections import Endpoints, servers
 from hub.app.embedded import die_with_parent
@@ -132,6 +132,7 @@ def supervise(settings: Settings, roles: Sequence[str], flags: Mapping[str, str]
             "HUB_WORKERS": "1",
             "HUB_HTTP_PORT": str(http_port),
             "HUB_ADMIN_PORT": str(admin_port),
+            multiprocess_metrics.MULTIPROC_ENV: str(multiprocess_metrics.prepare(settings.data_dir)),
         }
         supervisor = Supervisor(settings.workers, roles, argv, env, settings.data_dir, endpoints)
         return asyncio.run(supervisor.run())
@@ -198,6 +199,7 @@ class Supervisor:
         self.env = env
         self.data_dir = data_dir
         self.endpoints = endpoints
+        self.metrics_dir = multiprocess_metrics.run_directory(data_dir)
         self.ready: dict[int, _Worker] = {}
         self.urls: tuple[str, str | None] = ("", None)
         self.listening = False
@@ -231,6 +233,7 @@ class Supervisor:
             finally:
                 await self._terminate(worker)
                 self._gone(worker)
+                multiprocess_metrics.forget_worker(self.metrics_dir, worker.process.pid)
             if code is None:
                 return
             if code == EXIT_USAGE or not self.listening:  # a restart would fail the same way

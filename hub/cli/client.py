@@ -23,7 +23,7 @@ from hub.errors import ConfigError, Problem
 from hub.gate.catalog import GateCatalog, catalog_of
 from hub.ingest.connectors import Connector, build_connector
 from hub.ingest.secrets import WITHOUT_STORE, SecretResolver
-from hub.settings import Settings
+from hub.settings import Settings, nats_servers, nats_shown
 from schemas.connector import ConnectorDocument
 from schemas.loader import load_specs
 
@@ -63,10 +63,10 @@ async def connect(settings: Settings, client_name: str) -> NATS:
     """A CLI command's connection to the hub's NATS, or SystemExit saying why there is none."""
     url = nats_url(settings)
     try:
-        connecting = nats.connect(url, name=client_name, connect_timeout=2, error_cb=_quiet)
+        connecting = nats.connect(nats_servers(url), name=client_name, connect_timeout=2, error_cb=_quiet)
         return await asyncio.wait_for(connecting, CONNECT_TIMEOUT_S)  # nats-py would retry a refused connect
     except (OSError, TimeoutError, nats.errors.Error) as exc:
-        raise SystemExit(f"connector-hub: cannot connect to NATS at {url}: {type(exc).__name__}") from None
+        raise SystemExit(f"connector-hub: cannot connect to NATS at {nats_shown(url)}: {type(exc).__name__}") from None
 
 
 @asynccontextmanager

@@ -32,6 +32,7 @@ from hub.gate.policy_consumer import PolicyConsumer
 from hub.gate.targets import HttpDispatcher, SubjectDispatcher
 from hub.runtime.egress import Lookup, system_lookup
 from hub.runtime.live import Live
+from hub.settings import nats_servers
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ async def start_gate(
     """Start the consumers asked for; `nc` is the hub's connection, used for publishing; HTTP targets'
     names are resolved with `lookup` (tests map names to loopback addresses)."""
     broker = NatsBroker(
-        nats_url,
+        nats_servers(nats_url),  # one URL or a cluster's list (HUB_NATS_URL)
         name="connector-hub-gate",
         apply_types=False,
         logger=_faststream_logger(),
