@@ -93,6 +93,9 @@ class SchemeInfo:
     as delivered (some retry on any other code, 2xx included)."""
     duplicate_status: int = 200
     """The status of an answer that published nothing new (a redelivery or a refused replay)."""
+    secret_headers: tuple[str, ...] = ()
+    """Headers that carry a credential itself (a shared token, not a MAC): never kept with a refused
+    request (docs/security.md)."""
 
     def __post_init__(self) -> None:
         for status in (self.accepted_status, self.duplicate_status):

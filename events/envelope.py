@@ -51,6 +51,9 @@ class Envelope:
     subject: Annotated[str | None, Field(description="Repo, customer, channel...")] = None
     hubkeyid: Annotated[str | None, Field(description="Name (never value) of the secret that verified it")] = None
     traceparent: Annotated[str | None, Field(description="W3C trace context")] = None
+    hubrecoveredat: Annotated[
+        str | None, Field(description="When a refused request was retried and recovered (RFC 3339)")
+    ] = None
     datacontenttype: str = "application/json"
     specversion: str = "1.0"
 

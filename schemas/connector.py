@@ -46,6 +46,23 @@ class Metadata(_Model):
     )
 
 
+MAX_CAPTURE_BODY_BYTES = 48 * 1024
+"""The largest body preview kept with a refused request: base64-encoded with its headers, it must fit
+in one HUB_REJECTED record (events.streams.REJECTED_RECORD_MAX_BYTES, checked by a test)."""
+
+
+class CaptureRejected(_Model):
+    """What the hub keeps of a refused request, for diagnosis and retry."""
+
+    enabled: bool = Field(default=True, description="Keep refused requests (false: keep nothing at all)")
+    maxBodyBytes: int = Field(
+        default=16_384,
+        ge=0,
+        le=MAX_CAPTURE_BODY_BYTES,
+        description="How much of a refused request's body is kept (a request cut short cannot be retried)",
+    )
+
+
 class WebhookSettings(_Model):
     """How the ingress treats this connector's deliveries."""
 
@@ -69,6 +86,10 @@ class WebhookSettings(_Model):
         default="enforce",
         description="shadow (for onboarding only): failed verifications are counted and logged, and the "
         "event is accepted with hubverified none",
+    )
+    captureRejected: CaptureRejected = Field(
+        default_factory=CaptureRejected,
+        description="Refused requests kept for diagnosis (never a credential header or a URL token)",
     )
 
     @model_validator(mode="after")

@@ -65,6 +65,7 @@ class GitLabAdapter(WebhookAdapter[GitLabOptions]):
     options_model: ClassVar[type[BaseModel]] = GitLabOptions
     scheme: ClassVar[SchemeInfo] = SchemeInfo(
         signature_header=f"{TOKEN_HEADER} (mode token) or webhook-signature (mode standard-webhooks)",
+        secret_headers=(TOKEN_HEADER,),
         algorithm=(
             "token: the secret token itself, compared in constant time; standard-webhooks: HMAC-SHA256, "
             "key = the base64-decoded part of the whsec_ signing token"

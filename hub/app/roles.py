@@ -47,6 +47,7 @@ from hub.ingest.keycache import KeyCache
 from hub.ingest.publisher import Publisher
 from hub.ingress.deadlines import DEADLINES, Deadlines
 from hub.ingress.health import INSECURE_WARNING, add_ops_routes
+from hub.ingress.rejected import RejectedMetrics, RejectedRecorder
 from hub.poll.metrics import PollMetrics
 from hub.poll.scheduler import PollScheduler, recovery_bound_note
 from hub.poll.sources import PollSource
@@ -88,6 +89,7 @@ def build_context(
         redis=redis,
         keys=KeyCache.from_settings(settings),
         insecure_no_auth=insecure_no_auth,
+        rejected=RejectedRecorder(nc, RejectedMetrics(metrics.registry)),
     )
 
 

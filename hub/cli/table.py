@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from hub.cli import control, explain, providerdocs, run, schemagen, sendtest, servicemap, status, tail, urltoken, verify
+from hub.cli import (
+    control,
+    explain,
+    providerdocs,
+    rejected,
+    run,
+    schemagen,
+    sendtest,
+    servicemap,
+    status,
+    tail,
+    urltoken,
+    verify,
+)
 from hub.cli import validate as validate_verb
 from hub.cli.command import Command
 
@@ -19,6 +32,7 @@ COMMANDS: tuple[Command, ...] = (
     servicemap.SERVICE_MAP_VERIFY,
     providerdocs.PROVIDERS,
     schemagen.SCHEMAS,
+    *rejected.COMMANDS,
 )
 
 GROUPS = {
@@ -26,5 +40,6 @@ GROUPS = {
     "secrets": "the write-only secret store",
     "policy": "inspect the gate's policy decisions",
     "service-map": "signed service maps",
+    "rejected": "refused requests kept for diagnosis, and their retry",
 }
 """Help of the first word of two-word verbs (`keys create`, ...)."""

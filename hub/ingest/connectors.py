@@ -48,6 +48,8 @@ class Connector:
     publish_deadline_s: float
     shadow: bool = False
     """Verification failures are counted and logged, and the event accepted unverified (onboarding)."""
+    capture_body_bytes: int | None = None
+    """How much of a refused request's body is kept with it (None: refused requests are not kept)."""
 
     @property
     def label(self) -> str:
@@ -132,6 +134,7 @@ def build_connector(
         max_body_bytes=settings.maxBodyBytes,
         publish_deadline_s=answer_budget_s(adapter.scheme.delivery_timeout_s, publish_timeout_s),
         shadow=settings.verification == "shadow",
+        capture_body_bytes=settings.captureRejected.maxBodyBytes if settings.captureRejected.enabled else None,
     )
 
 

@@ -16,12 +16,14 @@ from aiohttp import web
 
 from adapters.base import HandshakeReply, InboundRequest, Verification
 from adapters.errors import ReplayWindowError, RequestRejected, SignatureError
+from events.envelope import Envelope
 from hub.errors import UnknownConnector
 from hub.ingest.connectors import Connector
 from hub.ingest.context import HUB, HubContext
 from hub.ingest.ingestor import Provenance, build_envelope, replay_key, traceparent_for
 from hub.ingest.metrics import UNKNOWN
 from hub.ingress.body import read_capped_body
+from hub.ingress.rejected import INBOUND
 from hub.ingress.responses import rejection_response
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,8 @@ async def handle_webhook(request: web.Request) -> web.StreamResponse:
                 "webhook refused",
                 extra={"connector": connector.label, "error": outcome, "reason": rejection.reason},
             )
+            if context.rejected is not None:  # kept for diagnosis (hub/ingress/rejected.py)
+                await context.rejected.record(connector, request, rejection, request.get(INBOUND))
     tenant, name = (connector.tenant, connector.name) if connector else (UNKNOWN, UNKNOWN)
     if outcome in ("accepted", "duplicate"):
         context.activity.succeeded(tenant, name)
@@ -60,7 +64,7 @@ async def handle_webhook(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def _replay_key(connector: Connector, verification: Verification) -> str | None:
+def request_replay_key(connector: Connector, verification: Verification) -> str | None:
     """Where the provider signs no timestamp and its dedupe key is unsigned, the signature bytes
     also guard against a captured request replayed under a new delivery id."""
     scheme = connector.adapter.scheme
@@ -114,6 +118,17 @@ def _reply(reply: HandshakeReply) -> web.Response:
     )
 
 
+def envelopes_for(connector: Connector, inbound: InboundRequest, verification: Verification) -> list[Envelope]:
+    """Normalize a verified request into its events' envelopes (a live request, or a kept one retried)."""
+    provenance = Provenance(
+        verification=verification,
+        received_at=inbound.received_at,
+        body_sha256=hashlib.sha256(inbound.body).hexdigest(),
+        traceparent=traceparent_for(inbound.headers.get("traceparent")),
+    )
+    return [build_envelope(connector, event, provenance) for event in connector.adapter.normalize(inbound)]
+
+
 async def _deliver(context: HubContext, connector: Connector, request: web.Request) -> tuple[web.Response, str]:
     body = await read_capped_body(request, connector.max_body_bytes)
     inbound = InboundRequest(
@@ -124,6 +139,7 @@ async def _deliver(context: HubContext, connector: Connector, request: web.Reque
         received_at=time.time(),
         query=request.query,
     )
+    request[INBOUND] = inbound  # what a refusal keeps (hub/ingress/rejected.py)
     verification, failure = await _verified(context, connector, inbound)
     reply = connector.handshake(inbound)
     confirm = connector.adapter.confirmation_url(inbound)  # checked before anything is published
@@ -136,14 +152,8 @@ async def _deliver(context: HubContext, connector: Connector, request: web.Reque
         _accept_unverified(context, connector, failure)
     if reply is not None:
         return _reply(reply), "handshake"
-    provenance = Provenance(
-        verification=verification,
-        received_at=inbound.received_at,
-        body_sha256=hashlib.sha256(body).hexdigest(),
-        traceparent=traceparent_for(request.headers.get("traceparent")),
-    )
-    envelopes = [build_envelope(connector, event, provenance) for event in connector.adapter.normalize(inbound)]
-    result = await context.ingestor.ingest(connector, envelopes, _replay_key(connector, verification))
+    envelopes = envelopes_for(connector, inbound, verification)
+    result = await context.ingestor.ingest(connector, envelopes, request_replay_key(connector, verification))
     answer = {
         "accepted": len(result.accepted),
         "duplicates": len(result.duplicates),
