@@ -328,9 +328,8 @@ def test_a_signed_dedupe_key_needs_a_dedupe_window_longer_than_its_replay_window
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SNS_TOPIC", SNS_TOPIC)
-    short = connector(
-        "sns", provider="aws-sns", secrets="- secretRef: {source: env, name: SNS_TOPIC}", extra="webhook: {dedupeWindow: 30m}\n"
-    )
+    secrets = "- secretRef: {source: env, name: SNS_TOPIC}"
+    short = connector("sns", provider="aws-sns", secrets=secrets, extra="webhook: {dedupeWindow: 30m}\n")
     [problem] = problems_of(specs(tmp_path, short))
     assert (problem.field, "dedupe window (1800s)" in problem.message) == ("spec.webhook.dedupeWindow", True)
 
