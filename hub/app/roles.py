@@ -29,6 +29,7 @@ from hub.app.config import Configuration, apply_files, master_key
 from hub.app.connections import Connections, Endpoints, connected
 from hub.app.endpoints import endpoints_file, record_endpoints
 from hub.app.metrics import HubMetrics
+from hub.console.app import console_context, mount_console
 from hub.control.buckets import SECRETS_BUCKET, SPECS_BUCKET, kv_bucket
 from hub.control.checks import ServingLimits
 from hub.control.plane import ControlPlane
@@ -295,6 +296,7 @@ def ops_app(
     ops = web.Application()
     if "admin" in roles:
         ops = build_admin_app(admin_context(settings, plane, insecure_no_auth, PollStore(redis), context.nats, redis))
+        mount_console(ops, console_context(settings, plane, PollStore(redis), context.nats))
         if insecure_no_auth:
             log.warning(INSECURE_WARNING)
     add_ops_routes(ops, context)

@@ -1,0 +1,92 @@
+"""The console as an aiohttp sub-application under `/console/` of the admin port's app, and `/`
+sending browsers there."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from nats.aio.client import Client as NATS
+
+from hub.console import audit_page, connector_page, connectors_page, keys_page, signin
+from hub.console.call import CONSOLE, page, redirect
+from hub.console.context import ConsoleContext, template_environment
+from hub.console.security import SECURITY_HEADERS, security_headers
+from hub.console.session import SessionCodec, signing_secret
+from hub.control.apikeys import SCOPES
+from hub.control.checks import ServingLimits
+from hub.control.plane import ControlPlane
+from hub.poll.store import PollStore
+from hub.settings import Settings
+
+CATALOG_READ, INSTANCE_MANAGE, OPERATION_INVOKE, OPERATION_READ, CREDENTIAL_MANAGE = SCOPES
+PREFIX = "/console"
+STATIC_TYPES = {".css": "text/css", ".js": "text/javascript"}
+CONNECTOR = "/connectors/{tenant}/{name}"
+
+
+def console_context(settings: Settings, plane: ControlPlane, poll_store: PollStore | None, nc: NATS) -> ConsoleContext:
+    """What the console needs from the hub's settings and connections."""
+    return ConsoleContext(
+        plane=plane,
+        js=nc.jetstream(),
+        poll_store=poll_store,
+        ingress_base_url=settings.ingress_base_url,
+        limits=ServingLimits.of(settings),
+        codec=SessionCodec(signing_secret(settings)),
+        templates=template_environment(),
+    )
+
+
+def mount_console(app: web.Application, console: ConsoleContext) -> None:
+    """Serve the console at `/console/` of `app`, and redirect `/` there."""
+    app.add_subapp(PREFIX, build_console_app(console))
+    app.router.add_get("/", _to_console)
+
+
+async def _to_console(_: web.Request) -> web.StreamResponse:
+    response = redirect(f"{PREFIX}/")
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def build_console_app(console: ConsoleContext) -> web.Application:
+    """Every console page and form, behind the security headers."""
+    app = web.Application(middlewares=[security_headers])
+    app[CONSOLE] = console
+    get, post = app.router.add_get, app.router.add_post
+    get("/", _home)
+    get("/sign-in", signin.sign_in_form)
+    post("/sign-in", signin.sign_in)
+    post("/sign-out", signin.sign_out)
+    get("/connectors", page(connectors_page.connectors_page, CATALOG_READ))
+    get(CONNECTOR, page(connector_page.connector_page, CATALOG_READ))
+    get(CONNECTOR + "/status", page(connector_page.status_fragment, OPERATION_READ))
+    post(CONNECTOR + "/secrets/{secret}", page(connector_page.set_secret, CREDENTIAL_MANAGE, form=True))
+    post(CONNECTOR + "/enabled", page(connector_page.set_enabled, INSTANCE_MANAGE, form=True))
+    post(CONNECTOR + "/poll", page(connector_page.poll_now, OPERATION_INVOKE, form=True))
+    get("/keys", page(keys_page.keys_page, CREDENTIAL_MANAGE))
+    post("/keys", page(keys_page.create_key, CREDENTIAL_MANAGE, form=True))
+    post("/keys/{key}/revoke", page(keys_page.revoke_key, CREDENTIAL_MANAGE, form=True))
+    get("/audit", page(audit_page.audit_page, OPERATION_READ))
+    for name, body in _static_files().items():
+        get(f"/static/{name}", _static(body, STATIC_TYPES[name[name.rindex(".") :]]))
+    return app
+
+
+async def _home(_: web.Request) -> web.StreamResponse:
+    return redirect(f"{PREFIX}/connectors")
+
+
+def _static_files() -> dict[str, bytes]:
+    """The packaged CSS and script, read once (they ship in the wheel; nothing comes from the network)."""
+    folder = resources.files("hub.console").joinpath("static")
+    return {f.name: f.read_bytes() for f in folder.iterdir() if f.name[f.name.rfind(".") :] in STATIC_TYPES}
+
+
+def _static(body: bytes, content_type: str) -> Handler:
+    async def serve(_: web.Request) -> web.StreamResponse:
+        return web.Response(body=body, content_type=content_type, headers={"Cache-Control": "public, max-age=3600"})
+
+    return serve
