@@ -1,6 +1,7 @@
 """Gate benchmark: the gate path (`connector-hub run --role policy,dispatch`) against a bare JetStream relay.
 
-    .venv/bin/python bench/gate.py [--events N] [--rate R] [--duration-cap S] [--json PATH]
+    .venv/bin/python bench/gate.py [--events N] [--rate R] [--duration-cap S] [--journeys on|off|both]
+                                   [--only NAMES] [--json PATH]
 
 It starts its own nats-server (JetStream on file storage, `sync_interval: always`, as the hub's
 embedded default) and valkey-server in a temporary directory (the helpers of `bench/ingest.py`),
@@ -21,6 +22,12 @@ delivering to a core NATS subject this process subscribes to:
 - relay2: `bench/relay_server.py --hops 2`, the gate's two JetStream hops without its logic: the
   first consumer stores each message in BENCH_RELAY_MID (PubAck awaited) and acks, the second
   consumes that and republishes as the relay does. The ceiling of the gate's design.
+
+- gate-nj (with `--journeys off` or `both`): the same gate writing no journey records
+  (`start_gate(journeys=False)`, patched in by a `python -c` wrapper: the switch is no setting).
+  With `--journeys both` the report prints gate/gate-nj, what journeys cost, from the same run.
+
+`--only gate,gate-nj` runs just those contenders.
 
 The report prints gate/relay, the issue's ratio, and beside it gate/relay-js, gate/relay2 and
 relay2/relay: a relay that stores nothing is bound by CPU, one that stores by the disk's fsyncs
@@ -94,7 +101,7 @@ from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
 from events.envelope import Envelope, rfc3339
-from events.streams import AUDIT_STREAM, DLQ_STREAM, EVENTS_STREAM, INVOCATIONS_STREAM
+from events.streams import AUDIT_STREAM, DLQ_STREAM, EVENTS_STREAM, INVOCATIONS_STREAM, JOURNEYS_STREAM
 from events.subjects import EVENTS_PREFIX, event_subject
 from hub.app.embedded import RunningServer, start_nats, start_valkey
 from hub.gate.consumers import DISPATCH_DURABLE, POLICY_DURABLE
@@ -113,6 +120,14 @@ MID_PREFIX = "bench.relay.mid"
 MID_DURABLE = "bench-relay-mid"
 RELAY_OUT_STREAM = "BENCH_RELAY_OUT"
 DATA_BYTES = 4096
+GATE_STREAMS = (EVENTS_STREAM, INVOCATIONS_STREAM, DLQ_STREAM, AUDIT_STREAM, JOURNEYS_STREAM)
+NO_JOURNEYS = (
+    "import functools, sys; import hub.app.roles as roles; "
+    "roles.start_gate = functools.partial(roles.start_gate, journeys=False); "
+    "from hub.cli.parser import main; sys.exit(main())"
+)
+"""`connector-hub` with the gate's journey records off (for the bench only: it is no setting)."""
+CONTENDERS = ("gate", "gate-nj", "relay", "relay-js", "relay2")
 RELAY_SUMMARY = re.compile(r"hop \d+: relayed \d+, failed \d+$")
 IN_FLIGHT = 256
 PUBLISH_TIMEOUT_S = 10.0
@@ -201,10 +216,15 @@ class Contender:
     env: dict[str, str]
 
     def subject(self, event: Event) -> str:
-        return event.gate_subject if self.name == "gate" else event.relay_subject
+        return event.gate_subject if is_gate(self.name) else event.relay_subject
 
 
-def contenders(workdir: Path, nats_url: str, redis_url: str) -> list[Contender]:
+def is_gate(name: str) -> bool:
+    """`gate` and `gate-nj` (the gate without journeys)."""
+    return name.startswith("gate")
+
+
+def contenders(workdir: Path, nats_url: str, redis_url: str, journeys: str, only: list[str]) -> list[Contender]:
     specs = workdir / "connectors.yaml"
     specs.write_text(SPECS_YAML)
     gate_env = child_env(
@@ -221,13 +241,12 @@ def contenders(workdir: Path, nats_url: str, redis_url: str) -> list[Contender]:
             "BENCH_GITHUB_SECRET": GITHUB_SECRET,
         }
     )
-    gate = Contender(
-        "gate",
-        GATE_OUT,
-        ((EVENTS_STREAM, POLICY_DURABLE), (INVOCATIONS_STREAM, DISPATCH_DURABLE)),
-        (EVENTS_STREAM, INVOCATIONS_STREAM, DLQ_STREAM, AUDIT_STREAM),
-        [sys.executable, "-m", "hub", "run", "--role", "policy,dispatch"],
-        gate_env,
+    gate_consumers = ((EVENTS_STREAM, POLICY_DURABLE), (INVOCATIONS_STREAM, DISPATCH_DURABLE))
+    gate_args = ["run", "--role", "policy,dispatch"]
+    hub_argv = [sys.executable, "-m", "hub", *gate_args]
+    gate = Contender("gate", GATE_OUT, gate_consumers, GATE_STREAMS, hub_argv, gate_env)
+    gate_nj = Contender(
+        "gate-nj", GATE_OUT, gate_consumers, GATE_STREAMS, [sys.executable, "-c", NO_JOURNEYS, *gate_args], gate_env
     )
     relay_argv = [
         sys.executable,
@@ -254,7 +273,8 @@ def contenders(workdir: Path, nats_url: str, redis_url: str) -> list[Contender]:
         [*relay_argv, "--hops", "2"],
         child_env({}),
     )
-    return [gate, relay, relay_js, relay2]
+    gates = {"on": [gate], "off": [gate_nj], "both": [gate, gate_nj]}[journeys]
+    return [c for c in [*gates, relay, relay_js, relay2] if not only or c.name in only]
 
 
 async def reset_streams(js: JetStreamContext, contender: Contender) -> None:
@@ -633,8 +653,8 @@ async def timed_part(
     cpu = {name: (after_cpu[name] - before_cpu[name]) * 1000 / CLK_TCK / max(1, delivered) for name in pids}
     hops: dict[str, list[float]] = {"total": hop_ms(published.times, arrivals)}
     stored: dict[str, int] = {}
-    if contender.name == "gate":
-        stored = {s: await stream_count(js, s) for s in (EVENTS_STREAM, INVOCATIONS_STREAM, DLQ_STREAM, AUDIT_STREAM)}
+    if is_gate(contender.name):
+        stored = {s: await stream_count(js, s) for s in GATE_STREAMS}
         if phase == "latency":
             timed = set(published.times)
             event_times, _ = await stored_times(js, EVENTS_STREAM, timed)
@@ -684,7 +704,7 @@ async def bench(
     sub_nc = await nats.connect(nats_server.url, name="bench-subscriber", connect_timeout=2)
     try:
         ctx = Context(nc.jetstream(), sub_nc, nats_server, valkey_server, workdir, register_stop)
-        runners = contenders(workdir, nats_server.url, valkey_server.url)
+        runners = contenders(workdir, nats_server.url, valkey_server.url, args.journeys, args.only)
         results = []
         # Throughput rounds interleave the contenders, so a slow minute of the disk does not fall on one alone.
         plan = [("throughput", n, args.events) for n in range(1, args.rounds + 1)]
@@ -733,7 +753,8 @@ def report(results: list[PhaseResult], args: argparse.Namespace) -> dict[str, An
     print()
     for name, per_round in rates.items():
         print(f"median delivered/s {name:<9} {statistics.median(per_round):8.1f}")
-    for top, bottom in (("gate", "relay"), ("gate", "relay-js"), ("gate", "relay2"), ("relay2", "relay")):
+    pairs = (("gate", "gate-nj"), ("gate", "relay"), ("gate", "relay-js"), ("gate", "relay2"), ("relay2", "relay"))
+    for top, bottom in pairs:
         if top in rates and bottom in rates:
             ratio = _ratio(statistics.median(rates[top]), statistics.median(rates[bottom]))
             rounds = " ".join(f"{_ratio(a, b):.2f}" for a, b in zip(rates[top], rates[bottom], strict=True))
@@ -794,6 +815,7 @@ def report(results: list[PhaseResult], args: argparse.Namespace) -> dict[str, An
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "nats_sync_interval": "always",
+        "journeys": args.journeys,
     }
     return figures
 
@@ -809,9 +831,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=200, help="uncounted events before each phase (default 200)")
     parser.add_argument("--rounds", type=int, default=3, help="throughput rounds, interleaved; medians (default 3)")
     parser.add_argument("--duration-cap", type=float, default=120.0, help="time cap per timed part, s (default 120)")
+    parser.add_argument(
+        "--journeys",
+        choices=("on", "off", "both"),
+        default="on",
+        help="the gate with journey records (on, default), without (off), or both to compare (gate/gate-nj)",
+    )
+    parser.add_argument("--only", default="", help=f"comma-separated contenders to run, of {', '.join(CONTENDERS)}")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (server data and process logs)")
     args = parser.parse_args(argv)
+    args.only = [name.strip() for name in args.only.split(",") if name.strip()]
+    if set(args.only) - set(CONTENDERS):
+        parser.error(f"--only takes contenders of {', '.join(CONTENDERS)}")
     if args.events < 1 or args.latency_events < 1 or args.warmup < 0 or args.rate <= 0:
         parser.error("--events, --latency-events and --rate must be positive, --warmup not negative")
     if not 1 <= args.rounds <= 10:

@@ -49,6 +49,7 @@ from hub.ingest.publisher import Publisher
 from hub.ingress.deadlines import DEADLINES, Deadlines
 from hub.ingress.health import INSECURE_WARNING, add_ops_routes
 from hub.ingress.rejected import RejectedMetrics, RejectedRecorder
+from hub.jobs.runner import job_runner
 from hub.poll.metrics import PollMetrics
 from hub.poll.scheduler import PollScheduler, recovery_bound_note
 from hub.poll.sources import PollSource
@@ -387,6 +388,8 @@ async def start_process(
         started_gate = await stack.enter_async_context(
             gate(endpoints.nats_url, conn, live.catalog, metrics, roles, lookup)
         )
+    if "admin" in roles:
+        await stack.enter_async_context(job_runner(settings, conn.nc, live.catalog))
     return Process(conn, plane, live, metrics, context, poller, started_gate)
 
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from hub.cli import (
     control,
+    dlq,
+    events,
     explain,
+    jobs,
     providerdocs,
     rejected,
+    replay,
     run,
     schemagen,
     sendtest,
@@ -33,6 +37,10 @@ COMMANDS: tuple[Command, ...] = (
     providerdocs.PROVIDERS,
     schemagen.SCHEMAS,
     *rejected.COMMANDS,
+    *jobs.COMMANDS,
+    replay.REPLAY,
+    *dlq.COMMANDS,
+    *events.COMMANDS,
 )
 
 GROUPS = {
@@ -41,5 +49,8 @@ GROUPS = {
     "policy": "inspect the gate's policy decisions",
     "service-map": "signed service maps",
     "rejected": "refused requests kept for diagnosis, and their retry",
+    "jobs": "replay and redrive jobs",
+    "dlq": "dead letters",
+    "events": "stored events and their journeys",
 }
 """Help of the first word of two-word verbs (`keys create`, ...)."""

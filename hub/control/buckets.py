@@ -17,6 +17,8 @@ SPECS_BUCKET = "hub_specs"
 STATUS_BUCKET = "hub_status"
 SECRETS_BUCKET = "hub_secrets"
 API_KEYS_BUCKET = "hub_api_keys"
+JOBS_BUCKET = "hub-jobs"
+"""Replay and redrive jobs (hub/jobs/store.py), keyed by job id."""
 
 SPEC_HISTORY = 10
 """Revisions kept per spec key: enough to see what the last few applies changed."""

@@ -21,6 +21,7 @@ from nats.js.api import AckPolicy as JetStreamAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from redis.asyncio import Redis
 
+from events.journey import JourneyWriter
 from events.streams import EVENTS_STREAM, INVOCATIONS_STREAM
 from events.subjects import EVENTS_PREFIX, INVOCATIONS_PREFIX
 from hub.gate.catalog import GateCatalog
@@ -95,9 +96,11 @@ async def start_gate(
     policy: bool,
     dispatch: bool,
     lookup: Lookup = system_lookup,
+    journeys: bool = True,
 ) -> Gate:
     """Start the consumers asked for; `nc` is the hub's connection, used for publishing; HTTP targets'
-    names are resolved with `lookup` (tests map names to loopback addresses)."""
+    names are resolved with `lookup` (tests map names to loopback addresses). `journeys=False` writes
+    no journey records (bench/gate.py measures their cost so)."""
     broker = NatsBroker(
         nats_servers(nats_url),  # one URL or a cluster's list (HUB_NATS_URL)
         name="connector-hub-gate",
@@ -108,7 +111,8 @@ async def start_gate(
         reconnect_time_wait=1,
     )
     js = nc.jetstream()
-    policy_consumer = PolicyConsumer(catalog, js, metrics) if policy else None
+    writer = JourneyWriter(nc) if journeys else None
+    policy_consumer = PolicyConsumer(catalog, js, metrics, journeys=writer) if policy else None
     http = None
     dispatcher = None
     handlers: list[InFlight] = []
@@ -127,6 +131,7 @@ async def start_gate(
             js,
             metrics,
             ack_wait_s=ACK_WAIT_S,
+            journeys=writer,
         )
         handlers.append(InFlight(DISPATCH_WORKERS))
         _subscribe(broker, INVOCATIONS_STREAM, INVOCATIONS_PREFIX, DISPATCH_DURABLE, DISPATCH_WORKERS)(

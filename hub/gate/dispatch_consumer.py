@@ -31,6 +31,7 @@ from redis.exceptions import ConnectionError as StoreConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as StoreTimeoutError
 
+from events import journey
 from events.deadletter import DeadLetter, FailureClass
 from events.envelope import Envelope, headers_to_attributes, rfc3339
 from events.subjects import INVOCATIONS_PREFIX, dlq_subject
@@ -47,7 +48,7 @@ from hub.gate.limiter import (
 from hub.gate.metrics import GateMetrics
 from hub.gate.policy import decide
 from hub.gate.policy_consumer import MSG_ID, SEQUENCE_HEADER
-from hub.gate.targets import Delivered, Failed, HttpDispatcher, Outcome, SubjectDispatcher
+from hub.gate.targets import EGRESS_REFUSED, Delivered, Failed, HttpDispatcher, Outcome, SubjectDispatcher
 from hub.runtime.backoff import backoff_delay
 from hub.runtime.live import Live
 from schemas.policy import PolicyEgress
@@ -63,6 +64,9 @@ DLQ_RETRY_DELAY_S = 2.0
 FAILURE_DELAY_S = 30.0
 STORE_RETRY_MAX_S = 2.0
 COALESCED_ATTRIBUTE = "hubcoalesced"
+INVOCATION_ID_HEADER = "Hub-Invocation-Id"
+"""The invocation id when it differs from `Nats-Msg-Id` (a redriven dead letter keeps its original id,
+so the target's Idempotency-Key, under a fresh message id that JetStream does not drop)."""
 NO_GRANTS = PolicyEgress()
 """The egress guard's default: public addresses only."""
 
@@ -96,7 +100,9 @@ class Dispatcher:
         metrics: GateMetrics,
         *,
         ack_wait_s: float,
+        journeys: journey.JourneyWriter | None = None,
     ) -> None:
+        self._journeys = journeys
         self._catalog = catalog
         self._limiter = limiter
         self._subjects = subjects
@@ -128,7 +134,13 @@ class Dispatcher:
             return ACK
         tenant, connector, route_name = tokens
         invocation = Invocation(
-            tenant, connector, route_name, headers.get(MSG_ID) or raw.subject, raw.data, headers, still_working
+            tenant,
+            connector,
+            route_name,
+            headers.get(INVOCATION_ID_HEADER) or headers.get(MSG_ID) or raw.subject,
+            raw.data,
+            headers,
+            still_working,
         )
         catalog = self._catalog.current  # one version for the whole invocation
         route = catalog.route(tenant, connector, route_name)
@@ -157,6 +169,7 @@ class Dispatcher:
                     return ACK
                 if isinstance(result, DebounceWait):
                     self._metrics.throttle_delay.labels("debounce").observe(result.delay_s)
+                    await self._throttled(invocation, "debounce", result.delay_s)
                     return nak(result.delay_s)
                 invocation = invocation.coalesced(result.payload, result.count)
         target = _breaker_key(route)
@@ -167,6 +180,7 @@ class Dispatcher:
         self._export_breaker(target, breaker)
         if wait_s > 0:
             self._metrics.throttle_delay.labels("breaker").observe(wait_s)
+            await self._throttled(invocation, "breaker", wait_s)
             return nak(wait_s)
         rates, parallels = self._scopes(route)
         lease_ttl_s = _dispatch_timeout_s(route) + LEASE_MARGIN_S
@@ -175,6 +189,8 @@ class Dispatcher:
         )
         if isinstance(admission, Throttled):
             self._metrics.throttle_delay.labels(admission.reason).observe(admission.delay_s)
+            reason = "concurrency" if admission.reason == "parallel" else admission.reason
+            await self._throttled(invocation, reason, admission.delay_s)
             return nak(admission.delay_s)
         started = time.monotonic()
         outcome = await self._dispatch(route, invocation)
@@ -184,6 +200,7 @@ class Dispatcher:
         with contextlib.suppress(RedisError):  # a lease left behind expires on its own
             await self._limiter.release(invocation.id, parallels)
         self._record_breaker(breaker, outcome, target)
+        await self._attempted(invocation, admission.attempt, outcome, (time.monotonic() - started) * 1000)
         return await self._settle(invocation, route, outcome, admission.attempt, admission.first_attempt_at)
 
     async def _settle(
@@ -269,12 +286,18 @@ class Dispatcher:
         subject = dlq_subject(invocation.tenant, invocation.connector, invocation.route)
         try:
             await self._js.publish(
-                subject, letter.to_json(), timeout=SUBJECT_TIMEOUT_S, headers={MSG_ID: f"{invocation.id}:dlq"}
+                subject,
+                letter.to_json(),
+                timeout=SUBJECT_TIMEOUT_S,
+                headers={MSG_ID: f"{invocation.headers.get(MSG_ID) or invocation.id}:dlq"},  # a redrive's own
             )
         except (nats.errors.Error, TimeoutError) as exc:
             log.warning("dead letter not acknowledged; retrying", extra={"subject": subject, "error": repr(exc)})
             return nak(DLQ_RETRY_DELAY_S)
         self._metrics.dead_letters.labels(*invocation.route_labels, failure.value).inc()
+        await self._journey(
+            invocation, lambda event: journey.dead_lettered(event, invocation.id, invocation.route, failure, error)
+        )
         self._metrics.invocations.labels(*invocation.route_labels, "dead_lettered").inc()
         log.warning(
             "invocation dead-lettered",
@@ -282,6 +305,34 @@ class Dispatcher:
         )
         await self._forget(invocation.id)
         return ACK
+
+    async def _throttled(self, invocation: Invocation, reason: str, delay_s: float) -> None:
+        await self._journey(
+            invocation, lambda event_id: journey.throttled(event_id, invocation.id, invocation.route, reason, delay_s)
+        )
+
+    async def _attempted(self, invocation: Invocation, number: int, outcome: Outcome, latency_ms: float) -> None:
+        failed = outcome if isinstance(outcome, Failed) else None
+        await self._journey(
+            invocation,
+            lambda event_id: journey.attempt(
+                event_id,
+                invocation.id,
+                invocation.route,
+                number=number,
+                status=outcome.status,
+                latency_ms=latency_ms,
+                delivered=failed is None,
+                error_class=_error_class(failed) if failed else None,
+                error=failed.error if failed else None,
+            ),
+        )
+
+    async def _journey(self, invocation: Invocation, record: Callable[[str], journey.JourneyRecord]) -> None:
+        """Write a step of the invocation's event journey (`record` is given the event id)."""
+        if self._journeys is not None:
+            event_id = headers_to_attributes({"ce-id": invocation.headers.get("ce-id", "")}).get("id", "")
+            await self._journeys.write(invocation.tenant, invocation.connector, record(event_id))
 
     async def _forget(self, invocation_id: str) -> None:
         with contextlib.suppress(RedisError):  # what is left behind expires on its own
@@ -383,6 +434,17 @@ def _int(value: str | None) -> int:
         return int(value or 0)
     except ValueError:
         return 0
+
+
+def _error_class(failed: Failed) -> str:
+    """What kind of failure, for a journey: `http_status`, `timeout`, `egress_refused`, `permanent`, `transport`."""
+    if failed.status is not None:
+        return "http_status"
+    if failed.error.startswith("timeout"):
+        return "timeout"
+    if failed.error.startswith(EGRESS_REFUSED):
+        return EGRESS_REFUSED
+    return "permanent" if failed.permanent else "transport"
 
 
 def _breaker_key(route: CompiledRoute) -> str:

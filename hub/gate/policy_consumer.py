@@ -24,6 +24,7 @@ from nats.js import JetStreamContext
 
 from events.audit import AuditRecord
 from events.envelope import headers_to_attributes, rfc3339
+from events.journey import JourneyWriter, RouteStep, routed
 from events.subjects import audit_subject, invocation_subject
 from hub.gate.catalog import CompiledRoute, GateCatalog
 from hub.gate.conditions import route_decision
@@ -88,12 +89,19 @@ class PolicyConsumer:
     """Decides and publishes, then acks; one instance per hub process, all sharing one durable consumer."""
 
     def __init__(
-        self, catalog: Live[GateCatalog], js: JetStreamContext, metrics: GateMetrics, *, publish_timeout_s: float = 5.0
+        self,
+        catalog: Live[GateCatalog],
+        js: JetStreamContext,
+        metrics: GateMetrics,
+        *,
+        publish_timeout_s: float = 5.0,
+        journeys: JourneyWriter | None = None,
     ) -> None:
         self._catalog = catalog
         self._js = js
         self._metrics = metrics
         self._timeout_s = publish_timeout_s
+        self._journeys = journeys
 
     async def handle(self, message: NatsMessage) -> None:
         """FastStream handler: ack after every publish is acked, else NAK for a redelivery."""
@@ -113,28 +121,24 @@ class PolicyConsumer:
         await message.ack()
 
     async def route_event(
-        self, headers: Mapping[str, str], body: bytes, *, sequence: int | None = None
+        self, headers: Mapping[str, str], body: bytes, *, sequence: int | None = None, id_suffix: str = ""
     ) -> RoutedEvent | None:
-        """Decide every matching route of the event and publish the results; None if it is not routable."""
+        """Decide every matching route of the event and publish the results; None if it is not routable.
+
+        `id_suffix` is appended to every invocation id (a replay marks its invocations so)."""
         ref = EventRef.from_message(headers)
         if ref is None:
             self._metrics.events_routed.labels("not_a_hub_event").inc()
             return None
         catalog = self._catalog.current  # one version for the whole event, also when specs change meanwhile
-        connector = catalog.connector(ref.tenant, ref.connector)
-        if connector is None:
+        decisions = event_decisions(catalog, ref, body)
+        await self._journey(ref, sequence, decisions or [], id_suffix)  # before the invocations: it leads the journey
+        if decisions is None:
             self._metrics.events_routed.labels("no_connector").inc()
             return None
-        routes = [route for route in connector.routes if route.fits_type(ref.event_type)]
-        needs_envelope = any(route.condition is not None or route.debounce_key is not None for route in routes)
-        envelope = _parsed(body) if needs_envelope else {}
-        policy = catalog.policy(ref.tenant)
-        decisions = [
-            (route, decision)
-            for route in routes
-            if (decision := route_decision(policy, route, ref.event_type, envelope)) is not None
+        publishes = [
+            self._publish(ref, route, decision, headers, body, sequence, id_suffix) for route, decision in decisions
         ]
-        publishes = [self._publish(ref, route, decision, headers, body, sequence) for route, decision in decisions]
         results = await all_settled(publishes)
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
@@ -147,6 +151,19 @@ class PolicyConsumer:
         self._metrics.events_routed.labels("routed" if decisions else "no_route").inc()
         return RoutedEvent(ref.msg_id, decisions)
 
+    async def _journey(
+        self, ref: EventRef, sequence: int | None, decisions: list[tuple[CompiledRoute, Decision]], id_suffix: str
+    ) -> None:
+        """The `routed` record, also with no route: it is the index from the event id to its sequence."""
+        if self._journeys is None:
+            return
+        steps = [
+            RouteStep(route.name, d.effect, d.rule, d.reason, invocation_id(ref.msg_id, route.name) + id_suffix)
+            for route, d in decisions
+        ]
+        record = routed(ref.event_id, sequence, ref.event_type, steps)
+        await self._journeys.write(ref.tenant, ref.connector, record, msg_id=f"{ref.msg_id}:routed{id_suffix}")
+
     async def _publish(
         self,
         ref: EventRef,
@@ -155,8 +172,9 @@ class PolicyConsumer:
         headers: Mapping[str, str],
         body: bytes,
         sequence: int | None,
+        id_suffix: str,
     ) -> None:
-        msg_id = invocation_id(ref.msg_id, route.name)
+        msg_id = invocation_id(ref.msg_id, route.name) + id_suffix
         if decision.allowed:
             invocation_headers = {k: v for k, v in headers.items() if k.lower().startswith("ce-")}
             invocation_headers |= {
@@ -192,6 +210,23 @@ class PolicyConsumer:
             timeout=self._timeout_s,
             headers={MSG_ID: f"{msg_id}:denied", "Content-Type": "application/json"},
         )
+
+
+def event_decisions(catalog: GateCatalog, ref: EventRef, body: bytes) -> list[tuple[CompiledRoute, Decision]] | None:
+    """The connector's routes that match the event, each with the policy's decision; None when the
+    catalog has no such connector."""
+    connector = catalog.connector(ref.tenant, ref.connector)
+    if connector is None:
+        return None
+    routes = [route for route in connector.routes if route.fits_type(ref.event_type)]
+    needs_envelope = any(route.condition is not None or route.debounce_key is not None for route in routes)
+    envelope = _parsed(body) if needs_envelope else {}
+    policy = catalog.policy(ref.tenant)
+    return [
+        (route, decision)
+        for route in routes
+        if (decision := route_decision(policy, route, ref.event_type, envelope)) is not None
+    ]
 
 
 def _parsed(body: bytes) -> Mapping[str, Any]:
