@@ -30,7 +30,9 @@ ROUTED = "routed"
 THROTTLED = "throttled"
 ATTEMPT = "attempt"
 DEAD_LETTERED = "dead_lettered"
-KINDS = frozenset({ROUTED, THROTTLED, ATTEMPT, DEAD_LETTERED})
+REPLAYED = "replayed"
+REDRIVEN = "redriven"
+KINDS = frozenset({ROUTED, THROTTLED, ATTEMPT, DEAD_LETTERED, REPLAYED, REDRIVEN})
 """The kinds the gate writes; a record of another kind is kept and shown as it is."""
 
 MSG_ID = "Nats-Msg-Id"
@@ -139,6 +141,18 @@ def dead_lettered(event_id: str, invocation_id: str, route: str, failure_class: 
     """The invocation went to HUB_DLQ."""
     fields = {"invocationId": invocation_id, "route": route, "class": failure_class, "error": error[:ERROR_CHARS]}
     return JourneyRecord(DEAD_LETTERED, _now(), event_id, fields)
+
+
+def replayed(event_id: str, job_id: str, mode: str, invocations: int) -> JourneyRecord:
+    """A replay job sent the event again: through the gate (`invocations` made) or to its shadow subject."""
+    fields = {"job": job_id, "mode": mode, "invocations": invocations}
+    return JourneyRecord(REPLAYED, _now(), event_id, fields)
+
+
+def redriven(event_id: str, invocation_id: str, route: str, dead_letter_seq: int) -> JourneyRecord:
+    """A dead letter of the event was sent to its route again (same invocation id, fresh attempts)."""
+    fields = {"invocationId": invocation_id, "route": route, "deadLetterSeq": dead_letter_seq}
+    return JourneyRecord(REDRIVEN, _now(), event_id, fields)
 
 
 class JourneyWriter:

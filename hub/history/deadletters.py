@@ -24,8 +24,10 @@ import orjson
 from nats.aio.client import Client as NATS
 from nats.js.errors import APIError
 
+from events import journey
 from events.deadletter import FailureClass
-from events.envelope import Envelope
+from events.envelope import Envelope, headers_to_attributes
+from events.journey import JourneyWriter
 from events.streams import DLQ_STREAM
 from events.subjects import DLQ_PREFIX, invocation_subject, is_name
 from hub.gate.dispatch_consumer import INVOCATION_ID_HEADER
@@ -247,6 +249,9 @@ async def redrive(nc: NATS, letter: DeadLetterRecord) -> str:
     subject = invocation_subject(letter.tenant, letter.connector, letter.route)
     await js.publish(subject, body, timeout=PUBLISH_TIMEOUT_S, headers=headers)
     await discard(nc, letter.seq)
+    if event_id := headers_to_attributes(ce_headers).get("id"):
+        record = journey.redriven(event_id, letter.invocation_id, letter.route, letter.seq)
+        await JourneyWriter(nc).write(letter.tenant, letter.connector, record, msg_id)
     return msg_id
 
 

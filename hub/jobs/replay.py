@@ -21,6 +21,8 @@ from typing import Any, Literal
 from nats.aio.client import Client as NATS
 from prometheus_client import CollectorRegistry
 
+from events import journey
+from events.journey import JourneyWriter
 from events.streams import EVENTS_STREAM
 from events.subjects import replay_subject
 from hub.gate.catalog import GateCatalog
@@ -138,19 +140,26 @@ class Replay:
         return Step(checkpoint, done=len(batch.events), total=replayed, finished=finished, result=result)
 
     async def _send(self, job_id: str, mode: Mode, event: Stored, context: JobContext, consumer: PolicyConsumer) -> int:
-        """Send one event; how many invocations it made."""
+        """Send one event, noting it in the event's journey; how many invocations it made."""
+        ref = EventRef.from_message(event.headers)
+        if ref is None:
+            return 0
+        invocations = 0
         if mode == "gate":
             routed = await consumer.route_event(
                 event.headers, event.data, sequence=event.sequence, id_suffix=replay_suffix(job_id)
             )
-            return sum(1 for _, decision in routed.decisions if decision.allowed) if routed else 0
-        ref = EventRef.from_message(event.headers)
-        if ref is None:
-            return 0
-        headers = {k: v for k, v in event.headers.items() if k != MSG_ID} | {MSG_ID: ref.msg_id + replay_suffix(job_id)}
-        subject = replay_subject(ref.tenant, ref.connector, ref.event_type)
-        await context.nc.jetstream().publish(subject, event.data, timeout=context.publish_timeout_s, headers=headers)
-        return 0
+            invocations = sum(1 for _, decision in routed.decisions if decision.allowed) if routed else 0
+        else:
+            headers = {k: v for k, v in event.headers.items() if k != MSG_ID}
+            headers[MSG_ID] = ref.msg_id + replay_suffix(job_id)
+            subject = replay_subject(ref.tenant, ref.connector, ref.event_type)
+            await context.nc.jetstream().publish(
+                subject, event.data, timeout=context.publish_timeout_s, headers=headers
+            )
+        record = journey.replayed(ref.event_id, job_id, mode, invocations)
+        await JourneyWriter(context.nc).write(ref.tenant, ref.connector, record, ref.msg_id + replay_suffix(job_id))
+        return invocations
 
 
 _REPLAY_METRICS = GateMetrics(CollectorRegistry())

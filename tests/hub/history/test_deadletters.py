@@ -19,6 +19,7 @@ from hub.history.deadletters import (
     list_dead_letters,
     redrive,
 )
+from hub.history.events import journey_of
 from hub.jobs import redrive as redrive_jobs
 from hub.jobs.store import JobStore
 from tests.hub.gate.fixtures import GateFactory, GateUnderTest
@@ -95,6 +96,13 @@ async def test_a_redrive_keeps_the_idempotency_key_starts_attempts_afresh_and_ap
         await redrive(gate.nc, letter)  # the same dead letter again (two callers raced): one message
         await idle(gate)
         assert len(target.keys) == 4
+
+        async def redriven_in_journey() -> bool:
+            return "redriven" in [r.kind for r in await journey_of(gate.nc, "acme", "gh", event.id)]
+
+        await until(redriven_in_journey, 10, "the journey to show the redrive")
+        kinds = [r.kind for r in await journey_of(gate.nc, "acme", "gh", event.id)]
+        assert kinds.index("dead_lettered") < kinds.index("redriven") < len(kinds) - 1  # attempts after it
 
 
 async def test_a_dead_letter_that_fails_again_is_dead_lettered_again(make_gate: GateFactory) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from events.streams import REPLAY_STREAM, ensure_streams
 from hub.app.embedded import RunningServer
+from hub.history.events import journey_of
 from hub.jobs import replay
 from hub.jobs.selection import Selection, read_batch
 from hub.jobs.store import JobStore
@@ -104,6 +105,14 @@ async def test_replay_to_the_shadow_subject_after_a_dry_run(make_gate: GateFacto
     ]
     assert shadow[0].headers is not None
     assert shadow[0].headers["ce-type"] == "github.push"
+
+    async def replayed_in_journey() -> bool:
+        kinds = [[r.kind for r in await journey_of(gate.nc, "acme", "gh", e.id)] for e in pushes]
+        return all(k == ["replayed"] for k in kinds)
+
+    await until(replayed_in_journey, 10, "each replayed event's journey to say so")
+    (record,) = await journey_of(gate.nc, "acme", "gh", pushes[0].id)
+    assert (record.fields["job"], record.fields["mode"]) == (job.id, "subject")
 
 
 async def test_a_job_whose_runner_dies_is_resumed_without_sending_anything_twice(
