@@ -45,6 +45,7 @@ from events.envelope import rfc3339
 from events.streams import REJECTED_STREAM
 from events.subjects import REJECTED_PREFIX, rejected_subject
 from hub.errors import ClaimHeld
+from hub.history.directget import HistoryUnavailable, direct_get
 from hub.ingest.connectors import Connector
 from hub.ingest.dedupe import DedupeStore
 from hub.ingest.ingestor import Ingestor
@@ -58,13 +59,12 @@ from hub.settings import Settings
 
 BATCH = 256
 """Records asked for per direct get."""
-REQUEST_TIMEOUT_S = 5.0
+SCAN_WINDOW = 2_048
+"""Stream sequences a listing reads at a time, newest first."""
+SCAN_LIMIT = 16_384
+"""Stream sequences one listing call looks at, at most."""
 MAX_LIMIT = 200
 AUDIT_ACTION = "rejected_retry"
-
-
-class HistoryUnavailable(Exception):
-    """HUB_REJECTED could not be read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,69 +132,67 @@ class Page:
     next_cursor: int | None
 
 
-async def _direct_batch(nc: NATS, request: dict[str, Any]) -> tuple[list[tuple[int, bytes]], int]:
-    """One batched direct get: (sequence, data) of each message, and how many more match after them
-    (the server may end a batch early, at its byte limit)."""
-    inbox = nc.new_inbox()
-    sub = await nc.subscribe(inbox)
-    found: list[tuple[int, bytes]] = []
+async def _window(nc: NATS, query: Query, lower: int, upper: int) -> list[KeptRequest]:
+    """The kept requests on the query's subjects with a sequence in [lower, upper), oldest first."""
+    kept: list[KeptRequest] = []
+    seq = lower
+    while seq < upper:
+        found = await direct_get(nc, REJECTED_STREAM, seq=seq, subject=query.subject(), batch=BATCH)
+        inside = [stored for stored in found if stored.sequence < upper]
+        for stored in inside:
+            with contextlib.suppress(ValueError):  # not a record: nothing to show
+                kept.append(KeptRequest(stored.sequence, RejectedRecord.from_json(stored.data)))
+        if len(inside) < len(found) or len(found) < BATCH:
+            return kept
+        seq = found[-1].sequence + 1
+    return kept
+
+
+async def _upper_bound(nc: NATS, query: Query) -> int:
+    """Where a page starts below: the cursor, else one past the stream's last sequence."""
+    if query.cursor is not None:
+        return query.cursor
     try:
-        await nc.publish(f"$JS.API.DIRECT.GET.{REJECTED_STREAM}", orjson.dumps(request), reply=inbox)
-        while True:
-            msg = await sub.next_msg(timeout=REQUEST_TIMEOUT_S)
-            headers = msg.headers or {}
-            status = headers.get("Status")
-            if status == "404":  # nothing matches
-                return found, 0
-            if status == "204":  # the end of the batch
-                return found, int(headers.get("Nats-Num-Pending", "0"))
-            if status is not None:
-                raise HistoryUnavailable(f"HUB_REJECTED answered {status} {headers.get('Description', '')}")
-            found.append((int(headers["Nats-Sequence"]), msg.data))
-            if headers.get("Nats-Num-Pending") == "0":  # the last that matches
-                return found, 0
+        state = (await nc.jetstream().stream_info(REJECTED_STREAM)).state
     except (nats.errors.Error, TimeoutError) as exc:
         raise HistoryUnavailable(f"HUB_REJECTED could not be read: {type(exc).__name__}") from None
-    finally:
-        await sub.unsubscribe()
-
-
-async def _matching(nc: NATS, query: Query) -> list[KeptRequest]:
-    """Every kept request on the query's subjects received since `since`, oldest first."""
-    request: dict[str, Any] = {"next_by_subj": query.subject(), "batch": BATCH}
-    if query.since is not None:
-        request["start_time"] = rfc3339(query.since)
-    else:
-        request["seq"] = 1
-    kept: list[KeptRequest] = []
-    while True:
-        batch, pending = await _direct_batch(nc, request)
-        for seq, data in batch:
-            with contextlib.suppress(ValueError):  # not a record: nothing to show
-                kept.append(KeptRequest(seq, RejectedRecord.from_json(data)))
-        if not batch or not pending or (query.cursor is not None and batch[-1][0] >= query.cursor):
-            return kept
-        request = {"next_by_subj": query.subject(), "batch": BATCH, "seq": batch[-1][0] + 1}
+    return int(state.last_seq) + 1
 
 
 async def list_kept(nc: NATS, query: Query) -> Page:
-    """A page of kept requests, newest first."""
+    """A page of kept requests, newest first.
+
+    The stream is read backwards in windows of SCAN_WINDOW sequences, each read forward with the
+    query's subject filter (done by the server), until the page is full, the stream's start or the
+    `since` time is reached, or SCAN_LIMIT sequences were looked at: a page can then come back short,
+    with a cursor to go on. Memory and time per call stay bounded whatever the stream holds.
+    """
     limit = max(1, min(query.limit, MAX_LIMIT))
-    admitted = [k for k in reversed(await _matching(nc, query)) if query.admits(k)]
-    items = admitted[:limit]
-    return Page(items, items[-1].seq if len(admitted) > limit else None)
+    upper = await _upper_bound(nc, query)
+    admitted: list[KeptRequest] = []
+    scanned = 0
+    reached_since = False
+    while upper > 1 and len(admitted) <= limit and scanned < SCAN_LIMIT and not reached_since:
+        lower = max(1, upper - SCAN_WINDOW)
+        window = await _window(nc, query, lower, upper)
+        admitted.extend(k for k in reversed(window) if query.admits(k))
+        scanned += upper - lower
+        upper = lower
+        reached_since = bool(window) and query.since is not None and window[0].record.received_at < query.since
+    if len(admitted) > limit:
+        return Page(admitted[:limit], admitted[limit - 1].seq)
+    unread = upper > 1 and not reached_since  # stopped at the scan limit: go on below where it stopped
+    return Page(admitted, upper if unread else None)
 
 
 async def show(nc: NATS, tenant: str, connector: str, seq: int) -> KeptRequest | None:
     """The kept request at `seq` if it is this connector's, else None (as for a missing one)."""
     if seq < 1:
         return None
-    request = {"seq": seq, "next_by_subj": rejected_subject(tenant, connector), "batch": 1}
-    found, _ = await _direct_batch(nc, request)
-    for found_seq, data in found:
-        if found_seq == seq:
-            with contextlib.suppress(ValueError):
-                return KeptRequest(seq, RejectedRecord.from_json(data))
+    found = await direct_get(nc, REJECTED_STREAM, seq=seq, subject=rejected_subject(tenant, connector), batch=1)
+    if found and found[0].sequence == seq:
+        with contextlib.suppress(ValueError):
+            return KeptRequest(seq, RejectedRecord.from_json(found[0].data))
     return None
 
 
