@@ -22,9 +22,9 @@ from hub.control.buckets import SECRETS_BUCKET, current_entries, kv_bucket
 from hub.control.sealing import MasterKeyError, load_master_key
 from hub.control.secretstore import SecretCache
 from hub.errors import ClaimHeld, ConfigError, PublishUnavailable
+from hub.history.directget import HistoryUnavailable
 from hub.history.rejected import (
     MAX_LIMIT,
-    HistoryUnavailable,
     KeptRequest,
     Query,
     RetryAudit,

@@ -23,9 +23,9 @@ from hub.cli.control import EXIT_FAILED, split_target
 from hub.control.audit import AuditLog
 from hub.control.plane import Actor
 from hub.errors import ConfigError
+from hub.history.directget import HistoryUnavailable
 from hub.history.rejected import (
     MAX_LIMIT,
-    HistoryUnavailable,
     KeptRequest,
     Query,
     RetryAudit,
