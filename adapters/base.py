@@ -20,6 +20,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from pydantic import BaseModel, ConfigDict
 
 from adapters.errors import PayloadError, SignatureError
+from adapters.lifecycle import ACTIVE, FIRST_OPTIONS_VERSION, FIRST_VERSION, Lifecycle, TypeVersion
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +206,11 @@ class WebhookAdapter(ABC, Generic[OptionsT]):
     name: ClassVar[str]
     scheme: ClassVar[SchemeInfo]
     options_model: ClassVar[type[BaseModel]] = NoOptions
+    type_version: ClassVar[TypeVersion] = FIRST_VERSION
+    """Semver (adapters/lifecycle.py): a minor only adds options; a new major may change a spec's meaning."""
+    options_version: ClassVar[int] = FIRST_OPTIONS_VERSION
+    """The version of `options_model`'s schema, raised with every change to it."""
+    lifecycle: ClassVar[Lifecycle] = ACTIVE
 
     def __init__(self, options: OptionsT) -> None:
         self.options = options

@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any, cast
 
 from adapters.base import WebhookAdapter
+from adapters.lifecycle import Kind, TypeInfo
 from adapters.pollers.base import Poller
 from schemas.suggest import did_you_mean
 
@@ -115,3 +116,20 @@ def poller(name: str) -> type[Poller]:
         return POLLERS[name]
     except KeyError:
         raise UnknownPollerError(name) from None
+
+
+def type_info(kind: Kind, cls: type[AnyWebhookAdapter] | type[Poller]) -> TypeInfo:
+    """The catalog entry of a provider or poller class: its version, options version and lifecycle."""
+    return TypeInfo(kind, cls.name, cls.type_version, cls.options_version, cls.lifecycle)
+
+
+def catalog() -> list[TypeInfo]:
+    """Every registered provider, then every poller, each sorted by name."""
+    return [type_info("provider", cls) for _, cls in sorted(WEBHOOK_PROVIDERS.items())] + [
+        type_info("poller", cls) for _, cls in sorted(POLLERS.items())
+    ]
+
+
+def known_types() -> frozenset[str]:
+    """The names of every registered provider and poller (what HUB_DISABLED_PROVIDERS may name)."""
+    return frozenset(WEBHOOK_PROVIDERS) | frozenset(POLLERS)

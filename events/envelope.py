@@ -54,6 +54,14 @@ class Envelope:
     hubrecoveredat: Annotated[
         str | None, Field(description="When a refused request was retried and recovered (RFC 3339)")
     ] = None
+    hubredactions: Annotated[
+        str | None,
+        Field(description='What the connector\'s rules redacted: JSON {"count": n, "paths": [...]}, never values'),
+    ] = None
+    hubtruncated: Annotated[str | None, Field(description='"true" when data was cut to fit the connector\'s limit')] = (
+        None
+    )
+    huboriginalsize: Annotated[str | None, Field(description="Size in bytes of the data before it was cut")] = None
     datacontenttype: str = "application/json"
     specversion: str = "1.0"
 

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BeforeValidator, ByteSize, Field, SecretStr
+from pydantic import AfterValidator, BeforeValidator, ByteSize, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from adapters.registry import known_types
 from events.streams import (
     AUDIT_STREAM,
     DLQ_STREAM,
@@ -26,7 +27,7 @@ from events.streams import (
     Retention,
     StreamSettings,
 )
-from schemas.durations import Duration
+from schemas.durations import Duration, format_duration
 
 _HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
 
@@ -94,7 +95,44 @@ def _nats_url_list(value: str) -> str:
     return ",".join(servers)
 
 
+def _known_type(value: str) -> str:
+    if value not in known_types():
+        raise ValueError(f"HUB_DISABLED_PROVIDERS: {value!r} is no registered provider or poller (see `catalog`)")
+    return value
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    """`host:port` or `[v6]:port` as (host, port), the host checked as `_host` checks it."""
+    host, sep, port = value.strip().rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{value!r} is not host:port (e.g. sentinel-1:26379)")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r}: the port is not a number from 1 to 65535")
+    return _host(host), int(port)
+
+
+def _sentinel(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return split_host_port(value)
+    except ValueError as exc:
+        raise ValueError(f"HUB_REDIS_SENTINELS: {exc}") from None
+
+
+_MASTER_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def _master_name(value: str) -> str:
+    if not _MASTER_NAME.fullmatch(value):
+        raise ValueError("HUB_REDIS_SENTINEL_MASTER: 1 to 64 letters, digits, '.', '_' or '-' (e.g. mymaster)")
+    return value
+
+
 Hosts = Annotated[tuple[Annotated[str, AfterValidator(_host)], ...], NoDecode, BeforeValidator(_comma_separated)]
+Sentinels = Annotated[
+    tuple[Annotated[tuple[str, int], BeforeValidator(_sentinel)], ...], NoDecode, BeforeValidator(_comma_separated)
+]
 Networks = Annotated[tuple[Annotated[str, AfterValidator(_network)], ...], NoDecode, BeforeValidator(_comma_separated)]
 
 
@@ -109,6 +147,14 @@ class Settings(BaseSettings):
         "unset: start an embedded nats-server",
     )
     redis_url: str | None = Field(default=None, description="Valkey/Redis URL; unset: start an embedded valkey-server")
+    redis_sentinels: Sentinels = Field(
+        default=(),
+        description="Comma-separated Sentinels (host:port,host:port) of a replicated Valkey; when set, every Valkey "
+        "client follows the primary they name (HUB_REDIS_URL is not used)",
+    )
+    redis_sentinel_master: Annotated[str, AfterValidator(_master_name)] = Field(
+        default="mymaster", description="The master name the Sentinels monitor (with HUB_REDIS_SENTINELS)"
+    )
     data_dir: Path = Field(default=Path(".hub"), description="Where embedded servers keep their data")
     connectors: Path | None = Field(default=None, description="Connector spec file or folder")
     http_host: str = Field(default="127.0.0.1", description="Ingress listen address")
@@ -202,12 +248,36 @@ class Settings(BaseSettings):
     )
     audit_max_age: Duration = Field(default=timedelta(days=90), description="How long HUB_AUDIT keeps audit records")
     audit_max_bytes: ByteSize = Field(default=ByteSize(0), description="Byte cap of HUB_AUDIT (0: age only)")
+    audit_min_age: Duration = Field(
+        default=timedelta(days=30),
+        description="The floor of HUB_AUDIT_MAX_AGE: the audit trail is kept at least this long",
+    )
+    deleted_retention: Duration = Field(
+        default=timedelta(days=7),
+        gt=timedelta(0),
+        description="How long a deleted connector (and the secrets only it used) stays restorable before it is purged",
+    )
     replay_max_age: Duration = Field(
         default=timedelta(days=1), description="How long HUB_REPLAY keeps events replayed to shadow subjects"
     )
     replay_rate: float = Field(
         default=500.0, gt=0, le=100_000, description="Events per second a replay or redrive job sends at most"
     )
+    disabled_providers: Annotated[
+        tuple[Annotated[str, AfterValidator(_known_type)], ...], NoDecode, BeforeValidator(_comma_separated)
+    ] = Field(
+        default=(),
+        description="Providers and pollers this hub refuses to apply or serve (comma-separated names)",
+    )
+
+    @model_validator(mode="after")
+    def _audit_floor(self) -> Settings:
+        if self.audit_max_age < self.audit_min_age:
+            raise ValueError(
+                f"HUB_AUDIT_MAX_AGE ({format_duration(self.audit_max_age)}) is below HUB_AUDIT_MIN_AGE "
+                f"({format_duration(self.audit_min_age)}): the audit trail cannot be kept shorter than its floor"
+            )
+        return self
 
     @property
     def ingress_base_url(self) -> str:

@@ -16,6 +16,7 @@ from schemas.durations import Duration
 from schemas.expressions import check_jmespath
 from schemas.patterns import check_pattern, is_within
 from schemas.poll import PollSettings
+from schemas.redaction import RedactionRules, TruncateOver
 from schemas.resilience import Circuit
 from schemas.secrets import SecretEntry
 
@@ -26,6 +27,8 @@ DEFAULT_REPLAY_WINDOW = timedelta(seconds=300)
 MAX_BODY_BYTES_LIMIT = 64 * 1024 * 1024
 MAX_DISPATCH_TIMEOUT = timedelta(seconds=60)
 HUB_SUBJECT_ROOT = "hub"
+TYPE_VERSION_PIN = r"^(0|[1-9][0-9]{0,5})(\.(0|[1-9][0-9]{0,5})){0,2}$"
+"""`spec.typeVersion`: `1`, `1.2` or `1.2.0` (adapters/lifecycle.py reads it)."""
 
 
 class _Model(BaseModel):
@@ -223,11 +226,19 @@ class ConnectorSpec(_Model):
 
     type: Literal["webhook", "poll"]
     provider: str = Field(min_length=1, max_length=63, description="The adapter (see `connector-hub providers`)")
+    typeVersion: str | None = Field(
+        default=None,
+        pattern=TYPE_VERSION_PIN,
+        description="The type version the spec is written for (`connector-hub catalog`): a major (`1`) or the "
+        "least version within a major (`1.2`, `1.2.0`); a hub serving another major refuses the spec",
+    )
     enabled: bool = True
     secrets: list[SecretEntry] = Field(default_factory=list)
     webhook: WebhookSettings | None = None
     poll: PollSettings | None = None
     routes: list[Route] = Field(default_factory=list)
+    redact: RedactionRules = Field(default_factory=list)
+    truncateOver: TruncateOver = None
 
     @model_validator(mode="after")
     def _parts_fit_the_type(self) -> Self:

@@ -40,6 +40,7 @@ pytest_plugins = [
     "tests.hub.control.fixtures",
     "tests.hub.gate.fixtures",
     "tests.hub.poll.fixtures",
+    "tests.valkey_topologies",
 ]
 
 # Property tests are derandomized by default so that CI runs the same examples every time (a

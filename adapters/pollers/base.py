@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from adapters.base import NormalizedEvent
+from adapters.lifecycle import ACTIVE, FIRST_OPTIONS_VERSION, FIRST_VERSION, Lifecycle, TypeVersion
 from schemas.poll import PollSettings
 
 
@@ -121,6 +122,10 @@ class Poller(ABC):
 
     name: ClassVar[str]
     options_model: ClassVar[type[BaseModel]] = PollerOptions
+    type_version: ClassVar[TypeVersion] = FIRST_VERSION
+    """Semver, as a provider's (adapters/lifecycle.py)."""
+    options_version: ClassVar[int] = FIRST_OPTIONS_VERSION
+    lifecycle: ClassVar[Lifecycle] = ACTIVE
 
     def __init__(self, provider: str, settings: PollSettings, options: BaseModel) -> None:
         self.provider = provider

@@ -22,7 +22,42 @@ _ERROR_STATUSES = {
 _QUERY = {
     "listConnectors": [("tenant", "Operator keys: only this tenant's connectors")],
     "serviceMap": [("tenant", "Operator keys: the tenant of the map (required)")],
-    "deleteConnector": [("wipeSecrets", "true: also wipe the store secrets only this connector used")],
+    "deleteConnector": [
+        ("purge", "true: delete at once and wipe the store secrets only this connector used (no restore)"),
+        ("wipeSecrets", "the former name of purge"),
+    ],
+    "listEvents": [
+        ("tenant", "Operator keys: only this tenant's events"),
+        ("connector", "Only this connector's events"),
+        ("subject", "A subject pattern under hub.events.<tenant>."),
+        ("type", "An event type glob, e.g. github.pull_*"),
+        ("since", "Stored at or after: RFC 3339, or a duration back from now (15m)"),
+        ("until", "Stored before: RFC 3339, or a duration back from now"),
+        ("id", "An event id"),
+        ("order", "newest (default) or oldest"),
+        ("cursor", "The nextCursor of the previous page"),
+        ("limit", "Events per page, 1 to 500 (default 50)"),
+    ],
+    "listRejected": [
+        ("tenant", "Operator keys: only this tenant's"),
+        ("connector", "Only this connector's"),
+        ("reason", "Only this refusal reason or error"),
+        ("since", "Received at or after"),
+        ("until", "Received before"),
+        ("cursor", "The nextCursor of the previous page"),
+        ("limit", "Per page, 1 to 200 (default 50)"),
+    ],
+    "listJobs": [("state", "pending, running, succeeded, failed or canceled"), ("kind", "replay or redrive")],
+    "listDeadLetters": [
+        ("tenant", "Operator keys: only this tenant's"),
+        ("connector", "Only this connector's"),
+        ("route", "Only this route's"),
+        ("class", "The failure class: transient, permanent, policy_denied, quota_exceeded, validation_error"),
+        ("since", "Failed at or after"),
+        ("until", "Failed before"),
+        ("cursor", "The nextCursor of the previous page"),
+        ("limit", "Per page"),
+    ],
 }
 
 

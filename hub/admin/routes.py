@@ -23,7 +23,7 @@ from events.subjects import is_name
 from hub.admin.auth import Principal
 from hub.admin.errors import ApiError, Denied, bad_request, invalid, not_found
 from hub.control.apikeys import SCOPES
-from hub.control.checks import ServingLimits
+from hub.control.checks import ServingLimits, lifecycle_warnings
 from hub.control.plane import Actor, ControlPlane, InvalidSpec
 from hub.control.secretstore import SecretStoreError
 from hub.control.servicemap import ServiceEntry, build_service_map
@@ -182,7 +182,7 @@ async def _stored_connector(call: Call) -> StoredSpec:
     return stored
 
 
-def _tenant_of_listing(call: Call) -> str | None:
+def tenant_of_listing(call: Call) -> str | None:
     """`?tenant=` for an operator key (none: every tenant); a tenant key's own tenant."""
     asked = call.request.query.get("tenant")
     if asked is not None:
@@ -195,7 +195,7 @@ def _tenant_of_listing(call: Call) -> str | None:
 
 async def list_connectors(call: Call) -> web.Response:
     """The connectors the key can see."""
-    stored = await call.plane.specs.connectors(_tenant_of_listing(call))
+    stored = await call.plane.specs.connectors(tenant_of_listing(call))
     return json_response({"connectors": [s.with_revision() for s in stored]})
 
 
@@ -228,31 +228,40 @@ async def put_connector(call: Call) -> web.Response:
     except InvalidSpec as exc:
         raise invalid("the connector does not pass the apply checks", _problems(exc.problems)) from None
     headers = {"ETag": etag(result.revision)} if result.revision is not None else None
-    return json_response(result.to_dict(), 201 if result.action == "created" else 200, headers)
+    answer = result.to_dict() | {"warnings": lifecycle_warnings(document)}
+    return json_response(answer, 201 if result.action == "created" else 200, headers)
 
 
 async def delete_connector(call: Call) -> web.Response:
-    """Delete; `?wipeSecrets=true` also wipes the store secrets only it used (needs the credential scope)."""
-    wipe = call.request.query.get("wipeSecrets", "false").lower() in ("1", "true", "yes")
-    if wipe:
+    """Delete: kept in the trash, restorable for HUB_DELETED_RETENTION; `?purge=true` (formerly
+    `?wipeSecrets=true`) keeps nothing and wipes the store secrets only it used (needs the credential scope)."""
+    query = call.request.query
+    purge = any(query.get(flag, "false").lower() in ("1", "true", "yes") for flag in ("purge", "wipeSecrets"))
+    if purge:
         call.principal.require_scope(CREDENTIAL_MANAGE)
     tenant, name = call.path("tenant"), call.path("name")
     try:
         deleted = await call.plane.delete_connector(
-            tenant, name, call.actor, expected_revision=if_match(call.request), wipe_secrets=wipe
+            tenant, name, call.actor, expected_revision=if_match(call.request), purge=purge
         )
     except RevisionConflict as exc:
         raise conflict(exc) from None
     if deleted is None:
         raise not_found()
-    return json_response(
-        {
-            "deleted": f"{tenant}/{name}",
-            "revision": deleted.spec.revision,
-            "wipedSecrets": deleted.wiped,
-            "keptSecrets": deleted.kept,
+    body: dict[str, Any] = {
+        "deleted": f"{tenant}/{name}",
+        "revision": deleted.spec.revision,
+        "purged": purge,
+        "wipedSecrets": deleted.wiped,
+        "keptSecrets": deleted.kept,
+    }
+    if deleted.trashed is not None:
+        retention = call.admin.settings.deleted_retention
+        body |= {
+            "trashedSecrets": deleted.trashed.secret_names,
+            "restorableUntil": rfc3339(deleted.trashed.expires_at(retention)),
         }
-    )
+    return json_response(body)
 
 
 async def connector_status(call: Call) -> web.Response:
@@ -293,9 +302,14 @@ async def validate_documents(call: Call) -> web.Response:
     """Check documents as an apply would, without storing anything."""
     documents = await read_documents(call)
     problems: list[dict[str, Any]] = []
+    warnings: list[str] = []
     for index, document in enumerate(documents):
         problems.extend(_problems(await call.plane.check(document, call.actor, limits=call.admin.limits), index))
-    return json_response({"valid": not problems, "documents": len(documents), "problems": problems})
+        if isinstance(document, ConnectorDocument):
+            warnings.extend(lifecycle_warnings(document))
+    return json_response(
+        {"valid": not problems, "documents": len(documents), "problems": problems, "warnings": warnings}
+    )
 
 
 async def diff_documents(call: Call) -> web.Response:
@@ -304,7 +318,8 @@ async def diff_documents(call: Call) -> web.Response:
     for index, document in enumerate(await read_documents(call)):
         try:
             result = await call.plane.apply(document, call.actor, dry_run=True, limits=call.admin.limits)
-            results.append(result.to_dict())
+            warnings = lifecycle_warnings(document) if isinstance(document, ConnectorDocument) else []
+            results.append(result.to_dict() | {"warnings": warnings})
         except RevisionConflict as exc:
             raise conflict(exc) from None
         except InvalidSpec as exc:
@@ -314,7 +329,7 @@ async def diff_documents(call: Call) -> web.Response:
 
 async def service_map(call: Call) -> web.Response:
     """The tenant's connectors, signed."""
-    tenant = _tenant_of_listing(call)
+    tenant = tenant_of_listing(call)
     if tenant is None:
         raise bad_request("an operator key names the tenant: ?tenant=<tenant>")
     if call.admin.signing_key is None:

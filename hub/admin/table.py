@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hub.admin import events_api, jobs_api, rejected_api, routes
+from hub.admin import catalog_api, events_api, jobs_api, rejected_api, routes, trash_api
 from hub.admin.routes import Endpoint
 
 ENDPOINTS: tuple[Endpoint, ...] = (
@@ -10,4 +10,6 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     *events_api.ENDPOINTS,
     *rejected_api.ENDPOINTS,
     *jobs_api.ENDPOINTS,
+    *catalog_api.ENDPOINTS,
+    *trash_api.ENDPOINTS,
 )

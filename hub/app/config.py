@@ -68,7 +68,11 @@ def load_configuration(settings: Settings, roles: Sequence[str] = ROLES) -> Conf
         problems.extend(exc.problems)
     try:
         if "poller" in roles:
-            sources = build_sources(specs.connectors, publish_timeout_s=settings.publish_timeout.total_seconds())
+            sources = build_sources(
+                specs.connectors,
+                publish_timeout_s=settings.publish_timeout.total_seconds(),
+                disabled=settings.disabled_providers,
+            )
     except ConfigError as exc:
         problems.extend(exc.problems)
     if problems:
@@ -83,6 +87,7 @@ def load_registry(settings: Settings, specs: LoadedSpecs) -> ConnectorRegistry:
         publish_timeout_s=settings.publish_timeout.total_seconds(),
         claim_ttl_s=settings.claim_ttl.total_seconds(),
         duplicate_window_s=settings.duplicate_window.total_seconds(),
+        disabled=settings.disabled_providers,
     )
     for note in notes:
         log.warning(note)

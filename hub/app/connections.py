@@ -13,10 +13,9 @@ import nats
 import nats.errors
 from nats.aio.client import Client as NATS
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from hub.app import embedded
+from hub.app.valkey import configured_locator, connect_valkey
 from hub.errors import ConfigError, Problem
 from hub.settings import Settings, nats_servers, nats_shown
 
@@ -47,7 +46,7 @@ def servers(settings: Settings) -> Iterator[Endpoints]:
     """External URLs as given, else embedded servers under HUB_DATA_DIR, stopped on exit."""
     started: list[embedded.RunningServer] = []
     try:
-        nats_url, redis_url = settings.nats_url, settings.redis_url
+        nats_url, redis_url = settings.nats_url, configured_locator(settings)
         if nats_url is None:
             server = embedded.start_nats(settings.data_dir, sync_interval=settings.nats_sync_interval)
             started.append(server)
@@ -139,5 +138,7 @@ def _forget_unsent(nc: NATS) -> None:
 
 
 def connect_redis(url: str, timeout_s: float) -> Redis:
-    """A Valkey client that fails fast (no retries, short timeouts): the ingress fails open instead."""
-    return Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry=Retry(NoBackoff(), 0))
+    """A Valkey client that fails fast (no retries, short timeouts): the ingress fails open instead.
+
+    `url` is a `redis://` URL or a Sentinel locator (`hub.app.valkey`)."""
+    return connect_valkey(url, timeout_s)

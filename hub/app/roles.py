@@ -36,6 +36,7 @@ from hub.control.plane import ControlPlane
 from hub.control.reporter import StatusReporter
 from hub.control.sealing import MasterKey
 from hub.control.secretstore import SecretCache
+from hub.control.trash import purging
 from hub.control.watcher import ConfigWatcher, LiveConfiguration
 from hub.errors import ConfigError, Problem
 from hub.gate.catalog import GateCatalog
@@ -390,6 +391,7 @@ async def start_process(
         )
     if "admin" in roles:
         await stack.enter_async_context(job_runner(settings, conn.nc, live.catalog))
+        await stack.enter_async_context(purging(plane, settings.deleted_retention))
     return Process(conn, plane, live, metrics, context, poller, started_gate)
 
 

@@ -14,6 +14,7 @@ from nats.aio.client import Client as NATS
 
 from hub.app.config import master_key
 from hub.app.endpoints import running_hub_endpoints
+from hub.app.valkey import configured_locator
 from hub.cli.command import Invocation, setting_flags
 from hub.control.buckets import SECRETS_BUCKET, SPECS_BUCKET, current_entries, kv_bucket
 from hub.control.plane import ControlPlane
@@ -43,8 +44,8 @@ def nats_url(settings: Settings) -> str:
 
 
 def redis_url(settings: Settings) -> str:
-    """HUB_REDIS_URL, else the embedded server of the local running hub."""
-    return settings.redis_url or _recorded(settings, "redis_url", "HUB_REDIS_URL")
+    """HUB_REDIS_SENTINELS (as a Sentinel locator), else HUB_REDIS_URL, else the local running hub's Valkey."""
+    return configured_locator(settings) or _recorded(settings, "redis_url", "HUB_REDIS_URL")
 
 
 def hub_url(settings: Settings) -> str:

@@ -11,21 +11,24 @@ import argparse
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 import yaml
 
+from events.envelope import rfc3339
 from hub.cli.client import on_control_plane
 from hub.cli.command import Command, Invocation
 from hub.control.apikeys import SCOPES, ApiKeyError
-from hub.control.checks import ServingLimits
+from hub.control.checks import ServingLimits, lifecycle_warnings
 from hub.control.plane import Actor, ControlPlane, InvalidSpec
 from hub.control.sealing import generate_master_key
 from hub.control.secretstore import SecretStoreError
 from hub.control.specstore import RevisionConflict, SpecDocument
 from hub.errors import EXIT_USAGE
+from schemas.connector import ConnectorDocument
 from schemas.loader import LoadedSpecs, read_specs
 
 EXIT_FAILED = 1
@@ -67,6 +70,9 @@ async def apply(plane: ControlPlane, documents: list[FileDocument], *, dry_run: 
         return EXIT_FAILED
     actor = Actor.cli()
     for document in (located.document for located in documents):
+        if isinstance(document, ConnectorDocument):
+            for warning in lifecycle_warnings(document):
+                print(f"connector-hub: warning: {warning}", file=sys.stderr)
         try:
             result = await plane.apply(document, actor, dry_run=dry_run, limits=limits)
         except RevisionConflict as exc:
@@ -99,13 +105,11 @@ async def get(plane: ControlPlane, target: str, *, as_json: bool) -> int:
     return 0
 
 
-async def delete(plane: ControlPlane, target: str, *, revision: int | None, wipe_secrets: bool) -> int:
-    """Delete a connector."""
+async def delete(plane: ControlPlane, target: str, *, revision: int | None, purge: bool, retention: timedelta) -> int:
+    """Delete a connector: into the trash (restorable for `retention`), or with `purge` for good."""
     tenant, name = split_target(target)
     try:
-        deleted = await plane.delete_connector(
-            tenant, name, Actor.cli(), expected_revision=revision, wipe_secrets=wipe_secrets
-        )
+        deleted = await plane.delete_connector(tenant, name, Actor.cli(), expected_revision=revision, purge=purge)
     except RevisionConflict as exc:
         print(f"connector-hub: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -113,6 +117,11 @@ async def delete(plane: ControlPlane, target: str, *, revision: int | None, wipe
         print(f"connector-hub: no connector {target} in the spec store", file=sys.stderr)
         return EXIT_FAILED
     print(f"deleted connector {target} (revision {deleted.spec.revision})")
+    if deleted.trashed is not None:
+        until = rfc3339(deleted.trashed.expires_at(retention))
+        print(f"kept in the trash until {until}: `connector-hub restore {target}` brings it back")
+        if deleted.trashed.secrets:
+            print(f"secrets kept in the trash with it: {', '.join(deleted.trashed.secret_names)}")
     if deleted.wiped:
         print(f"wiped secrets: {', '.join(deleted.wiped)}")
     if deleted.kept:
@@ -271,7 +280,21 @@ def _get_arguments(parser: argparse.ArgumentParser) -> None:
 def _delete_arguments(parser: argparse.ArgumentParser) -> None:
     _target_argument(parser)
     parser.add_argument("--revision", type=int, help="refuse unless the stored revision is this one")
-    parser.add_argument("--wipe-secrets", action="store_true", help="also wipe the store secrets only it used")
+    parser.add_argument(
+        "--purge",
+        "--wipe-secrets",
+        dest="purge",
+        action="store_true",
+        help="keep nothing in the trash: delete for good and wipe the store secrets only it used",
+    )
+
+
+def _delete(run: Invocation) -> int:
+    args, retention = run.args, run.settings.deleted_retention
+    return on_control_plane(
+        run.settings,
+        lambda plane: delete(plane, args.target, revision=args.revision, purge=args.purge, retention=retention),
+    )
 
 
 def _list_arguments(parser: argparse.ArgumentParser) -> None:
@@ -339,10 +362,8 @@ COMMANDS = (
     ),
     Command(
         ("delete",),
-        "delete a stored connector",
-        _on_plane(
-            lambda plane, args: delete(plane, args.target, revision=args.revision, wipe_secrets=args.wipe_secrets)
-        ),
+        "delete a stored connector (kept in the trash, restorable for HUB_DELETED_RETENTION)",
+        _delete,
         _delete_arguments,
     ),
     Command(

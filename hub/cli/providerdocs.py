@@ -14,7 +14,8 @@ from typing import Any
 import orjson
 
 from adapters.base import SchemeInfo
-from adapters.registry import POLLERS, WEBHOOK_PROVIDERS
+from adapters.lifecycle import TypeInfo
+from adapters.registry import POLLERS, WEBHOOK_PROVIDERS, type_info
 from hub.cli.command import Command, Invocation
 
 DOC_PATH = Path(__file__).resolve().parents[2] / "docs" / "providers.md"
@@ -23,12 +24,15 @@ DEFAULT_REPLAY_WINDOW_S = 300.0
 
 def provider_facts() -> list[dict[str, Any]]:
     """One record per registered webhook provider, sorted by name."""
-    return [_facts(name, cls.scheme) for name, cls in sorted(WEBHOOK_PROVIDERS.items())]
+    return [_facts(name, cls.scheme, type_info("provider", cls)) for name, cls in sorted(WEBHOOK_PROVIDERS.items())]
 
 
-def _facts(name: str, scheme: SchemeInfo) -> dict[str, Any]:
+def _facts(name: str, scheme: SchemeInfo, info: TypeInfo) -> dict[str, Any]:
     return {
         "provider": name,
+        "typeVersion": str(info.version),
+        "optionsVersion": info.options_version,
+        "lifecycle": lifecycle_text(info),
         "signatureHeader": scheme.signature_header,
         "algorithm": scheme.algorithm,
         "signedContent": scheme.signed_content,
@@ -42,6 +46,16 @@ def _facts(name: str, scheme: SchemeInfo) -> dict[str, Any]:
         "acceptedStatus": scheme.accepted_status,
         "duplicateStatus": scheme.duplicate_status,
     }
+
+
+def lifecycle_text(info: TypeInfo) -> str:
+    """`active`, or the state with its date and replacement (`deprecated since 2026-01-31, use x`)."""
+    lifecycle = info.lifecycle
+    if lifecycle.since is None:
+        return lifecycle.state
+    return f"{lifecycle.state} since {lifecycle.since.isoformat()}" + (
+        f", use `{lifecycle.replacement}`" if lifecycle.replacement else ""
+    )
 
 
 def replay_protection(scheme: SchemeInfo) -> str:
@@ -67,16 +81,21 @@ def render_markdown() -> str:
         "The success status is what the hub answers once a delivery is published, then for a duplicate:",
         "the code the provider counts as delivered (202 where any 2xx is).",
         "",
-        "| provider | signature | signed content | timestamp | replay protection | dedupe key | handshake "
-        "| success status |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "The version is the type's semver (a spec may pin it in `spec.typeVersion`), then the version of",
+        "its options' schema and its lifecycle; `connector-hub catalog` also says which types this hub",
+        "serves (HUB_DISABLED_PROVIDERS).",
+        "",
+        "| provider | version | signature | signed content | timestamp | replay protection | dedupe key "
+        "| handshake | success status |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for facts in provider_facts():
         timestamp = facts["timestamp"] or "none"
         if facts["timestamp"]:
             timestamp += f" (window {facts['replayWindowS']:g} s)"
         lines.append(
-            "| `{provider}` | {signatureHeader}: {algorithm}, {encoding} | {signedContent} | {timestamp} | "
+            "| `{provider}` | {typeVersion} (options {optionsVersion}), {lifecycle} "
+            "| {signatureHeader}: {algorithm}, {encoding} | {signedContent} | {timestamp} | "
             "{replayProtection} | {dedupeKey} | {handshake} | {acceptedStatus} (duplicate {duplicateStatus}) |".format(
                 **{**facts, "timestamp": timestamp, "handshake": facts["handshake"] or "none"}
             )
@@ -84,7 +103,8 @@ def render_markdown() -> str:
     lines += ["", "## Pollers", ""]
     for name, cls in sorted(POLLERS.items()):
         summary = (cls.__doc__ or "").strip().splitlines()[0]
-        lines.append(f"- `{name}`: {summary}")
+        info = type_info("poller", cls)
+        lines.append(f"- `{name}` {info.version} (options {info.options_version}), {lifecycle_text(info)}: {summary}")
     return "\n".join(line.replace("\n", " ") for line in lines) + "\n"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hub.cli import (
+    catalog,
     control,
     dlq,
     events,
@@ -11,6 +12,8 @@ from hub.cli import (
     providerdocs,
     rejected,
     replay,
+    restore,
+    retention,
     run,
     schemagen,
     sendtest,
@@ -35,12 +38,15 @@ COMMANDS: tuple[Command, ...] = (
     explain.POLICY_EXPLAIN,
     servicemap.SERVICE_MAP_VERIFY,
     providerdocs.PROVIDERS,
+    catalog.CATALOG,
     schemagen.SCHEMAS,
-    *rejected.COMMANDS,
     *jobs.COMMANDS,
     replay.REPLAY,
     *dlq.COMMANDS,
     *events.COMMANDS,
+    *rejected.COMMANDS,
+    *restore.COMMANDS,
+    retention.RETENTION,
 )
 
 GROUPS = {
@@ -48,9 +54,9 @@ GROUPS = {
     "secrets": "the write-only secret store",
     "policy": "inspect the gate's policy decisions",
     "service-map": "signed service maps",
-    "rejected": "refused requests kept for diagnosis, and their retry",
     "jobs": "replay and redrive jobs",
     "dlq": "dead letters",
     "events": "stored events and their journeys",
+    "rejected": "refused requests kept for diagnosis, and their retry",
 }
 """Help of the first word of two-word verbs (`keys create`, ...)."""

@@ -8,14 +8,17 @@ e.g. in CI)."""
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hub.cli.command import Command, Invocation
-from hub.control.checks import ServingLimits, check_connector
+from hub.control.checks import ServingLimits, check_connector, lifecycle_warnings
 from hub.gate.catalog import build_catalog
+from hub.ingest.connectors import configure_adapter
+from hub.ingest.redaction import unmatched_rules
 from hub.settings import Settings
-from schemas.loader import SpecError, read_specs
+from schemas.loader import LoadedSpec, SpecError, read_specs
 
 
 @dataclass
@@ -40,11 +43,27 @@ def validate_paths(paths: list[Path], limits: ServingLimits | None = None) -> Va
             report.problems.extend(str(SpecError(spec.file, spec.document, p.field, p.message)) for p in problems)
             continue
         report.connectors += 1
-    report.warnings = [
+        report.warnings.extend(lifecycle_warnings(spec.connector))
+        report.warnings.extend(_unmatched_redactions(spec))
+    report.warnings += [
         f"tenant {tenant} has routes but no Policy document: every one of its routes is denied"
         for tenant in build_catalog(loaded).tenants_without_policy()
     ]
     return report
+
+
+def _unmatched_redactions(spec: LoadedSpec) -> list[str]:
+    """A warning per redaction rule of a webhook connector that matches nothing in its provider's
+    sample payload (a typo, or a field this provider does not send)."""
+    document = spec.connector
+    if document.spec.type != "webhook" or not document.spec.redact:
+        return []
+    unmatched = unmatched_rules(document, configure_adapter(document), time.time())
+    return [
+        f"{spec.file}: document {spec.document}: spec.redact[{index}]: {document.spec.redact[index].path} "
+        f"matches nothing in the {document.spec.provider} sample payload"
+        for index in unmatched
+    ]
 
 
 def _validate(run: Invocation) -> int:

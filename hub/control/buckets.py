@@ -19,6 +19,8 @@ SECRETS_BUCKET = "hub_secrets"
 API_KEYS_BUCKET = "hub_api_keys"
 JOBS_BUCKET = "hub-jobs"
 """Replay and redrive jobs (hub/jobs/store.py), keyed by job id."""
+TRASH_BUCKET = "hub-trash"
+"""Soft-deleted connectors (hub/control/trash.py), keyed `<tenant>.<name>.<revision>`."""
 
 SPEC_HISTORY = 10
 """Revisions kept per spec key: enough to see what the last few applies changed."""

@@ -1,11 +1,13 @@
 """What every apply checks before it stores a document, for the CLI and the admin API alike.
 
-The models are checked when a document is parsed; here come the provider's and the poller's own
-options, what stops every instance from serving a webhook connector (no secret, a replay window the
-duplicate window cannot cover: `serving_problems`, which the serving build runs too), and the store
-secrets a connector references (they must exist and be readable, or the connector would be stored
-only to fail on every instance). `env` and `file` secrets are checked by each instance when it loads
-the connector: they live on the instances, not where the apply runs.
+The models are checked when a document is parsed; here come the type itself (retired, disabled on
+this hub, or pinned to a version it does not serve: refused; deprecated: a warning; see
+adapters/lifecycle.py), the provider's and the poller's own options, what stops every instance from
+serving a webhook connector (no secret, a replay window the duplicate window cannot cover:
+`serving_problems`, which the serving build runs too), and the store secrets a connector references
+(they must exist and be readable, or the connector would be stored only to fail on every instance).
+`env` and `file` secrets are checked by each instance when it loads the connector: they live on the
+instances, not where the apply runs.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from adapters.registry import poller, type_info, webhook_adapter
 from hub.errors import ConfigError, Problem
 from hub.ingest.connectors import configure_adapter, serving_problems
 from hub.ingest.secrets import store_secrets_of
@@ -29,11 +32,15 @@ class ServingLimits:
 
     duplicate_window_s: float
     claim_ttl_s: float
+    disabled: tuple[str, ...] = ()
+    """The providers and pollers the hub refuses (HUB_DISABLED_PROVIDERS)."""
 
     @classmethod
     def of(cls, settings: Settings) -> ServingLimits:
         """The limits these settings set."""
-        return cls(settings.duplicate_window.total_seconds(), settings.claim_ttl.total_seconds())
+        return cls(
+            settings.duplicate_window.total_seconds(), settings.claim_ttl.total_seconds(), settings.disabled_providers
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +59,10 @@ def check_connector(
     the instances' build (the hub's start-up apply of its own files); `store` None: its store secrets
     are not checked (`validate`, which needs no bus)."""
     problems: list[Problem] = []
+    disabled = limits.disabled if limits is not None else ()
     try:
         if document.spec.type == "webhook":
-            adapter = configure_adapter(document)
+            adapter = configure_adapter(document, disabled)
             if limits is not None:
                 problems.extend(
                     serving_problems(
@@ -62,12 +70,26 @@ def check_connector(
                     )
                 )
         else:
-            configure_poller(document)
+            configure_poller(document, disabled)
     except ConfigError as exc:
         problems.extend(exc.problems)
     if store is not None:
         problems.extend(_store_problems(document, store))
     return problems
+
+
+def lifecycle_warnings(document: ConnectorDocument) -> list[str]:
+    """What an apply of this document should tell, without refusing it: its type is deprecated (with
+    the date and the replacement). Nothing for an unknown type: the checks refuse that."""
+    try:
+        if document.spec.type == "webhook":
+            info = type_info("provider", webhook_adapter(document.spec.provider))
+        else:
+            assert document.spec.poll is not None
+            info = type_info("poller", poller(document.spec.poll.kind))
+    except LookupError:
+        return []
+    return [f"connector {'/'.join(document.key)}: {warning}" for warning in info.warnings()]
 
 
 def _store_problems(document: ConnectorDocument, store: StoreView) -> list[Problem]:

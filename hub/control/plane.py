@@ -11,9 +11,11 @@ import getpass
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from nats.js import JetStreamContext
 
+from events.envelope import rfc3339
 from events.subjects import HUB_WIDE
 from hub.control.apikeys import ApiKey, ApiKeyStore
 from hub.control.audit import AuditLog
@@ -24,6 +26,7 @@ from hub.control.buckets import (
     SPEC_HISTORY,
     SPECS_BUCKET,
     STATUS_BUCKET,
+    TRASH_BUCKET,
     connector_key,
     kv_bucket,
     policy_key,
@@ -33,10 +36,12 @@ from hub.control.sealing import MasterKey
 from hub.control.secretstore import SecretStore, SecretVersionInfo
 from hub.control.specstore import ApplyResult, RevisionConflict, SpecDocument, SpecStore, StoredSpec
 from hub.control.status import State, StatusChange, StatusStore
+from hub.control.trash import Trash, TrashedConnector
 from hub.errors import Problem
 from hub.ingest.secrets import store_secrets_of
 from schemas.connector import ConnectorDocument
 from schemas.policy import PolicyDocument
+from schemas.redaction import HASH_KEY_SECRET
 
 
 class InvalidSpec(Exception):
@@ -64,6 +69,14 @@ class Actor:
         return cls(key_id=f"cli:{getpass.getuser()}")
 
 
+PURGE_KEY_ID = "hub:trash-purge"
+"""Who the periodic purge of the trash acts as, in its audit records."""
+
+
+class RestoreConflict(Exception):
+    """A restore would overwrite something that exists again: the connector's name or one of its secrets."""
+
+
 @dataclass(frozen=True, slots=True)
 class Deleted:
     """A deleted connector, and what happened to the store secrets it used."""
@@ -72,6 +85,16 @@ class Deleted:
     wiped: list[str]
     kept: list[str]
     """Secrets also used by another connector of the tenant: left in place."""
+    trashed: TrashedConnector | None = None
+    """A soft delete's trash entry (with the secrets only it used); None when purged at once."""
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    """A connector back from the trash: its new revision, and the entry it came from."""
+
+    revision: int
+    entry: TrashedConnector
 
 
 class ControlPlane:
@@ -84,6 +107,7 @@ class ControlPlane:
         secrets: SecretStore,
         keys: ApiKeyStore,
         audit: AuditLog,
+        trash: Trash,
         *,
         master_key_set: bool,
     ) -> None:
@@ -95,6 +119,7 @@ class ControlPlane:
         self.secrets = secrets
         self.keys = keys
         self.audit = audit
+        self.trash = trash
 
     @classmethod
     async def open(cls, js: JetStreamContext, master: MasterKey | None, *, replicas: int = 1) -> ControlPlane:
@@ -105,6 +130,7 @@ class ControlPlane:
             SecretStore(await kv_bucket(js, SECRETS_BUCKET, replicas=replicas), master),
             ApiKeyStore(await kv_bucket(js, API_KEYS_BUCKET, replicas=replicas)),
             AuditLog(js),
+            Trash(await kv_bucket(js, TRASH_BUCKET, replicas=replicas)),
             master_key_set=master is not None,
         )
 
@@ -154,37 +180,155 @@ class ControlPlane:
         return result
 
     async def delete_connector(
-        self, tenant: str, name: str, actor: Actor, *, expected_revision: int | None = None, wipe_secrets: bool = False
+        self, tenant: str, name: str, actor: Actor, *, expected_revision: int | None = None, purge: bool = False
     ) -> Deleted | None:
-        """Delete a connector (None if there is none); with `wipe_secrets`, also the store secrets
-        only it used."""
+        """Delete a connector (None if there is none): it stops being served at once. A soft delete
+        keeps it in the trash with the store secrets only it used (restorable for the retention);
+        `purge` wipes those secrets and keeps nothing."""
         target = f"{tenant}/{name}"
         try:
-            deleted = await self.specs.delete(connector_key(tenant, name), expected_revision=expected_revision)
+            current = await self._current(tenant, name, expected_revision)
+            if current is None:
+                return None
+            only, kept = await self._secrets_only_of(current)
+            trashed = None if purge else await self.trash.keep(await self._trash_entry(current, only, actor))
+            try:
+                await self.specs.delete(connector_key(tenant, name), expected_revision=current.revision)
+            except RevisionConflict:
+                if trashed is not None:
+                    await self.trash.take(trashed)
+                raise
         except RevisionConflict as conflict:
             sides = {"expected": conflict.expected, "current": conflict.current}
             await self._audit(actor, tenant, "connector_delete", target, "conflict", sides)
             raise
-        if deleted is None:
-            return None
         await self.statuses.remove(tenant, name)
         wiped: list[str] = []
-        kept: list[str] = []
-        if wipe_secrets and isinstance(deleted.document, ConnectorDocument):
-            in_use = {
-                secret
-                for stored in await self.specs.connectors(tenant)
-                if isinstance(stored.document, ConnectorDocument)
-                for secret in store_secrets_of(stored.document)
-            }
-            for secret in sorted(store_secrets_of(deleted.document)):
-                if secret in in_use:
-                    kept.append(secret)
-                elif await self.wipe_secret(tenant, secret, actor):
+        for secret in only:
+            if purge:
+                if await self.wipe_secret(tenant, secret, actor):
                     wiped.append(secret)
-        detail: dict[str, object] = {"revision": deleted.revision, "wipedSecrets": wiped, "keptSecrets": kept}
-        await self._audit(actor, tenant, "connector_delete", target, "deleted", detail)
-        return Deleted(deleted, wiped, kept)
+            else:
+                await self.secrets.delete(tenant, secret)  # moved: its sealed record is in the trash entry
+        detail: dict[str, object] = {"revision": current.revision, "keptSecrets": kept}
+        detail |= {"wipedSecrets": wiped} if purge else {"trashedSecrets": only}
+        await self._audit(actor, tenant, "connector_delete", target, "purged" if purge else "trashed", detail)
+        return Deleted(current, wiped, kept, trashed)
+
+    async def restore_connector(
+        self, tenant: str, name: str, actor: Actor, *, retention: timedelta, now: datetime | None = None
+    ) -> Restored | None:
+        """Bring the connector's latest trash entry back (None if there is none within `retention`):
+        its secrets back in the store, then its document as a new revision. RestoreConflict when its
+        name or one of its secrets exists again."""
+        entry = await self.trash.latest(tenant, name)
+        if entry is None or entry.expired(now or datetime.now(UTC), retention):
+            return None
+        target = f"{tenant}/{name}"
+        try:
+            revision = await self._restore(entry)
+        except RestoreConflict as conflict:
+            await self._audit(actor, tenant, "connector_restore", target, "conflict", {"reason": str(conflict)})
+            raise
+        if revision is None:
+            return None
+        state: State = "provisioning" if entry.document.spec.enabled else "disabled"
+        await self.statuses.update(tenant, name, StatusChange(state=state, revision=revision))
+        detail = {"revision": revision, "deletedRevision": entry.revision, "restoredSecrets": entry.secret_names}
+        await self._audit(actor, tenant, "connector_restore", target, "restored", detail)
+        return Restored(revision, entry)
+
+    async def purge_trash(self, now: datetime, retention: timedelta) -> list[TrashedConnector]:
+        """Remove every trash entry past `retention` (with the sealed secrets it holds), each audited
+        once: an entry another instance purged or restored meanwhile is left to it."""
+        purged = []
+        for entry in await self.trash.entries():
+            if entry.expired(now, retention) and await self.trash.take(entry):
+                purged.append(entry)
+                detail = {
+                    "revision": entry.revision,
+                    "deletedAt": rfc3339(entry.deleted_at),
+                    "deletedBy": entry.deleted_by,
+                    "wipedSecrets": entry.secret_names,
+                }
+                target = f"{entry.tenant}/{entry.name}"
+                await self._audit(Actor(PURGE_KEY_ID), entry.tenant, "connector_purge", target, "purged", detail)
+        return purged
+
+    async def _current(self, tenant: str, name: str, expected_revision: int | None) -> StoredSpec | None:
+        """The stored connector; RevisionConflict when it is not at `expected_revision`."""
+        current = await self.specs.connector(tenant, name)
+        found = current.revision if current else None
+        if expected_revision is not None and expected_revision != found:
+            raise RevisionConflict(connector_key(tenant, name), expected_revision, found)
+        return current
+
+    async def _secrets_only_of(self, stored: StoredSpec) -> tuple[list[str], list[str]]:
+        """The store secrets a connector uses: those no other connector of its tenant uses, and the others."""
+        if not isinstance(stored.document, ConnectorDocument):
+            return [], []
+        tenant, name = stored.document.key
+        in_use = {
+            secret
+            for other in await self.specs.connectors(tenant)
+            if isinstance(other.document, ConnectorDocument) and other.document.key != (tenant, name)
+            for secret in store_secrets_of(other.document)
+        }
+        used = sorted(store_secrets_of(stored.document))
+        in_use.add(HASH_KEY_SECRET)  # the tenant's redaction key is the tenant's, never one connector's
+        return [s for s in used if s not in in_use], [s for s in used if s in in_use]
+
+    async def _trash_entry(self, stored: StoredSpec, secrets: list[str], actor: Actor) -> TrashedConnector:
+        assert isinstance(stored.document, ConnectorDocument)
+        tenant = stored.document.metadata.tenant
+        records = [(secret, await self.secrets.sealed_record(tenant, secret)) for secret in secrets]
+        return TrashedConnector(
+            document=stored.document,
+            revision=stored.revision,
+            deleted_at=datetime.now(UTC),
+            deleted_by=actor.key_id,
+            tenant_authored=stored.tenant_authored,
+            secrets=tuple((secret, record) for secret, record in records if record is not None),
+        )
+
+    async def _restore(self, entry: TrashedConnector) -> int | None:
+        """Secrets, then the document (so a watcher building it finds its secrets); everything this
+        restore wrote is undone, and the entry kept again, when something got in its way meanwhile.
+        None when the entry went (purged or restored by another caller) since it was read."""
+        tenant, name = entry.tenant, entry.name
+        current = await self.specs.connector(tenant, name)
+        if current is not None:
+            raise RestoreConflict(
+                f"connector {tenant}/{name} exists again (revision {current.revision}): "
+                "delete it first to restore the deleted one"
+            )
+        missing = []
+        for secret, record in entry.secrets:
+            stored = await self.secrets.sealed_record(tenant, secret)
+            if stored is None:
+                missing.append((secret, record))
+            elif stored != record:  # the same record is still there after an interrupted delete: fine
+                raise RestoreConflict(
+                    f"secret {secret} of tenant {tenant} exists again: wipe it first to restore "
+                    f"connector {tenant}/{name} with the secret it had"
+                )
+        if not await self.trash.take(entry):
+            return None
+        written: list[str] = []
+        try:
+            for secret, record in missing:
+                if not await self.secrets.put_sealed_record(tenant, secret, record):
+                    raise RestoreConflict(f"secret {secret} of tenant {tenant} was set meanwhile")
+                written.append(secret)
+            try:
+                return await self.specs.create(entry.document, tenant_authored=entry.tenant_authored)
+            except RevisionConflict:
+                raise RestoreConflict(f"connector {tenant}/{name} was created meanwhile") from None
+        except RestoreConflict:
+            for secret in written:
+                await self.secrets.delete(tenant, secret)
+            await self.trash.keep(entry)
+            raise
 
     async def set_secret(self, tenant: str, name: str, value: bytes, actor: Actor) -> SecretVersionInfo:
         """Store a new version of a secret; the audit record names it and its version, never its value."""

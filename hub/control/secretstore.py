@@ -231,6 +231,22 @@ class SecretStore:
         await self._kv.purge(key)
         return True
 
+    async def sealed_record(self, tenant: str, name: str) -> bytes | None:
+        """The secret's stored record as it is (every version sealed, no value readable without the
+        master key), to keep beside a soft-deleted connector (hub.control.trash); None if absent."""
+        record, _ = await self._read(tenant, name)
+        return record.encode() if record else None
+
+    async def put_sealed_record(self, tenant: str, name: str, data: bytes) -> bool:
+        """Put back a record `sealed_record` returned, where the secret is absent; False if it exists.
+        The versions' associated data names tenant, name and version, so a record only opens here."""
+        record = _Record.decode(tenant, name, data)
+        try:
+            await self._kv.create(_key(tenant, name), record.encode())
+        except KeyWrongLastSequenceError:
+            return False
+        return True
+
     async def _read(self, tenant: str, name: str) -> tuple[_Record | None, int | None]:
         """The current record and its revision, (None, None) when the key is absent, deleted or purged."""
         try:

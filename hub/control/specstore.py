@@ -203,6 +203,16 @@ class SpecStore:
             raise RevisionConflict(key, current_revision, latest.revision if latest else None) from None
         return ApplyResult(document.kind, tenant, name, action, revision, changes)
 
+    async def create(self, document: SpecDocument, *, tenant_authored: bool = False) -> int:
+        """Store a document under a key that holds none (a restore from the trash): its new revision;
+        RevisionConflict when the key holds a document."""
+        key = spec_key(document)
+        try:
+            return await self._kv.create(key, _stored_bytes(document, tenant_authored=tenant_authored))
+        except KeyWrongLastSequenceError:
+            latest = await self.get(key)
+            raise RevisionConflict(key, None, latest.revision if latest else None) from None
+
     async def delete(self, key: str, *, expected_revision: int | None = None) -> StoredSpec | None:
         """Delete a document (based on `expected_revision` when given); the deleted one, or None."""
         current = await self.get(key)

@@ -271,9 +271,13 @@ class ConfigWatcher:
                 claim_ttl_s=self._settings.claim_ttl.total_seconds(),
                 duplicate_window_s=self._settings.duplicate_window.total_seconds(),
                 resolver=self._resolver,
+                disabled=self._settings.disabled_providers,
             )
         return build_source(
-            document, publish_timeout_s=self._settings.publish_timeout.total_seconds(), resolver=self._resolver
+            document,
+            publish_timeout_s=self._settings.publish_timeout.total_seconds(),
+            resolver=self._resolver,
+            disabled=self._settings.disabled_providers,
         )
 
     def _serve(self, key: Key, built: Connector | PollSource, revision: int) -> None:

@@ -16,6 +16,11 @@ the same thing again.
 
 Valkey errors propagate unchanged: the consumer pauses while Valkey is away (there is no failing
 open for limits).
+
+Every key is `<prefix>:<kind>:<name>`, and the hub's prefix, `{hub:gate}`, is a hash tag: the keys a
+script touches (an invocation's, its scopes', and the debounce done marks it derives from its last
+key) share one hash slot, as a Valkey Cluster requires. On a Cluster the limiter's state therefore
+lives on one primary.
 """
 
 from __future__ import annotations
@@ -214,14 +219,15 @@ class DebounceFire:
 class Limiter:
     """Atomic admission decisions in one Valkey shared by every hub process.
 
-    The client must not decode responses (debounce payloads are arbitrary bytes).
+    The client must not decode responses (debounce payloads are arbitrary bytes). On a Valkey Cluster
+    the prefix must be a hash tag (`{...}`, as the default is): every script's keys share its slot.
     """
 
     def __init__(
         self,
         redis: Redis,
         *,
-        prefix: str = "hub:gate",
+        prefix: str = "{hub:gate}",
         reservation_grace_s: float = 60.0,
         attempts_ttl_s: float = 7 * 86400,
         debounce_grace_s: float = 86400,

@@ -7,18 +7,21 @@ cannot cover) is collected and reported together, each naming its connector.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import time
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
 from pydantic import ValidationError
 
 from adapters.base import HandshakeReply, InboundRequest, SigningSecret, Verification, WebhookAdapter
-from adapters.registry import UnknownProviderError, webhook_adapter
+from adapters.lifecycle import TypeInfo
+from adapters.registry import UnknownProviderError, type_info, webhook_adapter
 from events.streams import DuplicateWindowError, check_duplicate_window
 from hub.errors import ConfigError, Problem
+from hub.ingest.redaction import Redaction, build_redaction, hub_field_problems
 from hub.ingest.secrets import WITHOUT_STORE, SecretResolutionError, SecretResolver
-from schemas.connector import DEFAULT_REPLAY_WINDOW, ConnectorDocument
+from schemas.connector import DEFAULT_REPLAY_WINDOW, CaptureRejected, ConnectorDocument
 from schemas.loader import LoadedSpec, field_path
 
 ANSWER_MARGIN_S = 1.0
@@ -50,6 +53,8 @@ class Connector:
     """Verification failures are counted and logged, and the event accepted unverified (onboarding)."""
     capture_body_bytes: int | None = None
     """How much of a refused request's body is kept with it (None: refused requests are not kept)."""
+    redaction: Redaction | None = None
+    """What is redacted or cut from each event's data (None: the data is embedded as received)."""
 
     @property
     def label(self) -> str:
@@ -88,17 +93,35 @@ class ConnectorRegistry:
         return sorted(c.label for c in self._by_key.values() if c.shadow)
 
 
-def configure_adapter(document: ConnectorDocument) -> WebhookAdapter:  # type: ignore[type-arg]
-    """The provider's adapter configured with the spec's options; errors name the field."""
+def configure_adapter(
+    document: ConnectorDocument,
+    disabled: Collection[str] = (),
+) -> WebhookAdapter:  # type: ignore[type-arg]
+    """The provider's adapter configured with the spec's options; errors name the field. A provider
+    retired, `disabled` on this hub, or not at the version the spec pins is refused."""
     label = f"{document.metadata.tenant}/{document.metadata.name}"
     try:
         adapter_cls = webhook_adapter(document.spec.provider)
     except UnknownProviderError as exc:
         raise ConfigError([Problem(label, "spec.provider", str(exc))]) from None
+    refused = type_problems(document, type_info("provider", adapter_cls), disabled, "spec.provider")
+    if refused:
+        raise ConfigError(refused)
     try:
         return adapter_cls.configure(document.spec.webhook_settings.options)
     except ValidationError as exc:
         raise ConfigError([Problem(label, _options_field(e["loc"]), e["msg"]) for e in exc.errors()]) from None
+
+
+def type_problems(
+    document: ConnectorDocument, info: TypeInfo, disabled: Collection[str], type_field: str
+) -> list[Problem]:
+    """Why the hub does not serve this spec's type (retired, disabled, another version), each naming
+    the spec field: `type_field` for the type itself, `spec.typeVersion` for the pin."""
+    label = f"{document.metadata.tenant}/{document.metadata.name}"
+    fields = {"type": type_field, "version": "spec.typeVersion"}
+    refused = info.refusals(document.spec.typeVersion, disabled)
+    return [Problem(label, fields[what], message) for what, message in refused]
 
 
 def _options_field(loc: tuple[int | str, ...]) -> str:
@@ -113,14 +136,21 @@ def build_connector(
     claim_ttl_s: float,
     duplicate_window_s: float,
     resolver: SecretResolver = WITHOUT_STORE,
+    disabled: Collection[str] = (),
 ) -> Connector:
-    """One runtime connector from its spec, or ConfigError listing what is wrong with it."""
+    """One runtime connector from its spec, or ConfigError listing what is wrong with it (`disabled`:
+    the providers this hub does not serve, HUB_DISABLED_PROVIDERS)."""
     tenant, name = document.key
-    adapter = configure_adapter(document)
+    adapter = configure_adapter(document, disabled)
     settings = document.spec.webhook_settings
     problems: list[Problem] = []
     secrets = _secrets(document, adapter, resolver, problems)
     problems += serving_problems(document, adapter, claim_ttl_s=claim_ttl_s, duplicate_window_s=duplicate_window_s)
+    redaction = None
+    try:
+        redaction = build_redaction(document, resolver)
+    except ConfigError as exc:
+        problems += exc.problems
     if problems:
         raise ConfigError(problems)
     return Connector(
@@ -134,8 +164,17 @@ def build_connector(
         max_body_bytes=settings.maxBodyBytes,
         publish_deadline_s=answer_budget_s(adapter.scheme.delivery_timeout_s, publish_timeout_s),
         shadow=settings.verification == "shadow",
-        capture_body_bytes=settings.captureRejected.maxBodyBytes if settings.captureRejected.enabled else None,
+        capture_body_bytes=_capture_body_bytes(settings.captureRejected, redaction),
+        redaction=redaction,
     )
+
+
+def _capture_body_bytes(capture: CaptureRejected, redaction: Redaction | None) -> int | None:
+    """How much of a refused request's body is kept: none at all for a connector with redaction rules,
+    since the body holds what they hide and redacting it would break the signature a retry checks."""
+    if not capture.enabled:
+        return None
+    return 0 if redaction is not None and redaction.rules else capture.maxBodyBytes
 
 
 def replay_window_s(document: ConnectorDocument, adapter: WebhookAdapter) -> float:  # type: ignore[type-arg]
@@ -154,7 +193,8 @@ def serving_problems(
     duplicate_window_s: float,
 ) -> list[Problem]:
     """What stops every instance with these settings from serving a webhook connector, whatever its
-    secrets resolve to: no secret at all, or a replay window the duplicate window cannot cover.
+    secrets resolve to: no secret at all, a replay window the duplicate window cannot cover, or a
+    redaction rule on a field the event's id, type or time is read from (hub/ingest/redaction.py).
     `build_connector` refuses these, and every apply checks them first (hub/control/checks.py)."""
     label = f"{document.metadata.tenant}/{document.metadata.name}"
     problems: list[Problem] = []
@@ -180,11 +220,16 @@ def serving_problems(
                 "a replay within it would not be recognised",
             )
         )
-    return problems
+    return problems + hub_field_problems(document, adapter, time.time())
 
 
 def build_registry(
-    specs: Iterable[LoadedSpec], *, publish_timeout_s: float, claim_ttl_s: float, duplicate_window_s: float
+    specs: Iterable[LoadedSpec],
+    *,
+    publish_timeout_s: float,
+    claim_ttl_s: float,
+    duplicate_window_s: float,
+    disabled: Collection[str] = (),
 ) -> tuple[ConnectorRegistry, list[str]]:
     """The registry of enabled webhook connectors, and notes about the specs it leaves out.
 
@@ -212,6 +257,7 @@ def build_registry(
                     publish_timeout_s=publish_timeout_s,
                     claim_ttl_s=claim_ttl_s,
                     duplicate_window_s=duplicate_window_s,
+                    disabled=disabled,
                 )
             )
         except ConfigError as exc:

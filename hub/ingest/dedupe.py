@@ -7,16 +7,22 @@ When Valkey is unreachable the store fails open: claims come back `UNAVAILABLE`,
 publishes anyway, and JetStream's duplicate window (keyed by the same `Nats-Msg-Id`) keeps a
 retried delivery from landing twice. After a failure the store skips Valkey for a short
 cool-down, so an outage costs one timeout per cool-down rather than one per request.
+
+Every script touches only keys in one hash slot, named in its KEYS, so that the store also works on
+a Valkey Cluster: a claim key and its `unsure` note share a hash tag (`unsure_key`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from hub.ingest.metrics import IngestMetrics
@@ -27,10 +33,11 @@ log = logging.getLogger(__name__)
 DONE = b"done"
 """The value a delivered key holds for the dedupe window (the scripts below spell it 'done')."""
 
+# KEYS: the claim key, its unsure note (`unsure_key`).
 # Returns 0 claimed, 1 already done, 2 held by another request, 4 claimed after a failed publish.
 _CLAIM = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  if redis.call('EXISTS', KEYS[1] .. ':unsure') == 1 then return 4 end
+  if redis.call('EXISTS', KEYS[2]) == 1 then return 4 end
   return 0
 end
 if redis.call('GET', KEYS[1]) == 'done' then return 1 end
@@ -47,9 +54,10 @@ return 0
 
 
 # Releases our claim, and remembers when a publish of the key failed with an unknown outcome.
+# KEYS: the claim key, its unsure note (`unsure_key`).
 _UNSURE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-redis.call('SET', KEYS[1] .. ':unsure', ARGV[2], 'PX', ARGV[3])
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 return 1
 """
 
@@ -71,8 +79,29 @@ class Claim(enum.Enum):
 
 
 def dedupe_key(tenant: str, connector: str, event_id: str) -> str:
-    """`dd:{tenant}:{connector}:{id}` (docs/design.md §3)."""
+    """`dd:<tenant>:<connector>:<id>` (docs/design.md §3); `dd:{<tenant>:<connector>:<id>}` when the id holds
+    a brace, so that the key has a hash tag `unsure_key` can share (an id's key is then still its own:
+    a brace-free id never yields a key with a brace)."""
+    if "{" in event_id or "}" in event_id:
+        return f"dd:{{{tenant}:{connector}:{event_id}}}"
     return f"dd:{tenant}:{connector}:{event_id}"
+
+
+def unsure_key(key: str) -> str:
+    """The key of a claim key's unsure note, in the claim key's hash slot (a Valkey Cluster runs a script
+    only over keys of one slot): `<key>:unsure` when the key has a hash tag, else `{<key>}:unsure`."""
+    if _hash_tag(key) is not None:
+        return f"{key}:unsure"
+    if "}" in key:  # no tag could name this key's slot; dedupe_key never makes such a key
+        raise ValueError("a dedupe key holding '}' needs a hash tag (see dedupe_key)")
+    return f"{{{key}}}:unsure"
+
+
+def _hash_tag(key: str) -> str | None:
+    """What Valkey hashes instead of the whole key: the text between the first `{` and the next `}`, if any."""
+    start = key.find("{")
+    end = key.find("}", start + 1) if start >= 0 else -1
+    return key[start + 1 : end] if end > start + 1 else None
 
 
 class DedupeStore:
@@ -95,7 +124,7 @@ class DedupeStore:
         if self._cooling_down():
             return [Claim.UNAVAILABLE] * len(keys)
         try:
-            results = await self._batcher.call_per_key(self._claim, keys, [token, self._claim_ttl_ms])
+            results = await self._with_unsure_note(self._claim, keys, [token, self._claim_ttl_ms])
         except RedisError as exc:
             self._failed("claim", exc)
             return [Claim.UNAVAILABLE] * len(keys)
@@ -126,18 +155,28 @@ class DedupeStore:
         if not keys or self._cooling_down():
             return
         try:
-            await self._batcher.call_per_key(self._unsure, keys, [token, f"{failed_at:.3f}", int(window_s * 1000)])
+            await self._with_unsure_note(self._unsure, keys, [token, f"{failed_at:.3f}", int(window_s * 1000)])
         except RedisError as exc:
             self._failed("release", exc)
 
     async def failed_at(self, key: str) -> float | None:
         """When a publish of the key last failed with an unknown outcome, if one did."""
         try:
-            value = await self._redis.get(key + ":unsure")
+            value = await self._redis.get(unsure_key(key))
         except RedisError as exc:
             self._failed("unsure", exc)
             return None
         return float(value) if value is not None else None
+
+    async def _with_unsure_note(self, script: AsyncScript, keys: Sequence[str], args: Sequence[str | int]) -> list[Any]:
+        """One run per key over the key and its unsure note, in order; the runs are submitted together,
+        so they go out in one pipeline. The first error is raised once every run is back."""
+        runs = (self._batcher.call(script, [key, unsure_key(key)], args) for key in keys)
+        results = await asyncio.gather(*runs, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return results
 
     def _cooling_down(self) -> bool:
         return time.monotonic() < self._unavailable_until

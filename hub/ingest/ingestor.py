@@ -23,7 +23,7 @@ import re
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from adapters.base import NormalizedEvent, Verification
@@ -33,6 +33,7 @@ from hub.errors import ClaimHeld, PublishUnavailable
 from hub.ingest.dedupe import Claim, DedupeStore, dedupe_key
 from hub.ingest.metrics import IngestMetrics
 from hub.ingest.publisher import Publisher
+from hub.ingest.redaction import Redaction
 from hub.runtime.background import Background
 from hub.runtime.settled import all_settled
 
@@ -99,8 +100,14 @@ def traceparent_for(incoming: str | None) -> str:
     return f"00-{ids[:32]}-{ids[32:]}-01"
 
 
-def build_envelope(connector: EventSource, event: NormalizedEvent, provenance: Provenance) -> Envelope:
-    """The canonical envelope of one event (docs/design.md §4)."""
+def build_envelope(
+    connector: EventSource, event: NormalizedEvent, provenance: Provenance, redaction: Redaction | None = None
+) -> Envelope:
+    """The canonical envelope of one event (docs/design.md §4); with the connector's `redaction`, its
+    data redacted and cut (the id, type, time and subject are the event's, from the original payload)."""
+    if redaction is not None:
+        redacted = redaction.apply(event.data)
+        return replace(build_envelope(connector, replace(event, data=redacted.data), provenance), **redacted.attributes)
     received = rfc3339(provenance.received_at)
     return Envelope(
         id=safe_event_id(event.id),

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from adapters.base import SigningSecret
 from schemas.connector import ConnectorDocument
+from schemas.redaction import HASH_KEY_SECRET
 from schemas.secrets import SecretEntry, reserved_reference
 
 
@@ -56,11 +57,15 @@ WITHOUT_STORE = SecretResolver()
 
 
 def store_secrets_of(document: ConnectorDocument) -> set[str]:
-    """The names of the store secrets a connector uses (its signing secrets and its poll credentials)."""
+    """The names of the store secrets a connector uses (its signing secrets, its poll credentials and,
+    for a `hash` redaction rule, its tenant's redaction key)."""
     refs = [entry.secretRef for entry in document.spec.secrets]
     if document.spec.poll is not None and document.spec.poll.auth is not None:
         refs.append(document.spec.poll.auth.secretRef)
-    return {ref.name for ref in refs if ref.source == "store"}
+    names = {ref.name for ref in refs if ref.source == "store"}
+    if any(rule.action == "hash" for rule in document.spec.redact):
+        names.add(HASH_KEY_SECRET)
+    return names
 
 
 def resolve_secret(entry: SecretEntry) -> SigningSecret:

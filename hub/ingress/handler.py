@@ -119,14 +119,18 @@ def _reply(reply: HandshakeReply) -> web.Response:
 
 
 def envelopes_for(connector: Connector, inbound: InboundRequest, verification: Verification) -> list[Envelope]:
-    """Normalize a verified request into its events' envelopes (a live request, or a kept one retried)."""
+    """Normalize a verified request into its events' envelopes (a live request, or a kept one retried);
+    the connector's redaction applies after verification and normalization, before anything is published."""
     provenance = Provenance(
         verification=verification,
         received_at=inbound.received_at,
         body_sha256=hashlib.sha256(inbound.body).hexdigest(),
         traceparent=traceparent_for(inbound.headers.get("traceparent")),
     )
-    return [build_envelope(connector, event, provenance) for event in connector.adapter.normalize(inbound)]
+    return [
+        build_envelope(connector, event, provenance, connector.redaction)
+        for event in connector.adapter.normalize(inbound)
+    ]
 
 
 async def _deliver(context: HubContext, connector: Connector, request: web.Request) -> tuple[web.Response, str]:

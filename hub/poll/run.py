@@ -86,11 +86,11 @@ async def run_source(
 
 
 def _envelope(source: PollSource, event: NormalizedEvent) -> Envelope:
-    """The item's envelope; its `hubbodysha256` is of the item as the poller read it."""
+    """The item's envelope; its `hubbodysha256` is of the item as the poller read it (before redaction)."""
     provenance = Provenance(
         verification=Verification(scheme=f"poll:{source.settings.kind}", key_id=source.key_id),
         received_at=time.time(),
         body_sha256=hashlib.sha256(orjson.dumps(event.data)).hexdigest(),
         traceparent=traceparent_for(None),
     )
-    return build_envelope(source, event, provenance)
+    return build_envelope(source, event, provenance, source.redaction)

@@ -7,15 +7,17 @@ bad options, settings the poller cannot use, a missing secret) is collected and 
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
 from adapters.pollers.base import Poller
-from adapters.registry import UnknownPollerError, poller
+from adapters.registry import UnknownPollerError, poller, type_info
 from hub.errors import ConfigError, Problem
+from hub.ingest.connectors import type_problems
+from hub.ingest.redaction import Redaction, build_redaction, poll_hub_field_problems
 from hub.ingest.secrets import WITHOUT_STORE, SecretResolutionError, SecretResolver
 from hub.poll.store import SourceKey
 from schemas.connector import ConnectorDocument
@@ -37,6 +39,8 @@ class PollSource:
     publish_deadline_s: float
     auth_headers: dict[str, str] = field(repr=False)
     key_id: str | None
+    redaction: Redaction | None = None
+    """What is redacted or cut from each item before it is published (None: published as read)."""
 
     @property
     def key(self) -> SourceKey:
@@ -54,8 +58,11 @@ class PollSource:
         return urlsplit(self.settings.request.url).hostname or ""
 
 
-def build_sources(specs: Iterable[LoadedSpec], *, publish_timeout_s: float) -> list[PollSource]:
-    """The enabled poll connectors, or ConfigError listing every problem of every one."""
+def build_sources(
+    specs: Iterable[LoadedSpec], *, publish_timeout_s: float, disabled: Collection[str] = ()
+) -> list[PollSource]:
+    """The enabled poll connectors, or ConfigError listing every problem of every one (`disabled`: the
+    types this hub does not serve, HUB_DISABLED_PROVIDERS)."""
     sources: list[PollSource] = []
     problems: list[Problem] = []
     for loaded in specs:
@@ -63,7 +70,7 @@ def build_sources(specs: Iterable[LoadedSpec], *, publish_timeout_s: float) -> l
         if document.spec.type != "poll" or not document.spec.enabled:
             continue
         try:
-            sources.append(build_source(document, publish_timeout_s=publish_timeout_s))
+            sources.append(build_source(document, publish_timeout_s=publish_timeout_s, disabled=disabled))
         except ConfigError as exc:
             problems.extend(exc.problems)
     if problems:
@@ -71,8 +78,9 @@ def build_sources(specs: Iterable[LoadedSpec], *, publish_timeout_s: float) -> l
     return sources
 
 
-def configure_poller(document: ConnectorDocument) -> Poller:
-    """The poller for a poll connector's spec; errors name the field."""
+def configure_poller(document: ConnectorDocument, disabled: Collection[str] = ()) -> Poller:
+    """The poller for a poll connector's spec; errors name the field. A poller retired, `disabled` on
+    this hub, or not at the version the spec pins is refused."""
     label = f"{document.metadata.tenant}/{document.metadata.name}"
     settings = document.spec.poll
     assert settings is not None
@@ -80,7 +88,11 @@ def configure_poller(document: ConnectorDocument) -> Poller:
         poller_cls = poller(settings.kind)
     except UnknownPollerError as exc:
         raise ConfigError([Problem(label, "spec.poll.kind", str(exc))]) from None
+    refused = type_problems(document, type_info("poller", poller_cls), disabled, "spec.poll.kind")
+    if refused:
+        raise ConfigError(refused)
     problems = [Problem(label, f"spec.poll.{name}", message) for name, message in poller_cls.check_settings(settings)]
+    problems += poll_hub_field_problems(document)
     if problems:
         raise ConfigError(problems)
     try:
@@ -95,13 +107,17 @@ def configure_poller(document: ConnectorDocument) -> Poller:
 
 
 def build_source(
-    document: ConnectorDocument, *, publish_timeout_s: float, resolver: SecretResolver = WITHOUT_STORE
+    document: ConnectorDocument,
+    *,
+    publish_timeout_s: float,
+    resolver: SecretResolver = WITHOUT_STORE,
+    disabled: Collection[str] = (),
 ) -> PollSource:
-    """One runtime poll source from its spec."""
+    """One runtime poll source from its spec (`disabled`: the pollers this hub does not serve)."""
     tenant, name = document.key
     settings = document.spec.poll
     assert settings is not None
-    configured = configure_poller(document)
+    configured = configure_poller(document, disabled)
     headers: dict[str, str] = {}
     key_id = None
     if settings.auth is not None:
@@ -109,6 +125,7 @@ def build_source(
             headers, key_id = _auth_headers(settings.auth, tenant, resolver)
         except SecretResolutionError as exc:
             raise ConfigError([Problem(f"{tenant}/{name}", "spec.poll.auth.secretRef", str(exc))]) from None
+    redaction = build_redaction(document, resolver)
     return PollSource(
         tenant=tenant,
         name=name,
@@ -119,6 +136,7 @@ def build_source(
         publish_deadline_s=publish_timeout_s,
         auth_headers=headers,
         key_id=key_id,
+        redaction=redaction,
     )
 
 

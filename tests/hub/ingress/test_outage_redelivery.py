@@ -19,6 +19,7 @@ import pytest
 from events.envelope import Envelope
 from events.subjects import event_subject
 from hub.app.embedded import RunningServer, start_nats
+from hub.ingest.dedupe import unsure_key
 from tests.conftest import HubFactory, HubUnderTest, wait_for
 from tests.hub.ingress.signing import GITHUB, TENANT, Delivery, SecretSpec, new_secret, specs_yaml
 
@@ -99,7 +100,7 @@ async def test_a_publish_stored_without_its_puback_is_found_by_a_retry_after_the
     subject = event_subject(TENANT, "gh", GITHUB.expected_type)
     await hub.js.publish(subject, envelope.to_json(), headers={"Nats-Msg-Id": msg_id})
     key = f"dd:{TENANT}:gh:{delivery.event_id}"
-    await hub.redis.set(key + ":unsure", f"{failed_at:.3f}", px=60_000)  # what the 503 left behind
+    await hub.redis.set(unsure_key(key), f"{failed_at:.3f}", px=60_000)  # what the 503 left behind
 
     await after_the_window(failed_at)
     reply = await hub.post(f"{TENANT}/gh", delivery.body, delivery.headers)
@@ -114,7 +115,7 @@ async def test_a_retry_within_the_window_reads_nothing_and_lands_once(make_hub: 
     hub, secret = await github_hub(make_hub)
     delivery = GITHUB.signed(secret)
     key = f"dd:{TENANT}:gh:{delivery.event_id}"
-    await hub.redis.set(key + ":unsure", f"{time.time():.3f}", px=60_000)
+    await hub.redis.set(unsure_key(key), f"{time.time():.3f}", px=60_000)
 
     reply = await hub.post(f"{TENANT}/gh", delivery.body, delivery.headers)
 
