@@ -7,8 +7,9 @@ import pytest
 from adapters.base import SchemeInfo
 from adapters.registry import WEBHOOK_PROVIDERS
 
-ONLY_200 = {"zoom", "mailgun", "lemonsqueezy", "x"}
-"""Providers that count 200 (Zoom: 200 or 204) as delivered and retry any other answer, 202 included."""
+ONLY_200 = {"zoom", "mailgun", "lemonsqueezy", "x", "paddle", "linear", "jira", "intercom"}
+"""Providers that count 200 (Zoom and Jira: 200 or 204) as delivered and retry any other answer, 202
+included (Intercom documents 200 only)."""
 
 
 @pytest.mark.parametrize("name", sorted(WEBHOOK_PROVIDERS))
