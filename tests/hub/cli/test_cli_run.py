@@ -229,11 +229,12 @@ def spawn_hub(workdir: Path, argv: list[str]) -> HubProcess:
 
 
 def start_hub(workdir: Path) -> HubProcess:
-    """Start `connector-hub run` and wait until /healthz answers (or fail with its log)."""
+    """Start `connector-hub run` and wait until /healthz answers and the hub has recorded its endpoints
+    (written after both listeners are up), or fail with its log."""
     hub = spawn_hub(workdir, hub_cli("run"))
     proc = hub.proc
     deadline = time.monotonic() + START_TIMEOUT_S
-    while not healthy(hub.url):
+    while not (healthy(hub.url) and hub.endpoints_path.exists()):
         if proc.poll() is not None or time.monotonic() >= deadline:
             hub.servers = hub.embedded_servers()
             stop_hub(hub)
