@@ -120,6 +120,14 @@ def _sentinel(value: Any) -> Any:
         raise ValueError(f"HUB_REDIS_SENTINELS: {exc}") from None
 
 
+def _otlp_endpoint(value: str) -> str:
+    """An http(s) base URL with a host (the exporter appends /v1/traces)."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("HUB_OTLP_ENDPOINT: an http:// or https:// URL with a host (e.g. http://otel-collector:4318)")
+    return value.strip()
+
+
 _MASTER_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
@@ -182,6 +190,16 @@ class Settings(BaseSettings):
     service_map_ttl: Duration = Field(default=timedelta(minutes=5), description="How long a service map is valid")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
+    tracing: Literal["off", "otlp", "console"] = Field(
+        default="off",
+        description="OpenTelemetry traces: off, otlp (to HUB_OTLP_ENDPOINT) or console (stdout); on needs the "
+        "otel extra (pip install 'connector-hub[otel]')",
+    )
+    otlp_endpoint: Annotated[str, AfterValidator(_otlp_endpoint)] | None = Field(
+        default=None,
+        description="OTLP/HTTP collector base URL for HUB_TRACING=otlp, e.g. http://otel-collector:4318 (/v1/traces "
+        "is appended); unset: OTEL_EXPORTER_OTLP_ENDPOINT, else http://localhost:4318",
+    )
 
     publish_timeout: Duration = Field(
         default=timedelta(seconds=20),

@@ -15,6 +15,8 @@ from typing import Any
 import orjson
 from aiohttp.http_exceptions import HttpProcessingError
 
+from hub.runtime.tracing import log_fields
+
 _STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
 
@@ -48,6 +50,21 @@ class ConsoleFormatter(logging.Formatter):
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
+
+
+class TraceFieldsFilter(logging.Filter):
+    """Adds `trace_id`, `tenant`, `connector` and `event_id` to every record logged while a request or a
+    message is handled (hub.runtime.tracing.logged); a field the call passes itself is kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        fields = log_fields()
+        if fields is not None:
+            values = record.__dict__
+            values.setdefault("trace_id", fields.trace_id)
+            values.setdefault("tenant", fields.tenant)
+            values.setdefault("connector", fields.connector)
+            values.setdefault("event_id", fields.event_id)
+        return True
 
 
 MALFORMED_LOG_INTERVAL_S = 10.0
@@ -96,6 +113,7 @@ def configure_logging(level: str, fmt: str) -> None:
     only without their content and rate-limited (`MalformedRequestFilter`)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
+    handler.addFilter(TraceFieldsFilter())  # on the handler: it sees the records of every logger
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -23,6 +23,7 @@ from hub.app.config import ROLES, Configuration, load_configuration, master_key
 from hub.app.connections import Endpoints, servers
 from hub.ingress.app import build_app
 from hub.ingress.deadlines import Deadlines
+from hub.runtime import tracing
 from hub.settings import Settings
 
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ async def serve(
     stopped = _stop_on_signals()  # before anything says "listening": a SIGTERM from then on stops gracefully
     shared = worker is not None
     async with contextlib.AsyncExitStack() as stack:
+        tracing.configure(settings.tracing, settings.otlp_endpoint)  # once per process (each worker its own)
+        stack.callback(tracing.shutdown)  # last out: the spans of the stop are exported too
         process = await role.start_process(
             stack, settings, configuration, endpoints, roles, insecure_no_auth=insecure_no_auth
         )

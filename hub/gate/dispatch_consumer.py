@@ -21,6 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import unquote
 
 import nats.errors
 import orjson
@@ -47,8 +48,16 @@ from hub.gate.limiter import (
 )
 from hub.gate.metrics import GateMetrics
 from hub.gate.policy import decide
-from hub.gate.policy_consumer import MSG_ID, SEQUENCE_HEADER
+from hub.gate.policy_consumer import (
+    CONNECTOR_HEADER,
+    ID_HEADER,
+    MSG_ID,
+    SEQUENCE_HEADER,
+    TENANT_HEADER,
+    TRACEPARENT_HEADER,
+)
 from hub.gate.targets import EGRESS_REFUSED, Delivered, Failed, HttpDispatcher, Outcome, SubjectDispatcher
+from hub.runtime import tracing
 from hub.runtime.backoff import backoff_delay
 from hub.runtime.live import Live
 from schemas.policy import PolicyEgress
@@ -114,7 +123,18 @@ class Dispatcher:
         self._store_down_since: float | None = None
 
     async def handle(self, message: NatsMessage) -> None:
-        """FastStream handler: process, then ack or NAK with the computed delay."""
+        """FastStream handler: process, then ack or NAK with the computed delay; the log lines of the
+        handling name the invocation's event."""
+        headers = message.raw_message.headers or {}
+        with tracing.logged(
+            headers.get(TRACEPARENT_HEADER),
+            headers.get(TENANT_HEADER, ""),
+            headers.get(CONNECTOR_HEADER, ""),
+            unquote(headers.get(ID_HEADER, "")),
+        ):
+            await self._handle(message)
+
+    async def _handle(self, message: NatsMessage) -> None:
         try:
             verdict = await self.process(message.raw_message, message.in_progress)
         except Exception:  # a bug must not stall the invocation silently: log it, keep it, retry later
@@ -193,7 +213,20 @@ class Dispatcher:
             await self._throttled(invocation, reason, admission.delay_s)
             return nak(admission.delay_s)
         started = time.monotonic()
-        outcome = await self._dispatch(route, invocation)
+        with tracing.span(
+            "dispatch",
+            invocation.headers.get(TRACEPARENT_HEADER),
+            tenant=invocation.tenant,
+            connector=invocation.connector,
+            route=invocation.route,
+            event_id=unquote(invocation.headers.get(ID_HEADER, "")),
+            attempt=admission.attempt,
+        ) as trace:
+            outcome = await self._dispatch(route, invocation, trace.traceparent)
+            if outcome.status is not None:
+                trace.status(outcome.status)
+            if isinstance(outcome, Failed):
+                trace.error(outcome.error)
         self._metrics.dispatch_latency.labels(
             "subject" if route.spec.target.subject else "http", "ok" if isinstance(outcome, Delivered) else "failed"
         ).observe(time.monotonic() - started)
@@ -229,7 +262,8 @@ class Dispatcher:
         )
         return nak(delay_s)
 
-    async def _dispatch(self, route: CompiledRoute, invocation: Invocation) -> Outcome:
+    async def _dispatch(self, route: CompiledRoute, invocation: Invocation, traceparent: str | None) -> Outcome:
+        """One attempt; an HTTP request's `traceparent` header is the attempt's span (the event's trace)."""
         target = route.spec.target
         if target.subject is not None:
             return await self._subjects.send(
@@ -240,11 +274,21 @@ class Dispatcher:
         egress = policy.egress if policy is not None else NO_GRANTS
         if target.http.timeout.total_seconds() < self._heartbeat_s:
             return await self._http.send(
-                target.http, invocation.body, invocation.id, egress=egress, extra_attributes=invocation.extra
+                target.http,
+                invocation.body,
+                invocation.id,
+                egress=egress,
+                extra_attributes=invocation.extra,
+                traceparent=traceparent,
             )
         async with _heartbeat(invocation.still_working, self._heartbeat_s):
             return await self._http.send(
-                target.http, invocation.body, invocation.id, egress=egress, extra_attributes=invocation.extra
+                target.http,
+                invocation.body,
+                invocation.id,
+                egress=egress,
+                extra_attributes=invocation.extra,
+                traceparent=traceparent,
             )
 
     def _scopes(self, route: CompiledRoute) -> tuple[list[RateScope], list[ParallelScope]]:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 import nats.errors
 import orjson
@@ -30,6 +31,7 @@ from hub.gate.catalog import CompiledRoute, GateCatalog
 from hub.gate.conditions import route_decision
 from hub.gate.metrics import GateMetrics
 from hub.gate.policy import Decision
+from hub.runtime import tracing
 from hub.runtime.live import Live
 from hub.runtime.settled import all_settled
 
@@ -38,6 +40,9 @@ log = logging.getLogger(__name__)
 MSG_ID = "Nats-Msg-Id"
 ROUTE_HEADER = "Hub-Route"
 RULE_HEADER = "Hub-Policy-Rule"
+TRACEPARENT_HEADER = "ce-traceparent"
+"""The event's W3C trace context (the envelope's `traceparent` attribute; never percent-encoded)."""
+TENANT_HEADER, CONNECTOR_HEADER, ID_HEADER = "ce-hubtenant", "ce-hubconnector", "ce-id"
 SEQUENCE_HEADER = "Hub-Event-Sequence"
 """The event's sequence in HUB_EVENTS: the order the hub accepted events in (debounce keeps the latest)."""
 RETRY_DELAY_S = 2.0
@@ -104,7 +109,22 @@ class PolicyConsumer:
         self._journeys = journeys
 
     async def handle(self, message: NatsMessage) -> None:
-        """FastStream handler: ack after every publish is acked, else NAK for a redelivery."""
+        """FastStream handler: ack after every publish is acked, else NAK for a redelivery.
+
+        The handling is the event's `policy` span, a child of the envelope's trace context, and its log
+        lines name the event."""
+        raw = message.raw_message
+        headers = raw.headers or {}
+        tenant, connector = headers.get(TENANT_HEADER, ""), headers.get(CONNECTOR_HEADER, "")
+        event_id = unquote(headers.get(ID_HEADER, ""))
+        with (
+            tracing.span("policy", headers.get(TRACEPARENT_HEADER), tenant=tenant, connector=connector) as trace,
+            tracing.logged(trace.traceparent, tenant, connector, event_id),
+        ):
+            trace.set("event_id", event_id)
+            await self._handle(message)
+
+    async def _handle(self, message: NatsMessage) -> None:
         raw = message.raw_message
         try:
             await self.route_event(raw.headers or {}, raw.data, sequence=raw.metadata.sequence.stream)

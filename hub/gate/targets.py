@@ -47,10 +47,11 @@ HTTP_CONNECTIONS = 256
 EGRESS_REFUSED = "egress_refused"
 """The `error` prefix of a target the egress guard refused."""
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+TRACEPARENT_HEADER = "traceparent"
 _TRANSIENT_STATUSES = frozenset({408, 425, 429})
 _RETRY_AFTER_STATUSES = frozenset({429, 503})
 _REQUIRED_ATTRIBUTES = ("id", "source", "type", "specversion")
-_OURS = ("content-type", IDEMPOTENCY_HEADER.lower(), "content-length", "transfer-encoding", "host")
+_OURS = ("content-type", IDEMPOTENCY_HEADER.lower(), TRACEPARENT_HEADER, "content-length", "transfer-encoding", "host")
 """Target headers that may not replace ours or aiohttp's framing, besides `ce-*` (the spec schema
 refuses them too; this holds for a target built some other way)."""
 _ATTRIBUTE_NAME = re.compile(r"[a-z0-9]+")
@@ -159,14 +160,17 @@ class HttpDispatcher:
         *,
         egress: PolicyEgress,
         extra_attributes: Mapping[str, str] = _NO_EXTRA,
+        traceparent: str | None = None,
     ) -> Outcome:
         """One request, to addresses `egress` (the tenant's Policy) allows; the status (or the
-        exception) decides the outcome."""
+        exception) decides the outcome. `traceparent` (W3C) goes as the request's header of that name."""
         try:
             headers, body = binary_request(envelope, extra_attributes)
         except InvalidEnvelope as exc:
             return Failed(permanent=True, error=str(exc), trips_breaker=False)
         headers[IDEMPOTENCY_HEADER] = invocation_id
+        if traceparent is not None:
+            headers[TRACEPARENT_HEADER] = traceparent
         headers = _target_headers(target.headers) | headers
         timeout_s = target.timeout.total_seconds()
         guard, session = self._session(egress)

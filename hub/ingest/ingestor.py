@@ -34,6 +34,7 @@ from hub.ingest.dedupe import Claim, DedupeStore, dedupe_key
 from hub.ingest.metrics import IngestMetrics
 from hub.ingest.publisher import Publisher
 from hub.ingest.redaction import Redaction
+from hub.runtime import tracing
 from hub.runtime.background import Background
 from hub.runtime.settled import all_settled
 
@@ -155,7 +156,8 @@ class Ingestor:
         keys = [dedupe_key(connector.tenant, connector.name, e.id) for e in envelopes]
         token = f"{self._token_prefix}{next(self._token_counter):x}"
         all_keys = [*keys, replay_key] if replay_key else keys
-        claims = await self._dedupe.claim(all_keys, token)
+        with tracing.span("claim", events=len(envelopes)):
+            claims = await self._dedupe.claim(all_keys, token)
         ours = [key for key, claim in zip(all_keys, claims, strict=True) if claim.ours]
         if Claim.HELD in claims:
             await self._dedupe.release(ours, token)
@@ -234,9 +236,15 @@ class Ingestor:
                 subject, msg_id, failed_at, connector.publish_deadline_s
             ):
                 return True
-        ack = await self._publisher.publish(
-            subject, envelope.to_json(), envelope.to_headers(), msg_id=msg_id, deadline_s=connector.publish_deadline_s
-        )
+        with tracing.span("publish", event_id=envelope.id, type=envelope.type) as trace:
+            ack = await self._publisher.publish(
+                subject,
+                envelope.to_json(),
+                envelope.to_headers(),
+                msg_id=msg_id,
+                deadline_s=connector.publish_deadline_s,
+            )
+            trace.set("sequence", ack.seq)
         return bool(ack.duplicate)
 
     def _count(self, connector: EventSource, published: int, duplicates: int) -> None:

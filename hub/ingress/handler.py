@@ -25,6 +25,7 @@ from hub.ingest.metrics import UNKNOWN
 from hub.ingress.body import read_capped_body
 from hub.ingress.rejected import INBOUND
 from hub.ingress.responses import rejection_response
+from hub.runtime import tracing
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +40,30 @@ def check_replay_window(signed_at: float | None, received_at: float, window_s: f
 
 
 async def handle_webhook(request: web.Request) -> web.StreamResponse:
-    """Answer one webhook delivery; every refusal is a 4xx/503 with a machine-readable reason."""
+    """Answer one webhook delivery; every refusal is a 4xx/503 with a machine-readable reason.
+
+    The whole request is the `receive` span, and its log lines carry its trace id, tenant and connector
+    (and the event ids once known)."""
+    tenant, name = request.match_info["tenant"], request.match_info["connector"]
+    sender = request.headers.get("traceparent")
+    traceparent = traceparent_for(sender)  # the sender's when well-formed, else a new trace
+    with (
+        tracing.span("receive", traceparent, fresh=traceparent != sender, tenant=tenant, connector=name) as trace,
+        tracing.logged(trace.traceparent, tenant, name) as fields,
+    ):
+        response = await _answer(request, trace.traceparent or traceparent, fields)
+        trace.status(response.status)
+    return response
+
+
+async def _answer(request: web.Request, traceparent: str, fields: tracing.LogFields) -> web.StreamResponse:
     context = request.app[HUB]
     started = time.perf_counter()
     connector = context.registry.current.get(request.match_info["tenant"], request.match_info["connector"])
     try:
         if connector is None:
             raise UnknownConnector()
-        response, outcome = await _deliver(context, connector, request)
+        response, outcome = await _deliver(context, connector, request, traceparent, fields)
     except RequestRejected as rejection:
         response, outcome = rejection_response(rejection), rejection.category
         if connector is not None:
@@ -118,14 +135,19 @@ def _reply(reply: HandshakeReply) -> web.Response:
     )
 
 
-def envelopes_for(connector: Connector, inbound: InboundRequest, verification: Verification) -> list[Envelope]:
+def envelopes_for(
+    connector: Connector, inbound: InboundRequest, verification: Verification, traceparent: str | None = None
+) -> list[Envelope]:
     """Normalize a verified request into its events' envelopes (a live request, or a kept one retried);
-    the connector's redaction applies after verification and normalization, before anything is published."""
+    the connector's redaction applies after verification and normalization, before anything is published.
+
+    `traceparent`: the live request's trace (its `receive` span's when tracing is on); else the request's
+    own header's."""
     provenance = Provenance(
         verification=verification,
         received_at=inbound.received_at,
         body_sha256=hashlib.sha256(inbound.body).hexdigest(),
-        traceparent=traceparent_for(inbound.headers.get("traceparent")),
+        traceparent=traceparent or traceparent_for(inbound.headers.get("traceparent")),
     )
     return [
         build_envelope(connector, event, provenance, connector.redaction)
@@ -133,7 +155,9 @@ def envelopes_for(connector: Connector, inbound: InboundRequest, verification: V
     ]
 
 
-async def _deliver(context: HubContext, connector: Connector, request: web.Request) -> tuple[web.Response, str]:
+async def _deliver(
+    context: HubContext, connector: Connector, request: web.Request, traceparent: str, fields: tracing.LogFields
+) -> tuple[web.Response, str]:
     body = await read_capped_body(request, connector.max_body_bytes)
     inbound = InboundRequest(
         method=request.method,
@@ -144,7 +168,9 @@ async def _deliver(context: HubContext, connector: Connector, request: web.Reque
         query=request.query,
     )
     request[INBOUND] = inbound  # what a refusal keeps (hub/ingress/rejected.py)
-    verification, failure = await _verified(context, connector, inbound)
+    with tracing.span("verify", provider=connector.provider) as trace:
+        verification, failure = await _verified(context, connector, inbound)
+        trace.set("verified", verification.scheme)
     reply = connector.handshake(inbound)
     confirm = connector.adapter.confirmation_url(inbound)  # checked before anything is published
     if failure is not None:
@@ -156,7 +182,8 @@ async def _deliver(context: HubContext, connector: Connector, request: web.Reque
         _accept_unverified(context, connector, failure)
     if reply is not None:
         return _reply(reply), "handshake"
-    envelopes = envelopes_for(connector, inbound, verification)
+    envelopes = envelopes_for(connector, inbound, verification, traceparent)
+    fields.event_id = ",".join(e.id for e in envelopes) or None  # the log lines from here on name them
     result = await context.ingestor.ingest(connector, envelopes, request_replay_key(connector, verification))
     answer = {
         "accepted": len(result.accepted),

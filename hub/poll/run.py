@@ -21,6 +21,7 @@ from events.envelope import Envelope
 from hub.ingest.ingestor import Ingestor, Provenance, build_envelope, traceparent_for
 from hub.poll.sources import PollSource
 from hub.poll.store import PollStore
+from hub.runtime import tracing
 
 
 @dataclass(slots=True)
@@ -54,8 +55,27 @@ async def run_source(
     """Fetch up to `maxPages` pages, publishing each page's events before saving its state.
 
     SourceError (from the client or the poller), ClaimHeld, PublishUnavailable and BodyTooLarge
-    propagate; `progress` says how far the run got.
+    propagate; `progress` says how far the run got. The run is a `poll run` span; with tracing on, its
+    items' envelopes carry its trace context (else each item starts a trace of its own).
     """
+    with (
+        tracing.span("poll run", tenant=source.tenant, connector=source.name, kind=source.settings.kind) as trace,
+        tracing.logged(trace.traceparent, source.tenant, source.name),
+    ):
+        await _run_pages(source, client, store, ingestor, keep_going, progress, trace.traceparent)
+        trace.set("pages", progress.pages)
+        trace.set("published", progress.published)
+
+
+async def _run_pages(
+    source: PollSource,
+    client: PollClient,
+    store: PollStore,
+    ingestor: Ingestor,
+    keep_going: Callable[[], bool],
+    progress: RunProgress,
+    traceparent: str | None,
+) -> None:
     state = await store.load_state(source.key, source.settings.initialCursor)
     progress.cursor = state.cursor
     request: FetchRequest | None = None
@@ -67,7 +87,7 @@ async def run_source(
             return
         for start in range(0, len(page.events), INGEST_CHUNK):  # a page of any size, a bounded turn at a time
             chunk = page.events[start : start + INGEST_CHUNK]
-            result = await ingestor.ingest(source, [_envelope(source, event) for event in chunk])
+            result = await ingestor.ingest(source, [_envelope(source, event, traceparent) for event in chunk])
             progress.published += len(result.accepted)
             progress.duplicates += len(result.duplicates)
             if result.accepted:  # counted as stored, so a run that dies later still counts them
@@ -85,12 +105,12 @@ async def run_source(
             return
 
 
-def _envelope(source: PollSource, event: NormalizedEvent) -> Envelope:
+def _envelope(source: PollSource, event: NormalizedEvent, traceparent: str | None) -> Envelope:
     """The item's envelope; its `hubbodysha256` is of the item as the poller read it (before redaction)."""
     provenance = Provenance(
         verification=Verification(scheme=f"poll:{source.settings.kind}", key_id=source.key_id),
         received_at=time.time(),
         body_sha256=hashlib.sha256(orjson.dumps(event.data)).hexdigest(),
-        traceparent=traceparent_for(None),
+        traceparent=traceparent_for(traceparent),
     )
     return build_envelope(source, event, provenance, source.redaction)
