@@ -17,11 +17,8 @@ from nats.aio.client import Client as NATS
 from events.subjects import is_name
 from hub.admin.errors import ApiError, bad_request, not_found
 from hub.admin.routes import OPERATION_INVOKE, OPERATION_READ, Call, Endpoint, json_response
-from hub.control.boundary import tenant_boundary_problems
-from hub.control.buckets import SECRETS_BUCKET, current_entries, kv_bucket
-from hub.control.sealing import MasterKeyError, load_master_key
-from hub.control.secretstore import SecretCache
-from hub.errors import ClaimHeld, ConfigError, PublishUnavailable
+from hub.control import served_connector
+from hub.errors import ClaimHeld, PublishUnavailable
 from hub.history.directget import HistoryUnavailable
 from hub.history.rejected import (
     MAX_LIMIT,
@@ -33,9 +30,7 @@ from hub.history.rejected import (
     retry_path,
     show,
 )
-from hub.ingest.connectors import Connector, build_connector
-from hub.ingest.secrets import SecretResolver
-from schemas.connector import ConnectorDocument
+from hub.ingest.connectors import Connector
 
 _SEQ = re.compile(r"[1-9][0-9]{0,18}")
 NOT_KEPT = "no such rejected request"
@@ -124,41 +119,14 @@ async def get_rejected(call: Call) -> web.Response:
 
 
 async def current_connector(call: Call, tenant: str, name: str) -> Connector:
-    """The connector as this hub would serve it now, its store secrets opened with the master key;
-    409 `not_served` when it is deleted, disabled, not a webhook, or cannot be built."""
-    stored = await call.plane.specs.connector(tenant, name)
-    document = stored.document if stored else None
-    if not isinstance(document, ConnectorDocument) or document.spec.type != "webhook" or not document.spec.enabled:
-        raise ApiError(409, "not_served", f"{tenant}/{name} is not an enabled webhook connector now")
-    if stored is not None and stored.tenant_authored:  # served only inside the tenant boundary, as the watcher does
-        policy = next((p for p in await call.plane.specs.policies() if p.metadata.tenant == tenant), None)
-        if boundary := tenant_boundary_problems(document, policy):
-            problems = [{"field": p.field, "message": p.message} for p in boundary]
-            raise ApiError(
-                409, "not_served", f"{tenant}/{name} is not served: outside its tenant's boundary", problems=problems
-            )
-    settings = call.admin.settings
+    """The connector as this hub would serve it now (hub/control/served_connector.py); 409
+    `not_served` when it is deleted, disabled, not a webhook, or cannot be built."""
     try:
-        master = load_master_key(
-            settings.master_key.get_secret_value() if settings.master_key else None, settings.master_key_file
-        )
-    except MasterKeyError:
+        return await served_connector.current_connector(call.plane, _nats(call), call.admin.settings, tenant, name)
+    except served_connector.NotServed as exc:
+        raise ApiError(409, "not_served", exc.message, **({"problems": exc.problems} if exc.problems else {})) from None
+    except served_connector.SecretStoreUnavailable:
         raise ApiError(503, "secret_store_unavailable", "the master key cannot be read") from None
-    cache = SecretCache(master)
-    secrets_kv = await kv_bucket(_nats(call).jetstream(), SECRETS_BUCKET, replicas=settings.stream_replicas)
-    for entry in await current_entries(secrets_kv, f"{tenant}.*"):
-        cache.apply(entry.key, entry.value)
-    try:
-        return build_connector(
-            document,
-            publish_timeout_s=settings.publish_timeout.total_seconds(),
-            claim_ttl_s=settings.claim_ttl.total_seconds(),
-            duplicate_window_s=settings.duplicate_window.total_seconds(),
-            resolver=SecretResolver(cache),
-        )
-    except ConfigError as exc:
-        problems = [{"field": p.field, "message": p.message} for p in exc.problems]
-        raise ApiError(409, "not_served", f"{tenant}/{name} cannot be built now", problems=problems) from None
 
 
 async def retry_rejected(call: Call) -> web.Response:

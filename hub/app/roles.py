@@ -33,6 +33,7 @@ from hub.console.app import console_context, mount_console
 from hub.control.buckets import SECRETS_BUCKET, SPECS_BUCKET, kv_bucket
 from hub.control.checks import ServingLimits
 from hub.control.plane import ControlPlane
+from hub.control.rates import RateStore
 from hub.control.reporter import StatusReporter
 from hub.control.sealing import MasterKey
 from hub.control.secretstore import SecretCache
@@ -195,6 +196,7 @@ async def watching(
         served=lambda: parts.watcher.served if parts.watcher else [],
         polled=lambda: [(s.tenant, s.name) for s in parts.watcher.polled] if parts.watcher else [],
         poll_store=PollStore(conn.redis) if poller else None,
+        rates=RateStore(conn.redis),
     )
     js = conn.nc.jetstream()
     parts.watcher = ConfigWatcher(
@@ -298,7 +300,7 @@ def ops_app(
     ops = web.Application()
     if "admin" in roles:
         ops = build_admin_app(admin_context(settings, plane, insecure_no_auth, PollStore(redis), context.nats, redis))
-        mount_console(ops, console_context(settings, plane, PollStore(redis), context.nats))
+        mount_console(ops, console_context(settings, plane, PollStore(redis), context.nats, redis))
         if insecure_no_auth:
             log.warning(INSECURE_WARNING)
     add_ops_routes(ops, context)

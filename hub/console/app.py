@@ -8,8 +8,21 @@ from importlib import resources
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from nats.aio.client import Client as NATS
+from redis.asyncio import Redis
 
-from hub.console import audit_page, connector_page, connectors_page, keys_page, signin
+from hub.console import (
+    audit_page,
+    connector_page,
+    connectors_page,
+    deadletters_page,
+    event_page,
+    events_page,
+    jobs_page,
+    keys_page,
+    rejected_page,
+    replay_page,
+    signin,
+)
 from hub.console.call import CONSOLE, page, redirect
 from hub.console.context import ConsoleContext, template_environment
 from hub.console.security import SECURITY_HEADERS, security_headers
@@ -17,6 +30,7 @@ from hub.console.session import SessionCodec, signing_secret
 from hub.control.apikeys import SCOPES
 from hub.control.checks import ServingLimits
 from hub.control.plane import ControlPlane
+from hub.control.rates import RateStore
 from hub.poll.store import PollStore
 from hub.settings import Settings
 
@@ -24,10 +38,16 @@ CATALOG_READ, INSTANCE_MANAGE, OPERATION_INVOKE, OPERATION_READ, CREDENTIAL_MANA
 PREFIX = "/console"
 STATIC_TYPES = {".css": "text/css", ".js": "text/javascript"}
 CONNECTOR = "/connectors/{tenant}/{name}"
+KEPT = "/rejected/{owner}/{connector}/{seq}"
+"""Not `{tenant}`: the page checks the reach itself, so that another tenant's kept request gets the
+same 404 page as a missing one."""
 
 
-def console_context(settings: Settings, plane: ControlPlane, poll_store: PollStore | None, nc: NATS) -> ConsoleContext:
-    """What the console needs from the hub's settings and connections."""
+def console_context(
+    settings: Settings, plane: ControlPlane, poll_store: PollStore | None, nc: NATS, redis: Redis | None = None
+) -> ConsoleContext:
+    """What the console needs from the hub's settings and connections (without Valkey: no retry of
+    a rejected request and no rates)."""
     return ConsoleContext(
         plane=plane,
         js=nc.jetstream(),
@@ -36,6 +56,10 @@ def console_context(settings: Settings, plane: ControlPlane, poll_store: PollSto
         limits=ServingLimits.of(settings),
         codec=SessionCodec(signing_secret(settings)),
         templates=template_environment(),
+        nc=nc,
+        settings=settings,
+        redis=redis,
+        rates=RateStore(redis) if redis is not None else None,
     )
 
 
@@ -70,6 +94,23 @@ def build_console_app(console: ConsoleContext) -> web.Application:
     post("/keys", page(keys_page.create_key, CREDENTIAL_MANAGE, form=True))
     post("/keys/{key}/revoke", page(keys_page.revoke_key, CREDENTIAL_MANAGE, form=True))
     get("/audit", page(audit_page.audit_page, OPERATION_READ))
+    get("/events", page(events_page.events_page, OPERATION_READ))
+    get("/events/newer", page(events_page.newer_rows, OPERATION_READ))
+    get("/events/{tenant}/{name}/{event}", page(event_page.event_page, OPERATION_READ))
+    get("/replay", page(replay_page.replay_page, OPERATION_INVOKE))
+    post("/replay", page(replay_page.start_replay, OPERATION_INVOKE, form=True))
+    get("/jobs/{job}", page(jobs_page.job_page, OPERATION_READ))
+    get("/jobs/{job}/progress", page(jobs_page.job_progress, OPERATION_READ))
+    post("/jobs/{job}/cancel", page(jobs_page.cancel_job, OPERATION_INVOKE, form=True))
+    get("/deadletters", page(deadletters_page.deadletters_page, OPERATION_READ))
+    get("/deadletters/{seq}", page(deadletters_page.deadletter_page, OPERATION_READ))
+    post("/deadletters/redrive", page(deadletters_page.redrive_many, OPERATION_INVOKE, form=True))
+    post("/deadletters/discard", page(deadletters_page.discard_many, OPERATION_INVOKE, form=True))
+    post("/deadletters/{seq}/redrive", page(deadletters_page.redrive_one, OPERATION_INVOKE, form=True))
+    post("/deadletters/{seq}/discard", page(deadletters_page.discard_one, OPERATION_INVOKE, form=True))
+    get("/rejected", page(rejected_page.rejected_page, OPERATION_READ))
+    get(KEPT, page(rejected_page.kept_page, OPERATION_READ))
+    post(KEPT + "/retry", page(rejected_page.retry_kept, OPERATION_INVOKE, form=True))
     for name, body in _static_files().items():
         get(f"/static/{name}", _static(body, STATIC_TYPES[name[name.rindex(".") :]]))
     return app

@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from events.subjects import is_name
 from hub.console.call import Call
 from hub.console.refusal import Refusal, not_found
 from hub.control.bulk_read import connectors_with_statuses
+from hub.control.rates import Rates
 from hub.control.specstore import StoredSpec
 from hub.control.status import STATES, ConnectorStatus
 from schemas.connector import ConnectorDocument
@@ -34,6 +36,8 @@ class Row:
     state: str
     revision: int
     last_error: str | None
+    last_success: str | None = None
+    """The status's `lastSuccessAt`: the last event accepted (or poll run that succeeded)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +108,7 @@ def rows_of(stored: Iterable[StoredSpec], statuses: Mapping[tuple[str, str], Con
                 state=status.state if status else fallback,
                 revision=spec.revision,
                 last_error=status.lastError if status else None,
+                last_success=status.lastSuccessAt if status else None,
             )
         )
     return rows
@@ -141,5 +146,21 @@ async def connectors_page(call: Call) -> web.StreamResponse:
         tenant = filters.tenant
     listing = select(rows_of(*await connectors_with_statuses(call.console.js, tenant)), filters)
     return call.render(
-        "connectors.html", title="Connectors", listing=listing, filters=filters, states=STATES, sorts=SORTS
+        "connectors.html",
+        title="Connectors",
+        listing=listing,
+        filters=filters,
+        states=STATES,
+        sorts=SORTS,
+        rates=await _rates(call, listing.rows),
     )
+
+
+async def _rates(call: Call, rows: list[Row]) -> Mapping[tuple[str, str], Rates] | None:
+    """The rates of the rows shown (one pipeline), None when they cannot be read (shown as n/a)."""
+    if call.console.rates is None:
+        return None
+    try:
+        return await call.console.rates.rates([(row.tenant, row.name) for row in rows])
+    except (RedisError, OSError):
+        return None

@@ -6,12 +6,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import jinja2
+from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
+from redis.asyncio import Redis
 
 from hub.console.session import SessionCodec
 from hub.control.checks import ServingLimits
 from hub.control.plane import ControlPlane
+from hub.control.rates import RateStore
 from hub.poll.store import PollStore
+from hub.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,11 +29,14 @@ class NavItem:
 
 NAV: tuple[NavItem, ...] = (
     NavItem("Connectors", "/console/connectors", "connector.catalog.read"),
+    NavItem("Events", "/console/events", "connector.operation.read"),
+    NavItem("Replay", "/console/replay", "connector.operation.invoke"),
+    NavItem("Dead letters", "/console/deadletters", "connector.operation.read"),
+    NavItem("Rejected", "/console/rejected", "connector.operation.read"),
     NavItem("Keys", "/console/keys", "connector.credential.manage"),
     NavItem("Audit", "/console/audit", "connector.operation.read"),
 )
-"""The pages, in menu order. The history pages (events, replay, dead letters, rejected) get their
-rows here when their service layer lands; a row is a page that exists."""
+"""The pages, in menu order; a row is a page that exists."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +51,14 @@ class ConsoleContext:
     limits: ServingLimits
     codec: SessionCodec
     templates: jinja2.Environment
+    nc: NATS
+    """Reads the history streams (dead letters, kept requests); redrives and retries publish on it."""
+    settings: Settings
+    """What a retry's ingest path and the connector it rebuilds need (timeouts, master key)."""
+    redis: Redis | None = None
+    """The dedupe store a retry claims in (None: retry is unavailable)."""
+    rates: RateStore | None = None
+    """Each connector's per-minute counts (None: the connectors page shows no rates)."""
 
 
 def template_environment() -> jinja2.Environment:

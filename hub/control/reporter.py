@@ -2,9 +2,11 @@
 
 Changes from the configuration watcher (loaded, disabled, cannot be built) are written in order as
 they come. Every few seconds the reporter also publishes the last success of each connector served
-here (from `Activity`, no I/O on the request path) and, less often, a health check: the connector is
-still loaded here, and for poll sources the state their runs left in Valkey (`degraded` after
-repeated failures; `credential_expired` when the source answers 401 or 403).
+here (from `Activity`, no I/O on the request path), adds the events accepted and requests refused
+it counted to the per-minute rates in Valkey (hub/control/rates.py, one pipeline per flush; counts
+that cannot be written are dropped: rates are a view, not a ledger) and, less often, a health
+check: the connector is still loaded here, and for poll sources the state their runs left in Valkey
+(`degraded` after repeated failures; `credential_expired` when the source answers 401 or 403).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import nats.errors
 from redis.exceptions import RedisError
 
 from events.envelope import rfc3339
+from hub.control.rates import Counts, RateStore
 from hub.control.status import State, StatusChange, StatusStore
 from hub.ingest.activity import Activity
 from hub.poll.store import PollStore, SourceKey
@@ -42,8 +45,10 @@ class StatusReporter:
         served: Callable[[], Iterable[Key]],
         polled: Callable[[], Iterable[Key]],
         poll_store: PollStore | None,
+        rates: RateStore | None = None,
     ) -> None:
         self._store = store
+        self._rates = rates
         self._activity = activity
         self._served = served
         self._polled = polled
@@ -77,6 +82,7 @@ class StatusReporter:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(FLUSH_INTERVAL_S):
                 await self._drain()
+                await self._flush_counts()
 
     async def _run(self) -> None:
         next_health = 0.0
@@ -90,9 +96,19 @@ class StatusReporter:
             await self._drain()
             for (tenant, name), at in self._activity.take().items():
                 await self._write(tenant, name, StatusChange(last_success_at=rfc3339(at)))
+            await self._flush_counts()
             if time.monotonic() >= next_health:
                 next_health = time.monotonic() + HEALTH_INTERVAL_S
                 await self._health_check()
+
+    async def _flush_counts(self) -> None:
+        counts = self._activity.take_counts()
+        if self._rates is None or not counts:
+            return
+        try:
+            await self._rates.add({key: Counts(*pair) for key, pair in counts.items()})
+        except (RedisError, OSError) as exc:
+            log.warning("rates not written", extra={"connectors": len(counts), "error": type(exc).__name__})
 
     async def _drain(self) -> None:
         while not self._changes.empty():

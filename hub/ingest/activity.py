@@ -10,10 +10,12 @@ import time
 
 
 class Activity:
-    """The last success per (tenant, connector) since the reporter last looked."""
+    """The last success, the events accepted and the requests refused per (tenant, connector) since
+    the reporter last looked."""
 
     def __init__(self) -> None:
         self._succeeded: dict[tuple[str, str], float] = {}
+        self._counts: dict[tuple[str, str], list[int]] = {}
 
     def succeeded(self, tenant: str, name: str) -> None:
         """A webhook was accepted (or a poll run succeeded) just now."""
@@ -23,3 +25,16 @@ class Activity:
         """What was recorded since the last call."""
         taken, self._succeeded = self._succeeded, {}
         return taken
+
+    def accepted(self, tenant: str, name: str, events: int) -> None:
+        """A request's `events` were published (the connectors page's events per minute)."""
+        self._counts.setdefault((tenant, name), [0, 0])[0] += events
+
+    def refused(self, tenant: str, name: str) -> None:
+        """A request for this served connector was refused (its rejection rate)."""
+        self._counts.setdefault((tenant, name), [0, 0])[1] += 1
+
+    def take_counts(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """(accepted, refused) per connector since the last call."""
+        taken, self._counts = self._counts, {}
+        return {key: (accepted, refused) for key, (accepted, refused) in taken.items()}

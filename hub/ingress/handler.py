@@ -71,6 +71,7 @@ async def _answer(request: web.Request, traceparent: str, fields: tracing.LogFie
                 "webhook refused",
                 extra={"connector": connector.label, "error": outcome, "reason": rejection.reason},
             )
+            context.activity.refused(connector.tenant, connector.name)  # the connectors page's rejection rate
             if context.rejected is not None:  # kept for diagnosis (hub/ingress/rejected.py)
                 await context.rejected.record(connector, request, rejection, request.get(INBOUND))
     tenant, name = (connector.tenant, connector.name) if connector else (UNKNOWN, UNKNOWN)
@@ -185,6 +186,7 @@ async def _deliver(
     envelopes = envelopes_for(connector, inbound, verification, traceparent)
     fields.event_id = ",".join(e.id for e in envelopes) or None  # the log lines from here on name them
     result = await context.ingestor.ingest(connector, envelopes, request_replay_key(connector, verification))
+    context.activity.accepted(connector.tenant, connector.name, len(result.accepted))  # events per minute
     answer = {
         "accepted": len(result.accepted),
         "duplicates": len(result.duplicates),
