@@ -47,7 +47,17 @@ _QUERY = {
         ("cursor", "The nextCursor of the previous page"),
         ("limit", "Per page, 1 to 200 (default 50)"),
     ],
-    "listJobs": [("state", "pending, running, succeeded, failed or canceled"), ("kind", "replay or redrive")],
+    "retryAllRejected": [
+        ("tenant", "Operator keys: only this tenant's (none: every tenant)"),
+        ("connector", "Only this connector's"),
+        ("reason", "Only this refusal reason or error"),
+        ("since", "Received at or after"),
+        ("until", "Received before"),
+    ],
+    "listJobs": [
+        ("state", "pending, running, succeeded, failed or canceled"),
+        ("kind", "replay, redrive or retry-rejected"),
+    ],
     "listDeadLetters": [
         ("tenant", "Operator keys: only this tenant's"),
         ("connector", "Only this connector's"),

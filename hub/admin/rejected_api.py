@@ -14,7 +14,7 @@ from datetime import datetime
 from aiohttp import web
 from nats.aio.client import Client as NATS
 
-from events.subjects import is_name
+from events.subjects import HUB_WIDE, is_name
 from hub.admin.errors import ApiError, bad_request, not_found
 from hub.admin.routes import OPERATION_INVOKE, OPERATION_READ, Call, Endpoint, json_response
 from hub.control import served_connector
@@ -31,6 +31,8 @@ from hub.history.rejected import (
     show,
 )
 from hub.ingest.connectors import Connector
+from hub.jobs import retry_rejected as retry_rejected_job
+from hub.jobs.store import JobStore
 
 _SEQ = re.compile(r"[1-9][0-9]{0,18}")
 NOT_KEPT = "no such rejected request"
@@ -147,7 +149,36 @@ async def retry_rejected(call: Call) -> web.Response:
 
 
 KEPT = "/v1/rejected/{tenant}/{name}/{seq}"
+
+
+async def retry_all_rejected(call: Call) -> web.Response:
+    """Retry every kept request the query selects (as `GET /v1/rejected` takes it) as a job."""
+    query = _query(call)
+    store = await JobStore.open(_nats(call).jetstream(), replicas=call.admin.settings.stream_replicas)
+    where = {"connector": query.connector, "reason": query.reason, "since": query.since, "until": query.until}
+    job = await retry_rejected_job.start(store, query.tenant, where, created_by=call.actor.key_id)
+    await call.plane.audit.record(
+        tenant=query.tenant or HUB_WIDE,
+        action="rejected_retry_start",
+        target=f"job/{job.id}",
+        outcome="accepted",
+        request_id=call.actor.request_id,
+        key_id=call.actor.key_id,
+        started=call.actor.started,
+        detail={k: v for k, v in where.items() if v is not None},
+    )
+    return json_response(job.public(), 202)
+
+
 ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint(
+        "POST",
+        "/v1/rejected:retry",
+        retry_all_rejected,
+        OPERATION_INVOKE,
+        "Retry every kept request a filter selects, as a job",
+        "retryAllRejected",
+    ),
     Endpoint("GET", "/v1/rejected", list_rejected, OPERATION_READ, "List refused requests kept", "listRejected"),
     Endpoint("GET", KEPT, get_rejected, OPERATION_READ, "A refused request as kept", "getRejected"),
     Endpoint("POST", KEPT + ":retry", retry_rejected, OPERATION_INVOKE, "Retry a kept request", "retryRejected"),

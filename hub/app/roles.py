@@ -51,6 +51,7 @@ from hub.ingest.publisher import Publisher
 from hub.ingress.deadlines import DEADLINES, Deadlines
 from hub.ingress.health import INSECURE_WARNING, add_ops_routes
 from hub.ingress.rejected import RejectedMetrics, RejectedRecorder
+from hub.jobs.kind import JobServices
 from hub.jobs.runner import job_runner
 from hub.poll.metrics import PollMetrics
 from hub.poll.scheduler import PollScheduler, recovery_bound_note
@@ -392,7 +393,8 @@ async def start_process(
             gate(endpoints.nats_url, conn, live.catalog, metrics, roles, lookup)
         )
     if "admin" in roles:
-        await stack.enter_async_context(job_runner(settings, conn.nc, live.catalog))
+        services = JobServices(plane, conn.redis, settings)
+        await stack.enter_async_context(job_runner(settings, conn.nc, live.catalog, services))
         await stack.enter_async_context(purging(plane, settings.deleted_retention))
     return Process(conn, plane, live, metrics, context, poller, started_gate)
 

@@ -20,6 +20,7 @@ from hub.app.connections import connect_redis
 from hub.cli.client import connect, deployed_connector, redis_url
 from hub.cli.command import Command, Invocation
 from hub.cli.control import EXIT_FAILED, split_target
+from hub.cli.jobs import bus, follow
 from hub.control.audit import AuditLog
 from hub.control.plane import Actor
 from hub.errors import ConfigError
@@ -34,6 +35,7 @@ from hub.history.rejected import (
     retry_path,
     show,
 )
+from hub.jobs import retry_rejected as retry_rejected_job
 from hub.settings import Settings
 from schemas.durations import parse_duration
 
@@ -142,9 +144,23 @@ async def retry_rejected(settings: Settings, target: str, seq: int) -> int:
     return 0
 
 
+async def retry_all(settings: Settings, tenant: str | None, where: dict[str, object], *, follow_job: bool) -> int:
+    """Start a job retrying every kept request that matches, then follow it."""
+    async with bus(settings) as connected:
+        job = await retry_rejected_job.start(connected.jobs, tenant, where, created_by=connected.actor.key_id)
+        detail = {key: value for key, value in where.items() if value is not None}
+        await connected.audit(tenant, "rejected_retry_start", f"job/{job.id}", "accepted", **detail)
+        print(f"job {job.id}")
+        return await follow(connected.jobs, job.id) if follow_job else 0
+
+
 def _run(run: Invocation, verb: str) -> int:
     args, settings = run.args, run.settings
     try:
+        if verb == "retry-all":
+            tenant, connector = _names(args.target) if args.target else (None, None)
+            where: dict[str, object] = {"connector": connector, "reason": args.reason, "since": _since(args.since)}
+            return asyncio.run(retry_all(settings, tenant, where, follow_job=not args.no_follow))
         if verb == "list":
             tenant, connector = _names(args.target) if args.target else (None, None)
             query = Query(tenant, connector, reason=args.reason, since=_since(args.since), limit=args.limit)
@@ -174,6 +190,13 @@ def _one_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("seq", metavar="SEQ", help="the sequence `rejected list` shows")
 
 
+def _retry_all_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", nargs="?", metavar="TENANT[/CONNECTOR]", help="default: every tenant")
+    parser.add_argument("--reason", help="only this refusal (error or reason, e.g. bad_signature, no_match)")
+    parser.add_argument("--since", help="received since: an RFC 3339 time, or a duration before now (2h)")
+    parser.add_argument("--no-follow", action="store_true", help="print the job's id and return")
+
+
 COMMANDS = (
     Command(("rejected", "list"), "refused requests kept, newest first", lambda r: _run(r, "list"), _list_arguments),
     Command(
@@ -187,5 +210,11 @@ COMMANDS = (
         "re-verify a kept request with the current secrets; ingest it if it verifies",
         lambda r: _run(r, "retry"),
         _one_arguments,
+    ),
+    Command(
+        ("rejected", "retry-all"),
+        "a job retrying every kept request that matches, with the current secrets; follows it",
+        lambda r: _run(r, "retry-all"),
+        _retry_all_arguments,
     ),
 )

@@ -12,14 +12,27 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from nats.aio.client import Client as NATS
+from redis.asyncio import Redis
 
+from hub.control.plane import ControlPlane
 from hub.gate.catalog import GateCatalog
 from hub.jobs.pacing import TokenBucket
 from hub.jobs.store import Job
 from hub.runtime.live import Live
+from hub.settings import Settings
 
 BATCH_SIZE = 1024
 """Items per step at most."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobServices:
+    """The hub's parts a kind that acts through the control plane and the ingest path needs (the retry
+    of kept requests): None in a runner that has no master key or Valkey to offer."""
+
+    plane: ControlPlane
+    redis: Redis
+    settings: Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +45,7 @@ class JobContext:
     pacer: TokenBucket
     batch_size: int = BATCH_SIZE
     publish_timeout_s: float = 5.0
+    services: JobServices | None = None
 
 
 @dataclass(frozen=True, slots=True)

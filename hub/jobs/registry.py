@@ -7,5 +7,6 @@ from collections.abc import Mapping
 from hub.jobs.kind import JobKind
 from hub.jobs.redrive import Redrive
 from hub.jobs.replay import Replay
+from hub.jobs.retry_rejected import RetryRejected
 
-KINDS: Mapping[str, JobKind] = {kind.name: kind for kind in (Replay(), Redrive())}
+KINDS: Mapping[str, JobKind] = {kind.name: kind for kind in (Replay(), Redrive(), RetryRejected())}

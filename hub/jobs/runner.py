@@ -29,7 +29,7 @@ from hub.control.audit import AuditLog
 from hub.gate.catalog import GateCatalog
 from hub.gate.policy_consumer import PublishFailed
 from hub.history.directget import HistoryUnavailable
-from hub.jobs.kind import BATCH_SIZE, JobContext, JobKind, Step
+from hub.jobs.kind import BATCH_SIZE, JobContext, JobKind, JobServices, Step
 from hub.jobs.pacing import TokenBucket
 from hub.jobs.registry import KINDS
 from hub.jobs.store import Claim, Job, JobStore, LostJob, Progress, State, claim
@@ -65,6 +65,7 @@ class JobRunner:
         poll_s: float = POLL_S,
         batch_size: int = BATCH_SIZE,
         kinds: Mapping[str, JobKind] = KINDS,
+        services: JobServices | None = None,
     ) -> None:
         self.owner = instance_name()
         self._store = store
@@ -72,7 +73,7 @@ class JobRunner:
         self._lease_s = lease_s
         self._poll_s = poll_s
         self._kinds = kinds
-        self._context = JobContext(nc, catalog, TokenBucket(rate), batch_size=batch_size)
+        self._context = JobContext(nc, catalog, TokenBucket(rate), batch_size=batch_size, services=services)
         self._stop = asyncio.Event()
 
     def stop(self) -> None:
@@ -182,12 +183,14 @@ def _advanced(job: Job, step: Step) -> Job:
 
 
 @contextlib.asynccontextmanager
-async def job_runner(settings: Settings, nc: NATS, catalog: Live[GateCatalog]) -> AsyncIterator[JobRunner]:
+async def job_runner(
+    settings: Settings, nc: NATS, catalog: Live[GateCatalog], services: JobServices | None = None
+) -> AsyncIterator[JobRunner]:
     """The runner of a process with the admin role, paced by `HUB_REPLAY_RATE`; on exit it finishes
     its step and hands its job back (a failing process just stops: the lease expires)."""
     js = nc.jetstream()
     store = await JobStore.open(js, replicas=settings.stream_replicas)
-    runner = JobRunner(nc, store, catalog, rate=settings.replay_rate, audit=AuditLog(js))
+    runner = JobRunner(nc, store, catalog, rate=settings.replay_rate, audit=AuditLog(js), services=services)
     task = asyncio.create_task(runner.run(), name="job runner")
     try:
         yield runner

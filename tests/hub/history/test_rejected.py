@@ -24,13 +24,19 @@ from hub.admin.routes import AdminContext
 from hub.app.embedded import RunningServer
 from hub.control.plane import Actor, ControlPlane
 from hub.control.sealing import load_master_key
+from hub.gate.catalog import catalog_of
 from hub.history.rejected import Query, RetryAudit, list_kept, retry, retry_path, show
 from hub.ingress.rejected import RejectedRecord
+from hub.jobs.kind import JobServices
+from hub.jobs.runner import JobRunner
+from hub.jobs.store import JobStore
+from hub.runtime.live import Live
 from hub.settings import Settings
 from tests.conftest import HubFactory, HubUnderTest, wait_for
 from tests.hub.control.fixtures import MASTER_KEY
 from tests.hub.gate.harness import stream_messages
 from tests.hub.ingress.signing import github_headers, stripe_headers
+from tests.hub.jobs.fixtures import job_ended
 
 pytestmark = pytest.mark.integration
 
@@ -265,6 +271,12 @@ async def test_the_cli_lists_shows_and_retries(
     assert await setup.hub.event_count() == 1
     assert [a["outcome"] for a in await audits(setup)] == ["still_refused", "recovered", "duplicate"]
 
+    assert await asyncio.to_thread(cli.main, ["rejected", "retry-all", "acme/gh", "--no-follow"]) == 0
+    job_id = capsys.readouterr().out.strip().removeprefix("job ")
+    stored = await (await JobStore.open(setup.hub.nc.jetstream())).get(job_id)
+    assert stored is not None
+    assert (stored.job.kind, stored.job.tenant, stored.job.params) == ("retry-rejected", "acme", {"connector": "gh"})
+
     with pytest.raises(SystemExit, match="no kept request"):
         await asyncio.to_thread(cli.main, ["rejected", "show", "acme/gh", str(kept.seq + 1000)])
     with pytest.raises(SystemExit, match="not a sequence number"):
@@ -302,3 +314,33 @@ async def test_a_tenant_listing_pages_past_one_batch(setup: Setup) -> None:
     only_c1 = await list_kept(setup.hub.nc, Query("acme", "c1", limit=200))
     assert {k.record.connector for k in only_c1.items} == {"c1"}
     assert len(only_c1.items) == 100
+
+
+async def test_a_bulk_retry_job_recovers_every_kept_request_once_and_a_second_finds_duplicates(
+    setup: Setup,
+) -> None:
+    await refused(setup, 2)
+    await setup.plane.set_secret("acme", "gh-key", NEW.encode(), Actor("t"))  # the sender's secret, fixed
+    assert (await setup.call("POST", "/v1/rejected:retry?tenant=acme", "other"))[0] == 404  # not its tenant
+    store = await JobStore.open(setup.hub.nc.jetstream())
+    services = JobServices(setup.plane, setup.hub.redis, setup.settings)
+    runner = JobRunner(setup.hub.nc, store, Live(catalog_of([], [])), rate=1000.0, poll_s=0.05, services=services)
+    task = asyncio.create_task(runner.run())
+    try:
+        status, job = await setup.call("POST", "/v1/rejected:retry?connector=gh", "acme")
+        assert (status, job["kind"], job["tenant"]) == (202, "retry-rejected", "acme")
+        first = await job_ended(store, job["id"])
+        # the two kept requests are one signed delivery sent twice: one event, then a duplicate
+        assert (first.state, first.progress.done) == ("succeeded", 2)
+        assert first.result == {"recovered": 1, "duplicate": 1}
+        assert await setup.hub.event_count() == 1
+
+        _, again = await setup.call("POST", "/v1/rejected:retry?connector=gh", "acme")
+        second = await job_ended(store, again["id"])
+        assert (second.state, second.result) == ("succeeded", {"duplicate": 2})
+        assert await setup.hub.event_count() == 1  # nothing twice
+    finally:
+        runner.stop()
+        await asyncio.wait_for(task, 10)
+    outcomes = [a["outcome"] for a in await audits(setup)]
+    assert sorted(outcomes) == ["duplicate", "duplicate", "duplicate", "recovered"]
