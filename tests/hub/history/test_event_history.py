@@ -137,6 +137,8 @@ async def test_time_range_and_id(nc: NATS) -> None:
         until = EventQuery(tenant="acme", connector="dense", until=between, newest_first=newest_first, limit=20)
         early = [e.id for e in first if e.hubconnector == "dense"]
         assert ids(await every_page(nc, None, until)) == (early[::-1] if newest_first else early)
+        later = EventQuery(tenant="acme", since=time.time() + 3600, newest_first=newest_first)
+        assert (await list_events(nc, None, later)).items == []  # a range after every event holds none
     by_id = await list_events(nc, None, EventQuery(tenant="acme", event_id="d11"))
     assert [item.id for item in by_id.items] == ["d11"]
     assert (await list_events(nc, None, EventQuery(event_id="nope"))).items == []
