@@ -295,13 +295,15 @@ def ops_app(
     context: HubContext,
     redis: Redis,
     insecure_no_auth: bool,
+    gate: Gate | None = None,
 ) -> web.Application:
     """The admin port's app: `/readyz` and `/metrics` in every process (never on the public ingress
-    port), and the admin API with the admin role."""
+    port), and the admin API and the console with the admin role (the console shows `gate`'s breakers)."""
     ops = web.Application()
     if "admin" in roles:
         ops = build_admin_app(admin_context(settings, plane, insecure_no_auth, PollStore(redis), context.nats, redis))
-        mount_console(ops, console_context(settings, plane, PollStore(redis), context.nats, redis))
+        breakers = gate.breaker_states if gate is not None else lambda: None
+        mount_console(ops, console_context(settings, plane, PollStore(redis), context.nats, redis, breakers))
         if insecure_no_auth:
             log.warning(INSECURE_WARNING)
     add_ops_routes(ops, context)

@@ -66,7 +66,9 @@ async def serve(
                 setting="HUB_HTTP_PORT",
             )
         )
-        ops = role.ops_app(settings, roles, process.plane, process.context, process.conn.redis, insecure_no_auth)
+        ops = role.ops_app(
+            settings, roles, process.plane, process.context, process.conn.redis, insecure_no_auth, process.gate
+        )
         admin_url = await stack.enter_async_context(
             role.listening(ops, settings.admin_host, settings.admin_port, reuse_port=shared, setting="HUB_ADMIN_PORT")
         )

@@ -3,6 +3,7 @@ sending browsers there."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from importlib import resources
 
 from aiohttp import web
@@ -31,6 +32,7 @@ from hub.control.apikeys import SCOPES
 from hub.control.checks import ServingLimits
 from hub.control.plane import ControlPlane
 from hub.control.rates import RateStore
+from hub.gate.breaker import BreakerState
 from hub.poll.store import PollStore
 from hub.settings import Settings
 
@@ -44,7 +46,12 @@ same 404 page as a missing one."""
 
 
 def console_context(
-    settings: Settings, plane: ControlPlane, poll_store: PollStore | None, nc: NATS, redis: Redis | None = None
+    settings: Settings,
+    plane: ControlPlane,
+    poll_store: PollStore | None,
+    nc: NATS,
+    redis: Redis | None = None,
+    breakers: Callable[[], Mapping[str, BreakerState] | None] = lambda: None,
 ) -> ConsoleContext:
     """What the console needs from the hub's settings and connections (without Valkey: no retry of
     a rejected request and no rates)."""
@@ -60,6 +67,7 @@ def console_context(
         settings=settings,
         redis=redis,
         rates=RateStore(redis) if redis is not None else None,
+        breakers=breakers,
     )
 
 

@@ -20,6 +20,7 @@ from hub.control.plane import InvalidSpec
 from hub.control.secretstore import SecretStoreError
 from hub.control.specstore import RevisionConflict, StoredSpec
 from hub.control.status import ConnectorStatus
+from hub.gate.breaker import BreakerState, target_key
 from hub.poll.store import SourceKey
 from schemas.connector import ConnectorDocument
 from schemas.secrets import STORE_NAME_PATTERN, SecretRef
@@ -129,8 +130,24 @@ async def connector_page(call: Call) -> web.StreamResponse:
         "can_manage": call.viewer.has(INSTANCE_MANAGE),
         "can_invoke": call.viewer.has(OPERATION_INVOKE),
         "can_set_secrets": call.viewer.has(CREDENTIAL_MANAGE),
+        "breakers": _breaker_states(call, document),
     }
     return call.render("connector.html", **values)
+
+
+def _breaker_states(call: Call, document: ConnectorDocument) -> dict[str, str] | None:
+    """Each route's target breaker in this process ("closed" until its target failed); None when this
+    process dispatches nothing. Breakers are per process: another instance may see its target otherwise."""
+    states = call.console.breakers()
+    if states is None:
+        return None
+    return {
+        route.name: BREAKER_TEXT[states.get(target_key(route.target), BreakerState.CLOSED)]
+        for route in document.spec.routes
+    }
+
+
+BREAKER_TEXT = {BreakerState.CLOSED: "closed", BreakerState.OPEN: "open", BreakerState.HALF_OPEN: "half-open"}
 
 
 async def status_fragment(call: Call) -> web.StreamResponse:

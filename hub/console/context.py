@@ -3,6 +3,7 @@ templates; and the navigation, one row per page."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import jinja2
@@ -14,6 +15,7 @@ from hub.console.session import SessionCodec
 from hub.control.checks import ServingLimits
 from hub.control.plane import ControlPlane
 from hub.control.rates import RateStore
+from hub.gate.breaker import BreakerState
 from hub.poll.store import PollStore
 from hub.settings import Settings
 
@@ -59,6 +61,9 @@ class ConsoleContext:
     """The dedupe store a retry claims in (None: retry is unavailable)."""
     rates: RateStore | None = None
     """Each connector's per-minute counts (None: the connectors page shows no rates)."""
+    breakers: Callable[[], Mapping[str, BreakerState] | None] = lambda: None
+    """This process's circuit breakers by target key (None: it dispatches nothing). Breakers are per
+    process: the connector page says whose it shows."""
 
 
 def template_environment() -> jinja2.Environment:

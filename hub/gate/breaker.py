@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from enum import StrEnum
 
+from schemas.connector import Target
+
 PROBE_WAIT_S = 0.25
 """How long others wait while a half-open probe is out (at most the cooldown)."""
 
@@ -109,6 +111,10 @@ class Breakers:
         self._clock = clock
         self._breakers: dict[str, CircuitBreaker] = {}
 
+    def states(self) -> dict[str, BreakerState]:
+        """Every target's breaker state in this process, by target key (`target_key`)."""
+        return {key: breaker.state for key, breaker in self._breakers.items()}
+
     def get(self, key: str, failure_threshold: int, cooldown_s: float) -> CircuitBreaker:
         """The breaker of `key`; settings that changed since the last call are applied to it."""
         breaker = self._breakers.get(key)
@@ -117,3 +123,11 @@ class Breakers:
         elif (breaker.failure_threshold, breaker.cooldown_s) != (failure_threshold, cooldown_s):
             breaker.configure(failure_threshold, cooldown_s)
         return breaker
+
+
+def target_key(target: Target) -> str:
+    """What one breaker protects: a subject, or an HTTP origin (scheme, host and port)."""
+    if target.http is None:
+        return target.label
+    url = target.http.url
+    return f"http:{url.scheme}://{url.host}:{url.port}"

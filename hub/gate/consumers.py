@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 from events.journey import JourneyWriter
 from events.streams import EVENTS_STREAM, INVOCATIONS_STREAM
 from events.subjects import EVENTS_PREFIX, INVOCATIONS_PREFIX
+from hub.gate.breaker import BreakerState
 from hub.gate.catalog import GateCatalog
 from hub.gate.dispatch_consumer import Dispatcher
 from hub.gate.inflight import InFlight
@@ -74,6 +75,10 @@ class Gate:
     policy: PolicyConsumer | None
     dispatcher: Dispatcher | None
     handlers: list[InFlight]
+
+    def breaker_states(self) -> dict[str, BreakerState] | None:
+        """This process's circuit breakers by target key; None when it dispatches nothing."""
+        return self.dispatcher.breaker_states() if self.dispatcher is not None else None
 
     async def stop(self) -> None:
         """Stop fetching; let the running handlers settle their messages (at most DRAIN_TIMEOUT_S) while

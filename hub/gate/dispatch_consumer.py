@@ -36,7 +36,7 @@ from events import journey
 from events.deadletter import DeadLetter, FailureClass
 from events.envelope import Envelope, headers_to_attributes, rfc3339
 from events.subjects import INVOCATIONS_PREFIX, dlq_subject
-from hub.gate.breaker import Breakers, BreakerState, CircuitBreaker
+from hub.gate.breaker import Breakers, BreakerState, CircuitBreaker, target_key
 from hub.gate.catalog import CompiledRoute, GateCatalog
 from hub.gate.limiter import (
     Coalesced,
@@ -122,6 +122,10 @@ class Dispatcher:
         self._heartbeat_s = ack_wait_s / 3
         self._store_down_since: float | None = None
 
+    def breaker_states(self) -> dict[str, BreakerState]:
+        """This process's circuit breakers, by target key (hub.gate.breaker.target_key)."""
+        return self._breakers.states()
+
     async def handle(self, message: NatsMessage) -> None:
         """FastStream handler: process, then ack or NAK with the computed delay; the log lines of the
         handling name the invocation's event."""
@@ -192,7 +196,7 @@ class Dispatcher:
                     await self._throttled(invocation, "debounce", result.delay_s)
                     return nak(result.delay_s)
                 invocation = invocation.coalesced(result.payload, result.count)
-        target = _breaker_key(route)
+        target = target_key(route.spec.target)
         breaker = self._breakers.get(
             target, route.spec.circuit.failureThreshold, route.spec.circuit.cooldown.total_seconds()
         )
@@ -489,15 +493,6 @@ def _error_class(failed: Failed) -> str:
     if failed.error.startswith(EGRESS_REFUSED):
         return EGRESS_REFUSED
     return "permanent" if failed.permanent else "transport"
-
-
-def _breaker_key(route: CompiledRoute) -> str:
-    """What one breaker protects: a subject, or an HTTP origin (scheme, host and port)."""
-    target = route.spec.target
-    if target.http is None:
-        return target.label
-    url = target.http.url
-    return f"http:{url.scheme}://{url.host}:{url.port}"
 
 
 def _dispatch_timeout_s(route: CompiledRoute) -> float:

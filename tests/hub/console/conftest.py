@@ -102,6 +102,9 @@ class ConsoleUnderTest:
     browser: Browser
     base: str
     sessions: list[aiohttp.ClientSession] = field(default_factory=list)
+    breakers: dict[str, Any] = field(default_factory=lambda: {"states": None})
+    """What the console reads as this process's circuit breakers: `states` None (no dispatch here) or
+    target key -> BreakerState; a test sets it."""
 
     async def key(self, tenant: str | None, scopes: list[str] | tuple[str, ...] = SCOPES) -> str:
         token, _ = await self.plane.create_key(tenant, list(scopes), "test", Actor("test"))
@@ -127,14 +130,15 @@ async def console(
     plane = await ControlPlane.open(js, load_master_key(MASTER_KEY, None))
     redis = Redis.from_url(valkey_server.url)
     app = build_admin_app(AdminContext(plane, "http://hub.test", None, 300, poll_store=PollStore(redis)))
-    mount_console(app, console_context(settings, plane, PollStore(redis), nc))
+    breakers: dict[str, Any] = {"states": None}
+    mount_console(app, console_context(settings, plane, PollStore(redis), nc, breakers=lambda: breakers["states"]))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     host, port = runner.addresses[0][:2]
     base = f"http://{host}:{port}"
     session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-    under_test = ConsoleUnderTest(nc, plane, {}, Browser(base, session), base, [session])
+    under_test = ConsoleUnderTest(nc, plane, {}, Browser(base, session), base, [session], breakers)
     for tenant in ("a", "b"):
         await plane.secrets.set(tenant, "gh-secret", b"initial secret of " + tenant.encode())
         document = webhook_connector(tenant, "gh", [{"secretRef": {"source": "store", "name": "gh-secret"}}])

@@ -12,9 +12,13 @@ from yarl import URL
 from events.streams import AUDIT_STREAM
 from hub.console.security import CONTENT_SECURITY_POLICY
 from hub.console.session import Session, SessionCodec, signing_secret
+from hub.control.plane import Actor
+from hub.gate.breaker import BreakerState
 from hub.settings import Settings
+from schemas.connector import ConnectorDocument
 from tests.conftest import wait_for
 from tests.hub.console.conftest import ConsoleUnderTest, Page
+from tests.hub.control.fixtures import webhook_connector
 from tests.hub.gate.harness import stream_messages
 
 PAGES = ("/console/connectors", "/console/connectors/a/gh", "/console/keys", "/console/audit")
@@ -295,3 +299,23 @@ async def test_the_audit_page_lists_the_tenants_records_newest_first_filtered(co
     assert "console_sign_in" in outcome.text
     assert "secret_set" not in outcome.text.split("<tbody>")[1]
     assert (await browser.get("/console/audit?action=Bad*")).status == 400
+
+
+async def test_the_connector_page_shows_each_routes_breaker_in_this_instance(console: ConsoleUnderTest) -> None:
+    document = webhook_connector("a", "routed", [{"secretRef": {"source": "store", "name": "gh-secret"}}])
+    target = {"http": {"url": "https://orders.example.com/hooks", "method": "POST"}}
+    document["spec"]["routes"] = [{"name": "orders", "match": {"types": ["github.push"]}, "target": target}]
+    await console.plane.apply(ConnectorDocument.model_validate(document), Actor("test"))
+    await console.browser.sign_in(console.keys["a"])
+
+    not_here = (await console.browser.get("/console/connectors/a/routed")).text
+    assert "not dispatched here" in not_here
+    console.breakers["states"] = {"http:https://orders.example.com:443": BreakerState.OPEN}
+    page = (await console.browser.get("/console/connectors/a/routed")).text
+    assert "Circuit breaker (this instance)" in page
+    assert '<span class="pill pill-breaker-open">open</span>' in page
+    console.breakers["states"] = {}
+    assert (
+        '<span class="pill pill-breaker-closed">closed</span>'
+        in (await console.browser.get("/console/connectors/a/routed")).text
+    )
