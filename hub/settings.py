@@ -188,6 +188,11 @@ class Settings(BaseSettings):
         default=None, description="The key service maps are signed with (environment only)"
     )
     service_map_ttl: Duration = Field(default=timedelta(minutes=5), description="How long a service map is valid")
+    certification_period: Duration = Field(
+        default=timedelta(hours=24),
+        gt=timedelta(0),
+        description="How long a connector must run without breaching its SLOs to be certified",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
     tracing: Literal["off", "otlp", "console"] = Field(

@@ -19,6 +19,7 @@ from schemas.poll import PollSettings
 from schemas.redaction import RedactionRules, TruncateOver
 from schemas.resilience import Circuit
 from schemas.secrets import SecretEntry
+from schemas.slo import Slo
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN, description="[a-z0-9-], 1-63, no leading or trailing -")]
@@ -239,6 +240,7 @@ class ConnectorSpec(_Model):
     routes: list[Route] = Field(default_factory=list)
     redact: RedactionRules = Field(default_factory=list)
     truncateOver: TruncateOver = None
+    slo: Slo | None = Field(default=None, description="Service level objectives, evaluated by the hub (schemas/slo.py)")
 
     @model_validator(mode="after")
     def _parts_fit_the_type(self) -> Self:

@@ -265,7 +265,7 @@ async def delete_connector(call: Call) -> web.Response:
 
 
 async def connector_status(call: Call) -> web.Response:
-    """The connector's shared status."""
+    """The connector's shared status, with its SLOs and certification."""
     stored = await _stored_connector(call)
     status = await call.plane.statuses.get(call.path("tenant"), call.path("name"))
     if status is None:
@@ -363,6 +363,7 @@ def _service_entry(stored: StoredSpec, statuses: dict[tuple[str, str], Connector
         ingress_url=f"{base_url}/hooks/{tenant}/{name}" if document.spec.type == "webhook" else None,
         routes=tuple(routes),
         status=status.state if status else ("provisioning" if document.spec.enabled else "disabled"),
+        certification=status.certification.state if status and status.certification else "pending",
     )
 
 

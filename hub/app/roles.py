@@ -198,6 +198,7 @@ async def watching(
         polled=lambda: [(s.tenant, s.name) for s in parts.watcher.polled] if parts.watcher else [],
         poll_store=PollStore(conn.redis) if poller else None,
         rates=RateStore(conn.redis),
+        certification_period_s=settings.certification_period.total_seconds(),
     )
     js = conn.nc.jetstream()
     parts.watcher = ConfigWatcher(

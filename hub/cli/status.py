@@ -21,11 +21,12 @@ from redis.exceptions import RedisError
 from hub.app.connections import connect_redis
 from hub.cli.client import control_plane, reads_deployed, redis_url
 from hub.cli.command import Command, Invocation
+from hub.control.status import ConnectorStatus
 from hub.poll.store import PollStore, SourceKey
 from hub.settings import Settings
 from schemas.loader import load_specs
 
-DEPLOYED_COLUMNS = ("type", "revision", "healthCheckedAt")
+DEPLOYED_COLUMNS = ("type", "revision", "healthCheckedAt", "certification", "slo")
 """What the running hub's shared status adds for every connector (state, lastSuccessAt and lastError are in COLUMNS)."""
 COLUMNS = ("state", "lastRunAt", "lastSuccessAt", "nextRunAt", "itemsPublished", "cursor", "lastError")
 
@@ -89,9 +90,20 @@ async def deployed_status(settings: Settings, target: str | None) -> list[Source
         shared = statuses.get((document.metadata.tenant, document.metadata.name))
         fields = {"type": getattr(document.spec, "type", ""), "revision": str(spec.revision)}
         fields |= {k: str(v) for k, v in (shared.to_dict() if shared else {"state": "provisioning"}).items() if v}
+        fields |= _slo_fields(shared)
         fields |= {k: v for k, v in polled.get(label, {}).items() if k != "state"}
         rows.append(SourceStatus(label, fields))
     return rows
+
+
+def _slo_fields(status: ConnectorStatus | None) -> dict[str, str]:
+    """The certification and the SLOs as one line each (`failed since ... (errorRate 0.4 > 0.1 at ...)`)."""
+    fields = {}
+    if status is not None and status.certification is not None:
+        fields["certification"] = status.certification.summary
+    if status is not None and status.slo is not None:
+        fields["slo"] = status.slo.summary
+    return fields
 
 
 async def show_status(settings: Settings, target: str | None, *, as_json: bool, deployed: bool = False) -> int:

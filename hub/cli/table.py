@@ -18,6 +18,7 @@ from hub.cli import (
     schemagen,
     sendtest,
     servicemap,
+    slo,
     status,
     tail,
     urltoken,
@@ -35,6 +36,7 @@ COMMANDS: tuple[Command, ...] = (
     urltoken.URL_TOKEN,
     tail.TAIL,
     status.STATUS,
+    *slo.COMMANDS,
     explain.POLICY_EXPLAIN,
     servicemap.SERVICE_MAP_VERIFY,
     providerdocs.PROVIDERS,
@@ -58,5 +60,6 @@ GROUPS = {
     "dlq": "dead letters",
     "events": "stored events and their journeys",
     "rejected": "refused requests kept for diagnosis, and their retry",
+    "slo": "connectors' service level objectives",
 }
 """Help of the first word of two-word verbs (`keys create`, ...)."""

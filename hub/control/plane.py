@@ -34,6 +34,7 @@ from hub.control.buckets import (
 from hub.control.checks import ServingLimits, StoreView, check_connector
 from hub.control.sealing import MasterKey
 from hub.control.secretstore import SecretStore, SecretVersionInfo
+from hub.control.slo import objectives_of
 from hub.control.specstore import ApplyResult, RevisionConflict, SpecDocument, SpecStore, StoredSpec
 from hub.control.status import State, StatusChange, StatusStore
 from hub.control.trash import Trash, TrashedConnector
@@ -174,7 +175,9 @@ class ControlPlane:
             return result
         if isinstance(document, ConnectorDocument) and result.action != "unchanged":
             state: State = "provisioning" if document.spec.enabled else "disabled"
-            await self.statuses.update(*document.key, StatusChange(state=state, revision=result.revision))
+            # a new revision: the certification starts over (`pending`), with this spec's objectives
+            change = StatusChange(state=state, revision=result.revision, slo=objectives_of(document.spec.slo))
+            await self.statuses.update(*document.key, change)
         detail: dict[str, object] = {"revision": result.revision, "changes": [c.path for c in result.changes]}
         await self._audit(actor, tenant, action, target, result.action, detail)
         return result

@@ -3,13 +3,15 @@
 The ingress counts in memory on the request path (hub/ingest/activity.py, a dict increment); the
 status reporter hands what accumulated to `RateStore.add` every few seconds, which writes it in one
 pipeline: `HINCRBY` on `rates:{<tenant>}:<connector>:<minute>` (fields `accepted`, `refused`; the
-minute is the Unix time // 60), each bucket expiring `BUCKET_TTL_S` after its last write. Every
+minute is the Unix time // 60; also `unavailable`, the refusals answered 5xx, for the availability
+SLO), each bucket expiring `BUCKET_TTL_S` after its last write. Every
 process adds its own counts to the same buckets, so they sum over workers and instances.
 
-The API others build on (the console's rates; per-connector SLOs later):
+The API others build on (the console's rates; per-connector SLOs, hub/control/slo.py):
 
     await rates.counts(keys, minutes=15)  -> {(tenant, connector): Counts(accepted, refused)}
     await rates.rates(keys)               -> {(tenant, connector): Rates(events_per_minute, rejection_rate)}
+    await rates.history(keys, minutes=60) -> {(tenant, connector): [Counts, ...]}  (oldest minute first)
 
 A window of N minutes is the current (partial) minute and the N - 1 before it; all keys and
 minutes are read in one pipeline, so a caller reads only the connectors it shows.
@@ -33,22 +35,25 @@ RATE_MINUTES = 5
 """Events per minute: accepted over the last 5 minutes / 5."""
 REJECTION_MINUTES = 15
 """Rejection rate: refused / (accepted + refused) over the last 15 minutes."""
-FIELDS = ("accepted", "refused")
+FIELDS = ("accepted", "refused", "unavailable")
 
 
 @dataclass(frozen=True, slots=True)
 class Counts:
-    """Events accepted and requests refused."""
+    """Events accepted and requests refused (`unavailable`: of those, the ones answered 5xx)."""
 
     accepted: int = 0
     refused: int = 0
+    unavailable: int = 0
 
     def __add__(self, other: Counts) -> Counts:
-        return Counts(self.accepted + other.accepted, self.refused + other.refused)
+        return Counts(
+            self.accepted + other.accepted, self.refused + other.refused, self.unavailable + other.unavailable
+        )
 
     @property
     def empty(self) -> bool:
-        return self.accepted == 0 and self.refused == 0
+        return self.accepted == 0 and self.refused == 0 and self.unavailable == 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +90,7 @@ class RateStore:
             if count.empty:
                 continue
             key = bucket_key(tenant, connector, minute)
-            for field, value in zip(FIELDS, (count.accepted, count.refused), strict=True):
+            for field, value in zip(FIELDS, (count.accepted, count.refused, count.unavailable), strict=True):
                 if value:
                     pipe.hincrby(key, field, value)
             pipe.expire(key, self._ttl_s)
@@ -99,6 +104,12 @@ class RateStore:
             raise ValueError(f"minutes must be 1-{MAX_WINDOW_MINUTES}")
         per_minute = await self._per_minute(keys, minutes, now)
         return {key: sum(buckets, Counts()) for key, buckets in per_minute.items()}
+
+    async def history(self, keys: Sequence[Key], minutes: int, now: float | None = None) -> dict[Key, list[Counts]]:
+        """Each connector's per-minute counts over the last `minutes` minutes (1-60), oldest first: one pipeline."""
+        if not 1 <= minutes <= MAX_WINDOW_MINUTES:
+            raise ValueError(f"minutes must be 1-{MAX_WINDOW_MINUTES}")
+        return await self._per_minute(keys, minutes, now)
 
     async def rates(self, keys: Sequence[Key], now: float | None = None) -> dict[Key, Rates]:
         """Each connector's events per minute (last RATE_MINUTES) and rejection rate (last

@@ -55,6 +55,8 @@ class ServiceEntry:
     ingress_url: str | None  # None for poll connectors: nothing is pushed to them
     routes: tuple[dict[str, Any], ...]
     status: str
+    certification: str = "pending"
+    """pending, monitoring, certified or failed (hub/control/certification.py)."""
 
     def __post_init__(self) -> None:
         if self.type not in ("webhook", "poll"):
@@ -71,6 +73,7 @@ class ServiceEntry:
             "ingressUrl": self.ingress_url,
             "routes": copy.deepcopy(list(self.routes)),
             "status": self.status,
+            "certification": self.certification,
         }
 
 

@@ -4,11 +4,17 @@ Writers: the control plane when a spec is stored (`provisioning`, or `disabled`)
 that loads it (`active`, or `error` when it cannot: a secret it cannot resolve, say), that serves
 it (`lastSuccessAt`), or that polls it (`degraded`, `credential_expired`). Each write is a
 read-merge-update on the KV revision, so two instances never undo each other's fields.
+
+The status also carries the connector's SLOs (the objectives of its spec revision and their last
+evaluation, hub/control/slo.py) and its certification (hub/control/certification.py): a new spec
+revision starts the certification over (`pending`), and a reporter's observation evaluates the SLOs
+and advances the certification inside the same merge.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -18,6 +24,8 @@ from nats.js.kv import KeyValue
 
 from events.envelope import rfc3339
 from hub.control.buckets import current_entries, status_key
+from hub.control.certification import Certification, Observation, advance, pending, seconds_of, seconds_or_none
+from hub.control.slo import SloStatus, evaluated
 
 State = Literal["provisioning", "active", "degraded", "error", "credential_expired", "disabled"]
 STATES: tuple[State, ...] = ("provisioning", "active", "degraded", "error", "credential_expired", "disabled")
@@ -33,6 +41,9 @@ class ConnectorStatus:
     lastSuccessAt: str | None = None
     lastError: str | None = None
     healthCheckedAt: str | None = None
+    certification: Certification | None = None
+    slo: SloStatus | None = None
+    """None: the spec sets no objectives."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (every field present; unknown ones null)."""
@@ -42,6 +53,8 @@ class ConnectorStatus:
             "lastSuccessAt": self.lastSuccessAt,
             "lastError": self.lastError,
             "healthCheckedAt": self.healthCheckedAt,
+            "certification": self.certification.to_dict() if self.certification else None,
+            "slo": self.slo.to_dict() if self.slo else None,
         }
 
     @classmethod
@@ -55,6 +68,8 @@ class ConnectorStatus:
             lastSuccessAt=data.get("lastSuccessAt"),
             lastError=data.get("lastError"),
             healthCheckedAt=data.get("healthCheckedAt"),
+            certification=Certification.from_dict(data.get("certification")),
+            slo=SloStatus.from_dict(data.get("slo")),
         )
 
 
@@ -68,6 +83,10 @@ class StatusChange:
     last_error: str | None = None
     clear_error: bool = False
     health_checked: bool = False
+    slo: dict[str, Any] | None = None
+    """The objectives of `revision`'s spec (hub.control.slo.objectives_of); None: unknown to the writer,
+    or none set."""
+    observation: Observation | None = None
 
     def merged(self, current: ConnectorStatus | None, now: float) -> ConnectorStatus:
         """The stored status with this change applied; an older spec revision never overrides a newer one's state."""
@@ -77,6 +96,12 @@ class StatusChange:
         if self.state == "provisioning" and base.revision == self.revision and base.state != "provisioning":
             return base  # an instance loaded this revision before the writer's own note arrived
         status = base
+        if (self.revision is not None and self.revision != base.revision) or current is None:
+            # created, or a new spec revision: the certification starts over, with that revision's objectives
+            objectives = SloStatus(self.slo) if self.slo is not None else None
+            status = replace(status, certification=pending(self.revision, now), slo=objectives)
+        elif self.slo is not None and (status.slo is None or status.slo.objectives != self.slo):
+            status = replace(status, slo=SloStatus(self.slo))
         if self.state is not None:
             status = replace(status, state=self.state)
         if self.revision is not None:
@@ -89,14 +114,31 @@ class StatusChange:
             status = replace(status, lastError=self.last_error)
         if self.health_checked:
             status = replace(status, healthCheckedAt=rfc3339(now))
+        if self.observation is not None:
+            status = _observed(status, self.observation, now)
         return status
+
+
+def _observed(status: ConnectorStatus, observation: Observation, now: float) -> ConnectorStatus:
+    """The status with its SLOs evaluated and its certification advanced by one step."""
+    certification = status.certification or pending(status.revision, now)
+    last_success = seconds_or_none(status.lastSuccessAt)
+    slo = status.slo
+    if slo is not None:
+        quiet_since = seconds_of(certification.since)
+        slo = evaluated(slo, observation.minutes, last_success=last_success, quiet_since=quiet_since, now=now)
+    results = slo.results if slo is not None else ()
+    certification = advance(certification, results, last_success=last_success, now=now, period_s=observation.period_s)
+    return replace(status, certification=certification, slo=slo)
 
 
 class StatusStore:
     """Connector statuses in their bucket."""
 
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, kv: KeyValue, *, clock: Callable[[], float] = time.time) -> None:
         self._kv = kv
+        self._clock = clock
+        """The time merges are made at (SLO ages, certification periods); tests inject theirs."""
 
     async def get(self, tenant: str, name: str) -> ConnectorStatus | None:
         """The stored status, or None."""
@@ -123,7 +165,7 @@ class StatusStore:
                 current, revision = ConnectorStatus.from_json(entry.value or b"{}"), entry.revision
             except KeyNotFoundError:
                 current, revision = None, None
-            status = change.merged(current, time.time())
+            status = change.merged(current, self._clock())
             if status == current:
                 return status
             value = orjson.dumps(status.to_dict())

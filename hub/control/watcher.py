@@ -28,6 +28,7 @@ from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from hub.control.boundary import tenant_boundary_problems
 from hub.control.buckets import current_entries
+from hub.control.slo import objectives_of
 from hub.control.specstore import StoredSpecError, parse_stored
 from hub.control.status import StatusChange
 from hub.errors import ConfigError
@@ -261,7 +262,10 @@ class ConfigWatcher:
             )
             self._report(key, StatusChange(state="error", revision=revision, last_error=error))
             return
-        self._report(key, StatusChange(state="active", revision=revision, clear_error=True, health_checked=True))
+        objectives = objectives_of(document.spec.slo)
+        self._report(
+            key, StatusChange(state="active", revision=revision, clear_error=True, health_checked=True, slo=objectives)
+        )
 
     def _built(self, document: ConnectorDocument) -> Connector | PollSource:
         if document.spec.type == "webhook":

@@ -24,7 +24,7 @@ from hub.ingest.ingestor import Provenance, build_envelope, replay_key, tracepar
 from hub.ingest.metrics import UNKNOWN
 from hub.ingress.body import read_capped_body
 from hub.ingress.rejected import INBOUND
-from hub.ingress.responses import rejection_response
+from hub.ingress.responses import rejection_response, status_of
 from hub.runtime import tracing
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,8 @@ async def _answer(request: web.Request, traceparent: str, fields: tracing.LogFie
                 "webhook refused",
                 extra={"connector": connector.label, "error": outcome, "reason": rejection.reason},
             )
-            context.activity.refused(connector.tenant, connector.name)  # the connectors page's rejection rate
+            # the connectors page's rejection rate; 5xx answers for the availability SLO
+            context.activity.refused(connector.tenant, connector.name, unavailable=status_of(rejection) >= 500)
             if context.rejected is not None:  # kept for diagnosis (hub/ingress/rejected.py)
                 await context.rejected.record(connector, request, rejection, request.get(INBOUND))
     tenant, name = (connector.tenant, connector.name) if connector else (UNKNOWN, UNKNOWN)

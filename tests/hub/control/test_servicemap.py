@@ -111,6 +111,7 @@ def test_entries_are_camel_case_and_routes_keep_no_headers() -> None:
             {"name": "audit", "target": {"http": {"url": "https://audit.example/in", "method": "PUT"}}},
         ],
         "status": "ok",
+        "certification": "pending",
     }
     assert b"s3cr3t" not in orjson.dumps(signed())
 
