@@ -41,6 +41,7 @@ from hub.app.embedded import die_with_parent
 from hub.app.endpoints import endpoints_file, record_endpoints
 from hub.app.roles import SHUTDOWN_GRACE_S
 from hub.errors import EXIT_USAGE, ConfigError, Problem
+from hub.runtime.waiting import wait_set
 from hub.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -252,8 +253,7 @@ class Supervisor:
                 "worker exited: restarting it",
                 extra={"worker": index, "pid": worker.process.pid, "exit_code": code, "restart_in_s": delay},
             )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), delay)
+            await wait_set(self.stopping, delay)
 
     async def _start(self, index: int) -> _Worker:
         read_fd, write_fd = os.pipe()

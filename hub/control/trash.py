@@ -33,6 +33,7 @@ from pydantic import ValidationError
 
 from events.envelope import rfc3339
 from hub.control.buckets import current_entries
+from hub.runtime.waiting import wait_set
 from schemas.connector import ConnectorDocument
 from schemas.durations import format_duration
 
@@ -192,8 +193,10 @@ async def purging(plane: TrashPurger, retention: timedelta) -> AsyncIterator[Non
     """Purge expired trash entries periodically while inside; every admin process runs one (a
     conditional delete makes each entry's purge happen once however many run)."""
 
+    stop = asyncio.Event()
+
     async def loop() -> None:
-        while True:
+        while not stop.is_set():
             try:
                 purged = await plane.purge_trash(datetime.now(UTC), retention)
             except (nats.errors.Error, TimeoutError) as exc:
@@ -201,12 +204,13 @@ async def purging(plane: TrashPurger, retention: timedelta) -> AsyncIterator[Non
             else:
                 if purged:
                     log.info("purged deleted connectors", extra={"purged": [e.key for e in purged]})
-            await asyncio.sleep(purge_interval(retention))
+            await wait_set(stop, purge_interval(retention))
 
     task = asyncio.create_task(loop(), name="trash purge")
     try:
         yield
     finally:
+        stop.set()  # the loop ends at its next turn even if a library swallows the cancellation
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -34,6 +34,7 @@ from hub.jobs.pacing import TokenBucket
 from hub.jobs.registry import KINDS
 from hub.jobs.store import Claim, Job, JobStore, LostJob, Progress, State, claim
 from hub.runtime.live import Live
+from hub.runtime.waiting import wait_set
 from hub.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -89,8 +90,7 @@ class JobRunner:
                 log.warning("job runner cannot reach the bus", extra={"error": type(exc).__name__})
                 ran = False
             if not ran:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), self._poll_s)
+                await wait_set(self._stop, self._poll_s)
 
     async def run_once(self) -> bool:
         """Claim one job and run it to its end (or until stopped); False when there was none."""
@@ -195,6 +195,7 @@ async def job_runner(
     try:
         yield runner
     except BaseException:
+        runner.stop()  # the loop ends at its next turn even if a library swallows the cancellation
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

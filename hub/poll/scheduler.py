@@ -14,7 +14,6 @@ changed sources are retired the way `stop()` ends them, after their current page
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
@@ -39,6 +38,7 @@ from hub.poll.run import RunProgress, run_source
 from hub.poll.sources import PollSource
 from hub.poll.store import PollStore, SourceKey
 from hub.runtime.backoff import backoff_delay
+from hub.runtime.waiting import wait_set
 
 log = logging.getLogger(__name__)
 
@@ -331,8 +331,7 @@ def next_scheduled(source: PollSource, started: float) -> float:
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:
     """Wait `seconds`, or less if the loop is stopped meanwhile."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+    await wait_set(stop, seconds)
 
 
 def _as_source_error(exc: Exception) -> SourceError:

@@ -42,7 +42,7 @@ def test_a_taken_port_is_one_line_naming_the_setting_and_exit_2(
         finally:
             if proc.poll() is None:
                 proc.kill()
-                proc.wait(timeout=10)
+                proc.communicate(timeout=10)  # reaps it and closes its pipes
     assert proc.returncode == EXIT_USAGE, err
     stderr = err.decode()
     assert f"{setting}: cannot listen on 127.0.0.1:{port}" in stderr
