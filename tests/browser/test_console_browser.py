@@ -102,7 +102,7 @@ async def test_disable_makes_senders_get_404(chromium: Browser, hub: Hub) -> Non
     await page.goto(hub.console + "/connectors/a/gh")
     await page.get_by_role("button", name="Disable connector").click()
     await expect(page.get_by_role("status")).to_contain_text("The connector is disabled")
-    await expect(page.locator("#status .pill")).to_have_text("disabled")
+    await expect(page.locator("#connector-state .pill")).to_have_text("disabled")
 
     async def gone() -> bool:
         return await send_github(hub, b"first secret of a") == 404
