@@ -22,7 +22,9 @@ from hub.console import (
     keys_page,
     rejected_page,
     replay_page,
+    retention_page,
     signin,
+    trash_page,
 )
 from hub.console.call import CONSOLE, page, redirect
 from hub.console.context import ConsoleContext, template_environment
@@ -98,6 +100,11 @@ def build_console_app(console: ConsoleContext) -> web.Application:
     post(CONNECTOR + "/secrets/{secret}", page(connector_page.set_secret, CREDENTIAL_MANAGE, form=True))
     post(CONNECTOR + "/enabled", page(connector_page.set_enabled, INSTANCE_MANAGE, form=True))
     post(CONNECTOR + "/poll", page(connector_page.poll_now, OPERATION_INVOKE, form=True))
+    get(CONNECTOR + "/delete", page(trash_page.delete_confirm, INSTANCE_MANAGE))
+    post(CONNECTOR + "/delete", page(trash_page.delete_connector, INSTANCE_MANAGE, form=True))
+    post(CONNECTOR + "/restore", page(trash_page.restore_connector, INSTANCE_MANAGE, form=True))
+    get("/deleted", page(trash_page.trash_page, CATALOG_READ))
+    get("/retention", page(retention_page.retention_page, OPERATION_READ))
     get("/keys", page(keys_page.keys_page, CREDENTIAL_MANAGE))
     post("/keys", page(keys_page.create_key, CREDENTIAL_MANAGE, form=True))
     post("/keys/{key}/revoke", page(keys_page.revoke_key, CREDENTIAL_MANAGE, form=True))

@@ -63,7 +63,13 @@ def render(
     console: ConsoleContext, template: str, http_status: int = 200, *, viewer: Viewer | None, path: str, **values: Any
 ) -> web.Response:
     """Render a template into an HTML answer."""
-    nav = [item for item in NAV if viewer is not None and (item.scope is None or viewer.has(item.scope))]
+    nav = [
+        item
+        for item in NAV
+        if viewer is not None
+        and (item.scope is None or viewer.has(item.scope))
+        and (viewer.is_operator or not item.operators_only)
+    ]
     body = console.templates.get_template(template).render(
         viewer=viewer,
         csrf=viewer.session.csrf if viewer else "",

@@ -23,6 +23,7 @@ from hub.control.status import ConnectorStatus
 from hub.gate.breaker import BreakerState, target_key
 from hub.poll.store import SourceKey
 from schemas.connector import ConnectorDocument
+from schemas.durations import format_duration
 from schemas.secrets import STORE_NAME_PATTERN, SecretRef
 
 CATALOG_READ, INSTANCE_MANAGE, OPERATION_INVOKE, OPERATION_READ, CREDENTIAL_MANAGE = SCOPES
@@ -31,6 +32,7 @@ NOTICES = {
     "enabled": "The connector is enabled.",
     "disabled": "The connector is disabled: senders now get 404.",
     "poll_scheduled": "The connector is due now: the instance holding its lease runs it shortly.",
+    "restored": "The connector is restored as a new revision and served again.",
 }
 """What a form's redirect may announce, by code (the page never reflects text from the query)."""
 
@@ -128,6 +130,7 @@ async def connector_page(call: Call) -> web.StreamResponse:
         else None,
         "notice": NOTICES.get(call.request.query.get("notice", "")),
         "can_manage": call.viewer.has(INSTANCE_MANAGE),
+        "deleted_retention": format_duration(call.console.settings.deleted_retention),
         "can_invoke": call.viewer.has(OPERATION_INVOKE),
         "can_set_secrets": call.viewer.has(CREDENTIAL_MANAGE),
         "breakers": _breaker_states(call, document),

@@ -27,6 +27,8 @@ class NavItem:
     label: str
     path: str
     scope: str | None = None
+    operators_only: bool = False
+    """A page of every tenant's records (a tenant key is refused it)."""
 
 
 NAV: tuple[NavItem, ...] = (
@@ -35,6 +37,8 @@ NAV: tuple[NavItem, ...] = (
     NavItem("Replay", "/console/replay", "connector.operation.invoke"),
     NavItem("Dead letters", "/console/deadletters", "connector.operation.read"),
     NavItem("Rejected", "/console/rejected", "connector.operation.read"),
+    NavItem("Deleted", "/console/deleted", "connector.instance.manage"),
+    NavItem("Retention", "/console/retention", "connector.operation.read", operators_only=True),
     NavItem("Keys", "/console/keys", "connector.credential.manage"),
     NavItem("Audit", "/console/audit", "connector.operation.read"),
 )
