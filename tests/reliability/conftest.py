@@ -4,7 +4,8 @@ delivery was lost and none landed twice (tests/reliability/checker.py).
 
 The long scenarios carry the `reliability` marker and are left out of the normal test run
 (`scripts/test` runs pytest with `-m "not reliability"`); the bounded selection without it (the
-stream leader killed, Valkey restarted empty, a hub process killed, a poison invocation) runs in CI
+stream leader killed, Valkey restarted empty, the Valkey primary failed over by Sentinel, a hub
+process killed, a poison invocation) runs in CI
 with every other test. `scripts/reliability` runs all of them and prints each scenario's counts.
 """
 

@@ -79,7 +79,8 @@ class Hubs:
 
     root: Path
     nats_url: str
-    redis_url: str
+    redis_url: str | None
+    """HUB_REDIS_URL; None when `settings` name the Sentinels instead (HUB_REDIS_SENTINELS)."""
     port: int = field(default_factory=free_port)
     secrets: dict[str, str] = field(default_factory=lambda: {secret_env(p): new_secret() for p in PROFILES})
     target_url: str | None = None
@@ -102,7 +103,6 @@ class Hubs:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
         env |= {
             "HUB_NATS_URL": self.nats_url,
-            "HUB_REDIS_URL": self.redis_url,
             "HUB_DATA_DIR": str(data_dir),
             "HUB_CONNECTORS": str(spec_file),
             "HUB_HTTP_PORT": str(self.port),
@@ -110,6 +110,8 @@ class Hubs:
             "HUB_LOG_FORMAT": "json",
             "HUB_MASTER_KEY": MASTER_KEY,
         }
+        if self.redis_url is not None:
+            env["HUB_REDIS_URL"] = self.redis_url
         return env | self.secrets | self.settings
 
     async def start(self, roles: str = "ingress", workers: int = 0) -> Supervised:
@@ -136,7 +138,7 @@ class Hubs:
 
 
 @contextlib.contextmanager
-def hubs(root: Path, nats_url: str, redis_url: str, **options: Any) -> Iterator[Hubs]:
+def hubs(root: Path, nats_url: str, redis_url: str | None, **options: Any) -> Iterator[Hubs]:
     """A `Hubs` whose processes are all stopped when the block ends, also on failure."""
     root.mkdir(parents=True, exist_ok=True)
     made = Hubs(root, nats_url, redis_url, **options)
