@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from events.envelope import rfc3339
+from hub.control.buckets import current_entries
 
 log = logging.getLogger(__name__)
 
@@ -149,12 +150,11 @@ class ApiKeyStore:
             return revoked
 
     async def list(self, tenant: str | None = None, *, include_revoked: bool = False) -> builtins.list[ApiKey]:
-        """The keys of `tenant` (None: every key, operator keys included), oldest first."""
-        try:
-            ids = await self._kv.keys()
-        except NoKeysError:  # nats-py's way of saying the bucket is empty
-            return []
-        keys = [found[0] for key_id in ids if (found := await self._load(key_id)) is not None]
+        """The keys of `tenant` (None: every key, operator keys included), oldest first.
+
+        Read through `current_entries`: nats-py's `keys()` can end its listing before values the
+        server already pushed, which read as no keys at all."""
+        keys = [_decode(entry.key, entry.value)[0] for entry in await current_entries(self._kv) if entry.value]
         return sorted(
             (
                 key
