@@ -61,9 +61,10 @@ async def run_scenario(
     ledger: Ledger,
     session: aiohttp.ClientSession,
     fault: Callable[[], Awaitable[None]],
+    settings: dict[str, str] = SETTINGS,
 ) -> Verdict:
     """A hub on the cluster, the burst with `fault` in its middle, then the check."""
-    with hubs(root / "hubs", cluster.urls, redis_url, settings=SETTINGS) as hub_set:
+    with hubs(root / "hubs", cluster.urls, redis_url, settings=settings) as hub_set:
         await hub_set.start()
         senders = senders_for(hub_set, ledger, session)
         await burst_with_fault(senders, ledger, DELIVERIES, INTERVAL_S, fault)
@@ -84,6 +85,29 @@ async def test_stream_leader_killed_mid_burst(
 
     await run_scenario("stream leader killed", nats_cluster, valkey_server.url, tmp_path, ledger, session, kill_leader)
     assert (await stream_leader(nats_cluster)).name not in killed
+
+
+async def test_a_leader_election_within_the_answer_budget_costs_no_delivery(
+    nats_cluster: Cluster, valkey_server: RunningServer, tmp_path: Path, ledger: Ledger, session: aiohttp.ClientSession
+) -> None:
+    """With the default answer budgets (GitHub 8 s, Slack 2 s, Stripe 16 s: the provider's timeout less
+    a margin), the publish is retried under its message id through the election, so even the senders
+    that never retry (GitHub-like) or give up after 3 s (Slack-like) get their 2xx: nothing is unknown."""
+
+    async def kill_leader() -> None:
+        (await stream_leader(nats_cluster)).kill()
+
+    verdict = await run_scenario(
+        "stream leader killed, default answer budget",
+        nats_cluster,
+        valkey_server.url,
+        tmp_path,
+        ledger,
+        session,
+        kill_leader,
+        settings={"HUB_STREAM_REPLICAS": "3"},
+    )
+    assert verdict.count("unknown") == 0, verdict.of("unknown")
 
 
 @pytest.mark.reliability
