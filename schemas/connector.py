@@ -95,6 +95,11 @@ class WebhookSettings(_Model):
         default_factory=CaptureRejected,
         description="Refused requests kept for diagnosis (never a credential header or a URL token)",
     )
+    answerBudget: Duration | None = Field(
+        default=None,
+        description="How long a delivery's publish may be retried before the sender gets 503 (default: the "
+        "provider's timeout less max(1s, a fifth of it), e.g. 8s for GitHub); below the provider's timeout",
+    )
 
     @model_validator(mode="after")
     def _windows_are_sane(self) -> Self:
@@ -102,6 +107,10 @@ class WebhookSettings(_Model):
             raise ValueError("replayWindow must be between 1s and 24h")
         if not timedelta(minutes=1) <= self.dedupeWindow <= timedelta(days=30):
             raise ValueError("dedupeWindow must be between 1m and 30d")
+        if self.answerBudget is not None and not timedelta(milliseconds=500) <= self.answerBudget <= timedelta(
+            minutes=5
+        ):
+            raise ValueError("answerBudget must be between 500ms and 5m")
         return self
 
 

@@ -30,10 +30,12 @@ ANSWER_MARGIN_SHARE = 0.2
 rest of the request and the network: the larger of 1 s and a fifth of that timeout (GitHub 10 s: 8 s)."""
 
 
-def answer_budget_s(provider_timeout_s: float, publish_timeout_s: float) -> float:
-    """How long a webhook's publish may keep retrying before the sender is answered 503."""
+def answer_budget_s(provider_timeout_s: float, publish_timeout_s: float, spec_s: float | None = None) -> float:
+    """How long a webhook's publish may keep retrying before the sender is answered 503: the spec's
+    `answerBudget`, else the provider's timeout less the margin; HUB_PUBLISH_TIMEOUT caps both."""
     margin_s = max(ANSWER_MARGIN_S, provider_timeout_s * ANSWER_MARGIN_SHARE)
-    return max(0.5, min(publish_timeout_s, provider_timeout_s - margin_s))
+    budget_s = spec_s if spec_s is not None else provider_timeout_s - margin_s
+    return max(0.5, min(publish_timeout_s, budget_s))
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +164,11 @@ def build_connector(
         replay_window_s=replay_window_s(document, adapter),
         dedupe_window_s=settings.dedupeWindow.total_seconds(),
         max_body_bytes=settings.maxBodyBytes,
-        publish_deadline_s=answer_budget_s(adapter.scheme.delivery_timeout_s, publish_timeout_s),
+        publish_deadline_s=answer_budget_s(
+            adapter.scheme.delivery_timeout_s,
+            publish_timeout_s,
+            settings.answerBudget.total_seconds() if settings.answerBudget is not None else None,
+        ),
         shadow=settings.verification == "shadow",
         capture_body_bytes=_capture_body_bytes(settings.captureRejected, redaction),
         redaction=redaction,
@@ -210,6 +216,16 @@ def serving_problems(
         check_duplicate_window(duplicate_window_s, claim_ttl_s, 0.0 if signed_id else replay_s)
     except DuplicateWindowError as exc:
         problems.append(Problem(label, "spec.webhook.replayWindow", str(exc)))
+    budget = document.spec.webhook_settings.answerBudget
+    if budget is not None and budget.total_seconds() >= adapter.scheme.delivery_timeout_s:
+        problems.append(
+            Problem(
+                label,
+                "spec.webhook.answerBudget",
+                f"the answer budget ({budget.total_seconds():g}s) must be below {document.spec.provider}'s own "
+                f"timeout ({adapter.scheme.delivery_timeout_s:g}s): the sender would give up first",
+            )
+        )
     dedupe_s = document.spec.webhook_settings.dedupeWindow.total_seconds()
     if signed_id and dedupe_s <= replay_s:
         problems.append(

@@ -338,3 +338,14 @@ def test_an_unsigned_dedupe_key_still_needs_twice_its_replay_window_in_the_dupli
     """GitHub's delivery id is not signed: a long window still needs JetStream's window to cover it."""
     [problem] = problems_of(specs(tmp_path, connector(extra="webhook: {replayWindow: 65m}\n")))
     assert problem.field == "spec.webhook.replayWindow"
+
+
+def test_a_connector_sets_its_own_answer_budget_below_its_providers_timeout(tmp_path: Path) -> None:
+    registry, _ = build(specs(tmp_path, connector(extra="webhook: {answerBudget: 6s}\n")), publish_timeout_s=20.0)
+    (built,) = registry
+    assert built.publish_deadline_s == 6.0  # GitHub's default would be 8s
+    capped, _ = build(specs(tmp_path, connector(extra="webhook: {answerBudget: 6s}\n")), publish_timeout_s=3.0)
+    assert next(iter(capped)).publish_deadline_s == 3.0  # HUB_PUBLISH_TIMEOUT caps it
+    [problem] = problems_of(specs(tmp_path, connector(extra="webhook: {answerBudget: 10s}\n")))
+    assert problem.field == "spec.webhook.answerBudget"
+    assert "github's own timeout (10s)" in problem.message
