@@ -42,6 +42,7 @@ from hub.control.watcher import ConfigWatcher, LiveConfiguration
 from hub.errors import ConfigError, Problem
 from hub.gate.catalog import GateCatalog
 from hub.gate.consumers import Gate, start_gate
+from hub.ingest.activity import Activity
 from hub.ingest.connectors import ConnectorRegistry
 from hub.ingest.context import HubContext
 from hub.ingest.dedupe import DedupeStore
@@ -228,9 +229,11 @@ async def gate(
     metrics: HubMetrics,
     roles: Sequence[str],
     lookup: Lookup = system_lookup,
+    activity: Activity | None = None,
 ) -> AsyncIterator[Gate]:
     """The policy and dispatch consumers asked for; on exit they stop fetching and finish their
-    handlers. HTTP targets' names are resolved with `lookup` (tests map names to loopback)."""
+    handlers. HTTP targets' names are resolved with `lookup` (tests map names to loopback); dead
+    letters are counted in `activity` (the connectors' error rate SLO)."""
     started = await start_gate(
         nats_url,
         conn.nc,
@@ -240,6 +243,7 @@ async def gate(
         policy="policy" in roles,
         dispatch="dispatch" in roles,
         lookup=lookup,
+        activity=activity,
     )
     try:
         yield started
@@ -393,7 +397,7 @@ async def start_process(
     started_gate = None
     if "policy" in roles or "dispatch" in roles:
         started_gate = await stack.enter_async_context(
-            gate(endpoints.nats_url, conn, live.catalog, metrics, roles, lookup)
+            gate(endpoints.nats_url, conn, live.catalog, metrics, roles, lookup, context.activity)
         )
     if "admin" in roles:
         services = JobServices(plane, conn.redis, settings)

@@ -4,7 +4,8 @@ The ingress counts in memory on the request path (hub/ingest/activity.py, a dict
 status reporter hands what accumulated to `RateStore.add` every few seconds, which writes it in one
 pipeline: `HINCRBY` on `rates:{<tenant>}:<connector>:<minute>` (fields `accepted`, `refused`; the
 minute is the Unix time // 60; also `unavailable`, the refusals answered 5xx, for the availability
-SLO), each bucket expiring `BUCKET_TTL_S` after its last write. Every
+SLO, and `failed`, the invocations of the connector's events the gate dead-lettered, for the error
+rate SLO), each bucket expiring `BUCKET_TTL_S` after its last write. Every
 process adds its own counts to the same buckets, so they sum over workers and instances.
 
 The API others build on (the console's rates; per-connector SLOs, hub/control/slo.py):
@@ -35,25 +36,30 @@ RATE_MINUTES = 5
 """Events per minute: accepted over the last 5 minutes / 5."""
 REJECTION_MINUTES = 15
 """Rejection rate: refused / (accepted + refused) over the last 15 minutes."""
-FIELDS = ("accepted", "refused", "unavailable")
+FIELDS = ("accepted", "refused", "unavailable", "failed")
 
 
 @dataclass(frozen=True, slots=True)
 class Counts:
-    """Events accepted and requests refused (`unavailable`: of those, the ones answered 5xx)."""
+    """Events accepted and requests refused (`unavailable`: of those, the ones answered 5xx), and the
+    invocations of its events that failed to dispatch (dead-lettered)."""
 
     accepted: int = 0
     refused: int = 0
     unavailable: int = 0
+    failed: int = 0
 
     def __add__(self, other: Counts) -> Counts:
         return Counts(
-            self.accepted + other.accepted, self.refused + other.refused, self.unavailable + other.unavailable
+            self.accepted + other.accepted,
+            self.refused + other.refused,
+            self.unavailable + other.unavailable,
+            self.failed + other.failed,
         )
 
     @property
     def empty(self) -> bool:
-        return self.accepted == 0 and self.refused == 0 and self.unavailable == 0
+        return not (self.accepted or self.refused or self.unavailable or self.failed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +96,8 @@ class RateStore:
             if count.empty:
                 continue
             key = bucket_key(tenant, connector, minute)
-            for field, value in zip(FIELDS, (count.accepted, count.refused, count.unavailable), strict=True):
+            values = (count.accepted, count.refused, count.unavailable, count.failed)
+            for field, value in zip(FIELDS, values, strict=True):
                 if value:
                     pipe.hincrby(key, field, value)
             pipe.expire(key, self._ttl_s)

@@ -7,7 +7,7 @@ it is breached:
 
 - freshness: seconds since the last success (or, when there was none, since the connector's
   certification began: a source that never sent anything is silent too); breached above the limit.
-- errorRate: refused / (accepted + refused) over the window; breached above `max`.
+- errorRate: (refused + failed dispatches) / (accepted + refused) over the window; breached above `max`.
 - availability: 1 - answered 5xx / (accepted + refused) over the window; breached below `min`.
 
 A window with no request gives no value and no breach: quiet is the freshness objective's business.
@@ -148,7 +148,7 @@ def evaluate(
     if slo.errorRate is not None:
         window = sum(minutes[-slo.errorRate.minutes :], Counts())
         total = window.accepted + window.refused
-        rate = window.refused / total if total else None
+        rate = min(1.0, (window.refused + window.failed) / total) if total else None
         results.append(Result("errorRate", slo.errorRate.max, rate, rate is not None and rate > slo.errorRate.max))
     if slo.availability is not None:
         window = sum(minutes[-slo.availability.minutes :], Counts())

@@ -32,6 +32,7 @@ from hub.gate.limiter import Limiter
 from hub.gate.metrics import GateMetrics
 from hub.gate.policy_consumer import PolicyConsumer
 from hub.gate.targets import HttpDispatcher, SubjectDispatcher
+from hub.ingest.activity import Activity
 from hub.runtime.egress import Lookup, system_lookup
 from hub.runtime.live import Live
 from hub.settings import nats_servers
@@ -102,10 +103,12 @@ async def start_gate(
     dispatch: bool,
     lookup: Lookup = system_lookup,
     journeys: bool = True,
+    activity: Activity | None = None,
 ) -> Gate:
     """Start the consumers asked for; `nc` is the hub's connection, used for publishing; HTTP targets'
     names are resolved with `lookup` (tests map names to loopback addresses). `journeys=False` writes
-    no journey records (bench/gate.py measures their cost so)."""
+    no journey records (bench/gate.py measures their cost so). Dead letters are counted per connector
+    in `activity` (the status reporter flushes them for the error rate SLO)."""
     broker = NatsBroker(
         nats_servers(nats_url),  # one URL or a cluster's list (HUB_NATS_URL)
         name="connector-hub-gate",
@@ -137,6 +140,7 @@ async def start_gate(
             metrics,
             ack_wait_s=ACK_WAIT_S,
             journeys=writer,
+            activity=activity,
         )
         handlers.append(InFlight(DISPATCH_WORKERS))
         _subscribe(broker, INVOCATIONS_STREAM, INVOCATIONS_PREFIX, DISPATCH_DURABLE, DISPATCH_WORKERS)(

@@ -57,6 +57,7 @@ from hub.gate.policy_consumer import (
     TRACEPARENT_HEADER,
 )
 from hub.gate.targets import EGRESS_REFUSED, Delivered, Failed, HttpDispatcher, Outcome, SubjectDispatcher
+from hub.ingest.activity import Activity
 from hub.runtime import tracing
 from hub.runtime.backoff import backoff_delay
 from hub.runtime.live import Live
@@ -110,6 +111,7 @@ class Dispatcher:
         *,
         ack_wait_s: float,
         journeys: journey.JourneyWriter | None = None,
+        activity: Activity | None = None,
     ) -> None:
         self._journeys = journeys
         self._catalog = catalog
@@ -118,6 +120,7 @@ class Dispatcher:
         self._http = http
         self._js = js
         self._metrics = metrics
+        self._activity = activity
         self._breakers = Breakers()
         self._heartbeat_s = ack_wait_s / 3
         self._store_down_since: float | None = None
@@ -343,6 +346,8 @@ class Dispatcher:
             log.warning("dead letter not acknowledged; retrying", extra={"subject": subject, "error": repr(exc)})
             return nak(DLQ_RETRY_DELAY_S)
         self._metrics.dead_letters.labels(*invocation.route_labels, failure.value).inc()
+        if self._activity is not None:  # the connector's error rate SLO (hub/control/slo.py)
+            self._activity.dispatch_failed(invocation.tenant, invocation.connector)
         await self._journey(
             invocation, lambda event: journey.dead_lettered(event, invocation.id, invocation.route, failure, error)
         )

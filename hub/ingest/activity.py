@@ -16,7 +16,7 @@ class Activity:
     def __init__(self) -> None:
         self._succeeded: dict[tuple[str, str], float] = {}
         self._counts: dict[tuple[str, str], list[int]] = {}
-        """[accepted, refused, unavailable] per connector."""
+        """[accepted, refused, unavailable, failed] per connector."""
 
     def succeeded(self, tenant: str, name: str) -> None:
         """A webhook was accepted (or a poll run succeeded) just now."""
@@ -29,16 +29,20 @@ class Activity:
 
     def accepted(self, tenant: str, name: str, events: int) -> None:
         """A request's `events` were published (the connectors page's events per minute)."""
-        self._counts.setdefault((tenant, name), [0, 0, 0])[0] += events
+        self._counts.setdefault((tenant, name), [0, 0, 0, 0])[0] += events
 
     def refused(self, tenant: str, name: str, *, unavailable: bool = False) -> None:
         """A request for this served connector was refused (its rejection rate); `unavailable` when
         the answer was a 5xx (its availability SLO)."""
-        counts = self._counts.setdefault((tenant, name), [0, 0, 0])
+        counts = self._counts.setdefault((tenant, name), [0, 0, 0, 0])
         counts[1] += 1
         counts[2] += unavailable
 
-    def take_counts(self) -> dict[tuple[str, str], tuple[int, int, int]]:
-        """(accepted, refused, unavailable) per connector since the last call."""
+    def dispatch_failed(self, tenant: str, name: str) -> None:
+        """An invocation of this connector's events was dead-lettered (its error rate SLO)."""
+        self._counts.setdefault((tenant, name), [0, 0, 0, 0])[3] += 1
+
+    def take_counts(self) -> dict[tuple[str, str], tuple[int, int, int, int]]:
+        """(accepted, refused, unavailable, failed) per connector since the last call."""
         taken, self._counts = self._counts, {}
-        return {key: (accepted, refused, unavailable) for key, (accepted, refused, unavailable) in taken.items()}
+        return {key: (counts[0], counts[1], counts[2], counts[3]) for key, counts in taken.items()}

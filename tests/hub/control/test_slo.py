@@ -109,6 +109,15 @@ async def test_error_rate_and_availability_over_their_windows_from_valkey(redis:
     assert availability == Result("availability", 0.9, 1 - 52 / 300, True)
 
 
+async def test_failed_dispatches_count_in_the_error_rate(redis: Redis) -> None:
+    """Refused requests and dead-lettered invocations are both errors of the connector."""
+    store = RateStore(redis)
+    await store.add({KEY: Counts(accepted=50, refused=0, failed=5)}, at=NOW)
+    minutes = (await store.history([KEY], HISTORY_MINUTES, now=NOW))[KEY]
+    slo = Slo.model_validate({"errorRate": {"max": 0.05, "window": "5m"}})
+    assert evaluate(slo, minutes, last_success=NOW, quiet_since=NOW, now=NOW) == (Result("errorRate", 0.05, 0.1, True),)
+
+
 async def test_a_window_without_requests_has_no_value_and_no_breach(redis: Redis) -> None:
     store = RateStore(redis)
     await store.add({KEY: Counts(accepted=0, refused=50, unavailable=50)}, at=NOW - 30 * MINUTE)

@@ -12,6 +12,7 @@ from aiohttp import web
 from events.deadletter import DeadLetter, FailureClass
 from events.envelope import rfc3339
 from events.subjects import dlq_subject
+from hub.control.rates import RateStore
 from hub.history.deadletters import (
     DeadLetterFilter,
     discard,
@@ -82,6 +83,12 @@ async def test_a_redrive_keeps_the_idempotency_key_starts_attempts_afresh_and_ap
         page = await list_dead_letters(gate.nc, DeadLetterFilter(tenant="acme"), before=None, limit=10)
         (letter,) = page.letters
         assert (letter.invocation_id, letter.record["attempts"], letter.failure_class) == (invocation, 2, "transient")
+
+        async def counted_as_failed() -> bool:  # the connector's error rate SLO counts it (hub/control/slo.py)
+            counts = await RateStore(gate.redis).counts([("acme", "gh")], minutes=5)
+            return counts[("acme", "gh")].failed == 1
+
+        await until(counted_as_failed, 10, "the dead letter counted in the connector's per-minute counts")
 
         target.script = [503]  # one more failure: a redrive counting on from 2 attempts would give up at once
         msg_id = await redrive(gate.nc, letter)
