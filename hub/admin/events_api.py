@@ -10,9 +10,9 @@ from __future__ import annotations
 from aiohttp import web
 from nats.aio.client import Client as NATS
 
+from events.directget import HistoryUnavailable
 from hub.admin.errors import ApiError, not_found
 from hub.admin.routes import OPERATION_READ, Call, Endpoint, json_response
-from hub.history.directget import HistoryUnavailable
 from hub.history.events import (
     EventQuery,
     HistoryError,

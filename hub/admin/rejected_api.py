@@ -14,12 +14,12 @@ from datetime import datetime
 from aiohttp import web
 from nats.aio.client import Client as NATS
 
+from events.directget import HistoryUnavailable
 from events.subjects import HUB_WIDE, is_name
 from hub.admin.errors import ApiError, bad_request, not_found
 from hub.admin.routes import OPERATION_INVOKE, OPERATION_READ, Call, Endpoint, json_response
 from hub.control import served_connector
 from hub.errors import ClaimHeld, PublishUnavailable
-from hub.history.directget import HistoryUnavailable
 from hub.history.rejected import (
     MAX_LIMIT,
     KeptRequest,

@@ -10,9 +10,9 @@ from typing import Any
 
 import orjson
 
+from events.directget import HistoryUnavailable
 from hub.cli.client import connect
 from hub.cli.command import Command, Invocation
-from hub.history.directget import HistoryUnavailable
 from hub.history.events import (
     EventDetail,
     EventPage,

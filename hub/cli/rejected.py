@@ -15,6 +15,7 @@ import orjson
 from nats.aio.client import Client as NATS
 
 from adapters.errors import RequestRejected
+from events.directget import HistoryUnavailable
 from events.subjects import is_name
 from hub.app.connections import connect_redis
 from hub.cli.client import connect, deployed_connector, redis_url
@@ -24,7 +25,6 @@ from hub.cli.jobs import bus, follow
 from hub.control.audit import AuditLog
 from hub.control.plane import Actor
 from hub.errors import ConfigError
-from hub.history.directget import HistoryUnavailable
 from hub.history.rejected import (
     MAX_LIMIT,
     KeptRequest,

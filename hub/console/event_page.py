@@ -16,10 +16,10 @@ from urllib.parse import urlencode
 import orjson
 from aiohttp import web
 
+from events.directget import HistoryUnavailable
 from events.journey import ATTEMPT, DEAD_LETTERED, REDRIVEN, REPLAYED, ROUTED, THROTTLED, JourneyRecord
 from hub.console.call import Call
 from hub.console.refusal import Refusal, not_found
-from hub.history.directget import HistoryUnavailable
 from hub.history.events import NotFound, show_event
 from hub.jobs.store import is_job_id
 

@@ -16,10 +16,10 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
+from events.directget import HistoryUnavailable
 from events.subjects import is_name
 from hub.console.call import Call
 from hub.console.refusal import Refusal, not_found
-from hub.history.directget import HistoryUnavailable
 from hub.history.events import EventItem, EventPage, EventQuery, HistoryError, NotFound, list_events, parse_time
 
 ORDERS = {"newest": True, "oldest": False}

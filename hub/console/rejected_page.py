@@ -19,12 +19,12 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from events.directget import HistoryUnavailable
 from events.subjects import is_name
 from hub.console.call import Call
 from hub.console.refusal import Refusal, not_found
 from hub.control.served_connector import NotServed, SecretStoreUnavailable, current_connector
 from hub.errors import ClaimHeld, PublishUnavailable
-from hub.history.directget import HistoryUnavailable
 from hub.history.rejected import KeptRequest, Query, RetryAudit, RetryResult, list_kept, retry, retry_path, show
 
 PAGE_SIZE = 50

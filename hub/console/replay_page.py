@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from events.directget import HistoryUnavailable
 from events.envelope import rfc3339
 from events.subjects import HUB_WIDE
 from hub.console.call import Call, redirect
@@ -24,7 +25,6 @@ from hub.console.events_page import asked_tenant
 from hub.console.jobs_page import job_store
 from hub.console.refusal import Refusal, invalid
 from hub.gate.catalog import GateCatalog, catalog_of
-from hub.history.directget import HistoryUnavailable
 from hub.history.events import HistoryError, parse_time
 from hub.jobs import replay
 from hub.jobs.selection import SelectionError

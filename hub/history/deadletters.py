@@ -1,7 +1,7 @@
 """Dead letters in HUB_DLQ (events/deadletter.py records on `hub.dlq.<tenant>.<connector>.<route>`):
 list, show, redrive to the route as configured now, discard.
 
-Reads use JetStream's batched direct get (hub/history/directget.py), so the server filters by
+Reads use JetStream's batched direct get (events/directget.py), so the server filters by
 subject: a listing never pulls the whole stream to the client.
 
 A redrive publishes the dead letter's envelope as a new invocation of its route, under the
@@ -26,13 +26,13 @@ from nats.js.errors import APIError
 
 from events import journey
 from events.deadletter import FailureClass
+from events.directget import Stored, direct_get, one
 from events.envelope import Envelope, headers_to_attributes
 from events.journey import JourneyWriter
 from events.streams import DLQ_STREAM
 from events.subjects import DLQ_PREFIX, invocation_subject, is_name
 from hub.gate.dispatch_consumer import INVOCATION_ID_HEADER
 from hub.gate.policy_consumer import MSG_ID, ROUTE_HEADER
-from hub.history.directget import Stored, direct_get, one
 
 READ_BATCH = 256
 """Messages per batched direct get."""

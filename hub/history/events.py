@@ -4,7 +4,7 @@ one event with its journey. The admin API (`GET /v1/events`, `GET .../events/{ev
 
 Reading never walks the stream client-side. The subject filter (tenant, connector, a pattern, and
 the literal leading tokens of a type glob) is applied by the server in batched direct gets
-(hub/history/directget.py); a time range becomes sequence bounds (a direct get by `start_time`).
+(events/directget.py); a time range becomes sequence bounds (a direct get by `start_time`).
 
 - Oldest first: one batched get from the lower bound (the cursor, else `since`), `limit` at a time.
 - Newest first: the upper bound is the last sequence of the filter (a `last_by_subj` get) or the
@@ -37,11 +37,11 @@ from typing import Any
 import orjson
 from nats.aio.client import Client as NATS
 
+from events.directget import Stored, direct_get, one
 from events.envelope import headers_to_attributes
 from events.journey import DEAD_LETTERED, ROUTED, JourneyRecord
 from events.streams import EVENTS_STREAM, JOURNEYS_STREAM
 from events.subjects import EVENTS_PREFIX, MAX_TYPE_TOKENS, is_name, journey_subject, sanitize_token
-from hub.history.directget import Stored, direct_get, one
 from schemas.durations import parse_duration
 
 DEFAULT_LIMIT = 50

@@ -41,11 +41,11 @@ from redis.asyncio import Redis
 
 from adapters.base import InboundRequest
 from adapters.errors import RequestRejected
+from events.directget import HistoryUnavailable, direct_get
 from events.envelope import rfc3339
 from events.streams import REJECTED_STREAM
 from events.subjects import REJECTED_PREFIX, rejected_subject
 from hub.errors import ClaimHeld
-from hub.history.directget import HistoryUnavailable, direct_get
 from hub.ingest.connectors import Connector
 from hub.ingest.dedupe import DedupeStore
 from hub.ingest.ingestor import Ingestor

@@ -12,11 +12,10 @@ only the messages of one connector's event type are read, by direct gets (`next_
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 
-import nats.errors
-import orjson
 from nats.aio.client import Client as NATS
+
+from events.directget import direct_get
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +23,8 @@ SCAN_LIMIT = 10_000
 """Messages read at most for one check; past it the message counts as not stored (logged)."""
 CLOCK_MARGIN_S = 2.0
 """Room for the difference between this process's clock and the servers'."""
-REQUEST_TIMEOUT_S = 2.0
+BATCH = 256
+"""Messages read per direct get."""
 
 
 class StoredCheck:
@@ -32,7 +32,7 @@ class StoredCheck:
 
     def __init__(self, nc: NATS, stream: str, duplicate_window_s: float) -> None:
         self._nc = nc
-        self._api = f"$JS.API.DIRECT.GET.{stream}"
+        self._stream = stream
         self._window_s = duplicate_window_s
 
     def range_to_read(self, failed_at: float, deadline_s: float, now: float) -> tuple[float, float] | None:
@@ -44,40 +44,24 @@ class StoredCheck:
     async def stored(self, subject: str, msg_id: str, failed_at: float, deadline_s: float, now: float) -> bool:
         """Whether `msg_id` is on `subject` among the messages JetStream no longer dedupes against.
 
-        Raises nats errors (and TimeoutError) as publishing would: the caller answers 503.
+        Raises HistoryUnavailable when the stream does not answer: the caller answers 503.
         """
         span = self.range_to_read(failed_at, deadline_s, now)
         if span is None:
             return False
         start, end = span
-        request: dict[str, object] = {"start_time": _rfc3339_nanos(start), "next_by_subj": subject}
-        for _ in range(SCAN_LIMIT):
-            reply = await self._nc.request(self._api, orjson.dumps(request), timeout=REQUEST_TIMEOUT_S)
-            headers = reply.headers or {}
-            if headers.get("Status") == "404":
+        batch = await direct_get(self._nc, self._stream, subject=subject, start_time=start, batch=BATCH)
+        read = 0
+        while batch and read < SCAN_LIMIT:
+            for stored in batch:
+                if stored.stored_at > end:
+                    return False
+                if stored.headers.get("Nats-Msg-Id") == msg_id:
+                    return True
+            read += len(batch)
+            if batch[-1].pending == 0:
                 return False
-            if headers.get("Status"):
-                raise nats.errors.Error(f"direct get failed: {headers.get('Status')}")
-            if _timestamp(headers.get("Nats-Time-Stamp", "")) > end:
-                return False
-            if headers.get("Nats-Msg-Id") == msg_id:
-                return True
-            request = {"seq": int(headers["Nats-Sequence"]) + 1, "next_by_subj": subject}
-        log.warning("stored-message check gave up; publishing again", extra={"subject": subject, "read": SCAN_LIMIT})
+            batch = await direct_get(self._nc, self._stream, seq=batch[-1].sequence + 1, subject=subject, batch=BATCH)
+        if read >= SCAN_LIMIT:
+            log.warning("stored-message check gave up; publishing again", extra={"subject": subject, "read": read})
         return False
-
-
-def _rfc3339_nanos(moment: float) -> str:
-    return datetime.fromtimestamp(max(moment, 0.0), UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _timestamp(text: str) -> float:
-    """A `Nats-Time-Stamp` (RFC 3339 with nanoseconds) as seconds; 0 when absent or unreadable."""
-    if not text:
-        return 0.0
-    whole, _, fraction = text.rstrip("Z").partition(".")
-    try:
-        seconds = datetime.fromisoformat(whole).replace(tzinfo=UTC).timestamp()
-    except ValueError:
-        return 0.0
-    return seconds + (float("0." + fraction) if fraction.isdigit() else 0.0)

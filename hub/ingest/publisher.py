@@ -18,6 +18,7 @@ import nats.errors
 from nats.aio.client import Client as NATS
 from nats.js.api import PubAck
 
+from events.directget import HistoryUnavailable
 from events.streams import EVENTS_STREAM, StreamSettings
 from hub.errors import BodyTooLarge, PublishUnavailable
 from hub.ingest.landed import StoredCheck
@@ -53,7 +54,7 @@ class Publisher:
         stream cannot say."""
         try:
             return await self._stored.stored(subject, msg_id, failed_at, deadline_s, time.time())
-        except _TRANSIENT:
+        except HistoryUnavailable:
             raise PublishUnavailable("the event bus cannot be read; retry later") from None
 
     async def publish(

@@ -13,6 +13,7 @@ from typing import Any
 
 from nats.aio.client import Client as NATS
 
+from events.directget import direct_get
 from events.streams import DLQ_STREAM
 from hub.history.deadletters import (
     DeadLetterFilter,
@@ -20,7 +21,6 @@ from hub.history.deadletters import (
     get_dead_letter,
     redrive,
 )
-from hub.history.directget import direct_get
 from hub.jobs.kind import JobContext, Step
 from hub.jobs.store import Job, JobStore
 

@@ -22,13 +22,13 @@ from nats.aio.client import Client as NATS
 from prometheus_client import CollectorRegistry
 
 from events import journey
+from events.directget import Stored
 from events.journey import JourneyWriter
 from events.streams import EVENTS_STREAM
 from events.subjects import replay_subject
 from hub.gate.catalog import GateCatalog
 from hub.gate.metrics import GateMetrics
 from hub.gate.policy_consumer import MSG_ID, EventRef, PolicyConsumer, event_decisions
-from hub.history.directget import Stored
 from hub.jobs.kind import JobContext, Step
 from hub.jobs.selection import Selection, SelectionError, count, matching, read_batch
 from hub.jobs.store import Job, JobStore

@@ -24,11 +24,11 @@ from dataclasses import replace
 import nats.errors
 from nats.aio.client import Client as NATS
 
+from events.directget import HistoryUnavailable
 from events.subjects import HUB_WIDE
 from hub.control.audit import AuditLog
 from hub.gate.catalog import GateCatalog
 from hub.gate.policy_consumer import PublishFailed
-from hub.history.directget import HistoryUnavailable
 from hub.jobs.kind import BATCH_SIZE, JobContext, JobKind, JobServices, Step
 from hub.jobs.pacing import TokenBucket
 from hub.jobs.registry import KINDS

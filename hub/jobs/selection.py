@@ -16,11 +16,11 @@ from typing import Any
 
 from nats.aio.client import Client as NATS
 
+from events.directget import Stored, direct_get
 from events.envelope import headers_to_attributes
 from events.streams import EVENTS_STREAM
 from events.subjects import EVENTS_PREFIX, is_name
 from hub.history.deadletters import READ_BATCH, parse_time
-from hub.history.directget import Stored, direct_get
 
 MAX_TEXT = 512
 
