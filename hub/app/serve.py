@@ -66,8 +66,10 @@ async def serve(
                 setting="HUB_HTTP_PORT",
             )
         )
+        # the webhook URLs the admin API and the console show: the port bound, also for HUB_HTTP_PORT=0
+        shown = settings if settings.public_url else settings.model_copy(update={"public_url": http_url})
         ops = role.ops_app(
-            settings, roles, process.plane, process.context, process.conn.redis, insecure_no_auth, process.gate
+            shown, roles, process.plane, process.context, process.conn.redis, insecure_no_auth, process.gate
         )
         admin_url = await stack.enter_async_context(
             role.listening(ops, settings.admin_host, settings.admin_port, reuse_port=shared, setting="HUB_ADMIN_PORT")

@@ -100,6 +100,7 @@ async def test_disable_makes_senders_get_404(chromium: Browser, hub: Hub) -> Non
     page = await new_page(chromium)
     await sign_in(page, hub, hub.keys["a"])
     await page.goto(hub.console + "/connectors/a/gh")
+    await expect(page.locator("main")).to_contain_text(f"{hub.process.http_url}/hooks/a/gh")  # the port bound
     await page.get_by_role("button", name="Disable connector").click()
     await expect(page.get_by_role("status")).to_contain_text("The connector is disabled")
     await expect(page.locator("#connector-state .pill")).to_have_text("disabled")
