@@ -15,6 +15,7 @@ from hub.admin.auth import HOST_NOT_LOOPBACK, Principal, addressed_to_loopback, 
 from hub.admin.errors import ApiError, Denied, not_found
 from hub.admin.routes import MAX_BODY_BYTES, SECRETS, AdminContext, Call, Endpoint
 from hub.admin.table import ENDPOINTS
+from hub.control.audit import denial_tenant
 from hub.control.plane import Actor
 from schemas.secrets import STORE_NAME_PATTERN
 
@@ -114,11 +115,8 @@ async def _audit_denial(
     rid: str,
     started: float,
 ) -> None:
-    tenant = request.match_info.get("tenant") or (principal.tenant if principal else None) or HUB_WIDE
-    if tenant != HUB_WIDE and not is_name(tenant):  # a path is untrusted: no odd subject tokens
-        tenant = HUB_WIDE
     await admin.plane.audit.record(
-        tenant=tenant,
+        tenant=denial_tenant(request.match_info.get("tenant"), principal.tenant if principal else None),
         action="denied",
         target=f"{endpoint.method} {request.path}"[:512],
         outcome=denial.code,

@@ -14,7 +14,6 @@ from typing import Any
 from aiohttp import web
 from nats.aio.client import Client as NATS
 
-from events.subjects import HUB_WIDE
 from hub.admin.errors import ApiError, bad_request, invalid, not_found
 from hub.admin.routes import OPERATION_INVOKE, OPERATION_READ, Call, Endpoint, json_response, read_json
 from hub.gate.catalog import GateCatalog, catalog_of
@@ -59,19 +58,6 @@ def _own_tenant(call: Call, asked: object) -> str | None:
     return asked
 
 
-async def _audit(call: Call, tenant: str | None, action: str, target: str, outcome: str, **detail: Any) -> None:
-    await call.plane.audit.record(
-        tenant=tenant or HUB_WIDE,
-        action=action,
-        target=target,
-        outcome=outcome,
-        request_id=call.actor.request_id,
-        key_id=call.actor.key_id,
-        started=call.actor.started,
-        detail=detail,
-    )
-
-
 async def deployed_catalog(call: Call) -> GateCatalog:
     """The catalog the gate builds, from the spec store (what a dry run decides with)."""
     stored = await call.plane.specs.connectors()
@@ -96,7 +82,9 @@ async def start_replay(call: Call) -> web.Response:
     if body.get("dryRun") is True:
         return json_response(await replay.dry_run(nc, await deployed_catalog(call), request))
     job = await replay.start(await _jobs(call), request, created_by=call.actor.key_id)
-    await _audit(call, job.tenant, "replay_start", f"job/{job.id}", "accepted", **request.params())
+    await call.plane.audit.record_by(
+        call.actor, job.tenant, "replay_start", f"job/{job.id}", "accepted", request.params()
+    )
     return json_response(job.public(), 202)
 
 
@@ -133,7 +121,9 @@ async def cancel_job(call: Call) -> web.Response:
     canceled = await (await _jobs(call)).request_cancel(job.id)
     if canceled is None:
         raise not_found(NO_JOB)
-    await _audit(call, job.tenant, "job_cancel", f"job/{job.id}", "requested", kind=job.kind)
+    await call.plane.audit.record_by(
+        call.actor, job.tenant, "job_cancel", f"job/{job.id}", "requested", {"kind": job.kind}
+    )
     return json_response(canceled.public(), 202)
 
 
@@ -204,13 +194,13 @@ async def redrive_deadletters(call: Call) -> web.Response:
     if which == "seq":
         letter = await _visible_letter(call, body["seq"])
         msg_id = await redrive(_nc(call), letter)
-        await _audit(
-            call,
+        await call.plane.audit.record_by(
+            call.actor,
             letter.tenant,
             "deadletter_redrive",
             f"dlq/{letter.seq}",
             "redriven",
-            invocationId=letter.invocation_id,
+            {"invocationId": letter.invocation_id},
         )
         return json_response({"redriven": letter.seq, "invocationId": letter.invocation_id, "messageId": msg_id})
     store = await _jobs(call)
@@ -222,7 +212,9 @@ async def redrive_deadletters(call: Call) -> web.Response:
         if not isinstance(body["filter"], dict):
             raise invalid("filter is a JSON object", [{"field": "filter"}])
         job = await redrive_jobs.start_by_filter(store, _filter(call, body["filter"]), created_by=call.actor.key_id)
-    await _audit(call, job.tenant, "deadletter_redrive", f"job/{job.id}", "accepted", **job.params)
+    await call.plane.audit.record_by(
+        call.actor, job.tenant, "deadletter_redrive", f"job/{job.id}", "accepted", job.params
+    )
     return json_response(job.public(), 202)
 
 
@@ -246,13 +238,13 @@ async def discard_deadletters(call: Call) -> web.Response:
         letters, more = page.letters, page.next_cursor is not None
     discarded = [letter for letter in letters if await discard(nc, letter.seq)]
     for letter in discarded:
-        await _audit(
-            call,
+        await call.plane.audit.record_by(
+            call.actor,
             letter.tenant,
             "deadletter_discard",
             f"dlq/{letter.seq}",
             "discarded",
-            invocationId=letter.invocation_id,
+            {"invocationId": letter.invocation_id},
         )
     return json_response({"discarded": [letter.seq for letter in discarded], "more": more})
 

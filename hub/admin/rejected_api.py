@@ -15,7 +15,7 @@ from aiohttp import web
 from nats.aio.client import Client as NATS
 
 from events.directget import HistoryUnavailable
-from events.subjects import HUB_WIDE, is_name
+from events.subjects import is_name
 from hub.admin.errors import ApiError, bad_request, not_found
 from hub.admin.routes import OPERATION_INVOKE, OPERATION_READ, Call, Endpoint, json_response
 from hub.control import served_connector
@@ -157,15 +157,13 @@ async def retry_all_rejected(call: Call) -> web.Response:
     store = await JobStore.open(_nats(call).jetstream(), replicas=call.admin.settings.stream_replicas)
     where = {"connector": query.connector, "reason": query.reason, "since": query.since, "until": query.until}
     job = await retry_rejected_job.start(store, query.tenant, where, created_by=call.actor.key_id)
-    await call.plane.audit.record(
-        tenant=query.tenant or HUB_WIDE,
-        action="rejected_retry_start",
-        target=f"job/{job.id}",
-        outcome="accepted",
-        request_id=call.actor.request_id,
-        key_id=call.actor.key_id,
-        started=call.actor.started,
-        detail={k: v for k, v in where.items() if v is not None},
+    await call.plane.audit.record_by(
+        call.actor,
+        query.tenant,
+        "rejected_retry_start",
+        f"job/{job.id}",
+        "accepted",
+        {k: v for k, v in where.items() if v is not None},
     )
     return json_response(job.public(), 202)
 

@@ -286,15 +286,7 @@ async def poll_now(call: Call) -> web.Response:
     tenant, name = document.key
     due = time.time()
     await call.admin.poll_store.set_next_run_at(SourceKey(tenant, name), due)
-    await call.plane.audit.record(
-        tenant=tenant,
-        action="connector_poll",
-        target=f"{tenant}/{name}",
-        outcome="scheduled",
-        request_id=call.actor.request_id,
-        key_id=call.actor.key_id,
-        started=call.actor.started,
-    )
+    await call.plane.audit.record_by(call.actor, tenant, "connector_poll", f"{tenant}/{name}", "scheduled")
     return json_response({"connector": f"{tenant}/{name}", "dueAt": rfc3339(due)}, 202)
 
 

@@ -15,7 +15,6 @@ from typing import Any, TextIO
 import orjson
 from nats.aio.client import Client as NATS
 
-from events.subjects import HUB_WIDE
 from hub.app.config import master_key
 from hub.cli.client import connect
 from hub.cli.command import Command, Invocation
@@ -40,16 +39,7 @@ class Bus:
 
     async def audit(self, tenant: str | None, action: str, target: str, outcome: str, **detail: Any) -> None:
         """Record one operator action."""
-        await self.plane.audit.record(
-            tenant=tenant or HUB_WIDE,
-            action=action,
-            target=target,
-            outcome=outcome,
-            request_id=None,
-            key_id=self.actor.key_id,
-            started=self.actor.started,
-            detail=detail,
-        )
+        await self.plane.audit.record_by(self.actor, tenant, action, target, outcome, detail)
 
 
 @asynccontextmanager

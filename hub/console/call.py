@@ -17,12 +17,13 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from events.subjects import HUB_WIDE, is_name
+from events.subjects import is_name
 from hub.console.context import NAV, ConsoleContext
 from hub.console.refusal import Refusal, not_found
 from hub.console.security import CSRF_FIELD, check_csrf, check_origin
 from hub.console.session import COOKIE, Session
 from hub.console.viewer import Viewer
+from hub.control.audit import denial_tenant
 from hub.control.plane import Actor
 
 log = logging.getLogger(__name__)
@@ -186,11 +187,8 @@ async def _audit_denial(
     request_id: str,
     started: float,
 ) -> None:
-    tenant = request.match_info.get("tenant") or (viewer.tenant if viewer else None) or HUB_WIDE
-    if tenant != HUB_WIDE and not is_name(tenant):  # a path is untrusted: no odd subject tokens
-        tenant = HUB_WIDE
     await console.plane.audit.record(
-        tenant=tenant,
+        tenant=denial_tenant(request.match_info.get("tenant"), viewer.tenant if viewer else None),
         action="denied",
         target=f"{request.method} {request.path}"[:512],
         outcome=refusal.code,

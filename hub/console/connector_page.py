@@ -213,15 +213,7 @@ async def poll_now(call: Call) -> web.StreamResponse:
         raise Refusal(503, "poll_store_unavailable", "This process has no connection to the poll store.", audited=False)
     tenant, name = document.key
     await store.set_next_run_at(SourceKey(tenant, name), time.time())
-    await call.console.plane.audit.record(
-        tenant=tenant,
-        action="connector_poll",
-        target=f"{tenant}/{name}",
-        outcome="scheduled",
-        request_id=call.actor.request_id,
-        key_id=call.actor.key_id,
-        started=call.actor.started,
-    )
+    await call.console.plane.audit.record_by(call.actor, tenant, "connector_poll", f"{tenant}/{name}", "scheduled")
     return redirect(f"{_url(document)}?notice=poll_scheduled")
 
 

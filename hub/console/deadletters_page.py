@@ -14,14 +14,12 @@ as an unknown one.
 from __future__ import annotations
 
 import re
-from typing import Any
 from urllib.parse import urlencode
 
 import orjson
 from aiohttp import web
 
 from events.deadletter import FailureClass
-from events.subjects import HUB_WIDE
 from hub.console.call import Call, redirect
 from hub.console.refusal import Refusal, invalid, not_found
 from hub.history.deadletters import (
@@ -90,19 +88,6 @@ async def _visible(call: Call, value: str) -> DeadLetterRecord:
     return letter
 
 
-async def _audit(call: Call, tenant: str | None, action: str, target: str, outcome: str, **detail: Any) -> None:
-    await call.console.plane.audit.record(
-        tenant=tenant or HUB_WIDE,
-        action=action,
-        target=target,
-        outcome=outcome,
-        request_id=call.actor.request_id,
-        key_id=call.actor.key_id,
-        started=call.actor.started,
-        detail=detail,
-    )
-
-
 async def _jobs(call: Call) -> JobStore:
     return await JobStore.open(call.console.nc.jetstream(), replicas=call.console.settings.stream_replicas)
 
@@ -169,8 +154,9 @@ async def deadletter_page(call: Call) -> web.StreamResponse:
 
 async def _redrive_one(call: Call, letter: DeadLetterRecord) -> None:
     await redrive(call.console.nc, letter)
-    await _audit(
-        call, letter.tenant, "deadletter_redrive", f"dlq/{letter.seq}", "redriven", invocationId=letter.invocation_id
+    detail = {"invocationId": letter.invocation_id}
+    await call.console.plane.audit.record_by(
+        call.actor, letter.tenant, "deadletter_redrive", f"dlq/{letter.seq}", "redriven", detail
     )
 
 
@@ -212,7 +198,9 @@ async def redrive_many(call: Call) -> web.StreamResponse:
             await _redrive_one(call, await _visible(call, str(seqs[0])))
             return redirect(f"{LISTING}?notice=redriven")
         job = await redrive_jobs.start_by_seqs(store, call.viewer.tenant, seqs, created_by=call.actor.key_id)
-    await _audit(call, job.tenant, "deadletter_redrive", f"job/{job.id}", "accepted", **job.params)
+    await call.console.plane.audit.record_by(
+        call.actor, job.tenant, "deadletter_redrive", f"job/{job.id}", "accepted", job.params
+    )
     return redirect(f"{LISTING}?{urlencode({'notice': 'job_started', 'job': job.id})}")
 
 
@@ -226,11 +214,11 @@ async def discard_many(call: Call) -> web.StreamResponse:
 async def _discard(call: Call, letters: list[DeadLetterRecord]) -> None:
     for letter in letters:
         if await discard(call.console.nc, letter.seq):
-            await _audit(
-                call,
+            await call.console.plane.audit.record_by(
+                call.actor,
                 letter.tenant,
                 "deadletter_discard",
                 f"dlq/{letter.seq}",
                 "discarded",
-                invocationId=letter.invocation_id,
+                {"invocationId": letter.invocation_id},
             )

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from events.subjects import HUB_WIDE
 from hub.console.call import Call, redirect
 from hub.console.refusal import not_found
 from hub.jobs.store import Job, JobStore
@@ -70,15 +69,8 @@ async def cancel_job(call: Call) -> web.StreamResponse:
     canceled = await (await job_store(call)).request_cancel(job.id)
     if canceled is None:
         raise not_found("No such job.")
-    await call.console.plane.audit.record(
-        tenant=job.tenant or HUB_WIDE,
-        action="job_cancel",
-        target=f"job/{job.id}",
-        outcome="requested",
-        request_id=call.actor.request_id,
-        key_id=call.actor.key_id,
-        started=call.actor.started,
-        detail={"kind": job.kind},
+    await call.console.plane.audit.record_by(
+        call.actor, job.tenant, "job_cancel", f"job/{job.id}", "requested", {"kind": job.kind}
     )
     notice = "already_finished" if job.finished else "cancel_requested"
     return redirect(f"/console/jobs/{job.id}?notice={notice}")

@@ -19,7 +19,6 @@ from aiohttp import web
 
 from events.directget import HistoryUnavailable
 from events.envelope import rfc3339
-from events.subjects import HUB_WIDE
 from hub.console.call import Call, redirect
 from hub.console.events_page import asked_tenant
 from hub.console.jobs_page import job_store
@@ -137,14 +136,7 @@ async def start_replay(call: Call) -> web.StreamResponse:
     except SelectionError as exc:
         raise invalid("The replay's selection is not valid: run the dry run again.", [f"{exc.field}: {exc}"]) from None
     job = await replay.start(await job_store(call), request, created_by=call.actor.key_id)
-    await call.console.plane.audit.record(
-        tenant=job.tenant or HUB_WIDE,
-        action="replay_start",
-        target=f"job/{job.id}",
-        outcome="accepted",
-        request_id=call.actor.request_id,
-        key_id=call.actor.key_id,
-        started=call.actor.started,
-        detail=request.params(),
+    await call.console.plane.audit.record_by(
+        call.actor, job.tenant, "replay_start", f"job/{job.id}", "accepted", request.params()
     )
     return redirect(f"/console/jobs/{job.id}?notice=replay_started")

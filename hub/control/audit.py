@@ -10,17 +10,38 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from typing import Protocol
 
 import nats.errors
 from nats.js import JetStreamContext
 
 from events.audit import AuditRecord
 from events.envelope import rfc3339
-from events.subjects import audit_subject
+from events.subjects import HUB_WIDE, audit_subject, is_name
 
 log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT_S = 2.0
+
+
+def denial_tenant(path_tenant: str | None, caller_tenant: str | None) -> str:
+    """The tenant a denied request is audited under: the one its path names, else the caller's, else
+    HUB_WIDE; a path is untrusted, so a name that is no valid subject token is HUB_WIDE too."""
+    tenant = path_tenant or caller_tenant or HUB_WIDE
+    return tenant if tenant == HUB_WIDE or is_name(tenant) else HUB_WIDE
+
+
+class Acting(Protocol):
+    """Who did what a record tells (hub.control.plane.Actor): a key by id, the request, when it began."""
+
+    @property
+    def key_id(self) -> str: ...
+
+    @property
+    def request_id(self) -> str | None: ...
+
+    @property
+    def started(self) -> float: ...
 
 
 class AuditLog:
@@ -28,6 +49,27 @@ class AuditLog:
 
     def __init__(self, js: JetStreamContext) -> None:
         self._js = js
+
+    async def record_by(
+        self,
+        actor: Acting,
+        tenant: str | None,
+        action: str,
+        target: str,
+        outcome: str,
+        detail: Mapping[str, object] | None = None,
+    ) -> None:
+        """`record` what `actor` did; a tenant of None is the hub as a whole (HUB_WIDE)."""
+        await self.record(
+            tenant=tenant or HUB_WIDE,
+            action=action,
+            target=target,
+            outcome=outcome,
+            request_id=actor.request_id,
+            key_id=actor.key_id,
+            started=actor.started,
+            detail=detail,
+        )
 
     async def record(
         self,

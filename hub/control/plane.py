@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import getpass
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -162,14 +161,14 @@ class ControlPlane:
         target = _target(document)
         if problems:
             if not dry_run:
-                await self._audit(actor, tenant, action, target, "invalid", {"problems": len(problems)})
+                await self.audit.record_by(actor, tenant, action, target, "invalid", {"problems": len(problems)})
             raise InvalidSpec(problems)
         try:
             result = await self.specs.apply(document, dry_run=dry_run, tenant_authored=actor.tenant is not None)
         except RevisionConflict as conflict:
             if not dry_run:
                 sides = {"expected": conflict.expected, "current": conflict.current}
-                await self._audit(actor, tenant, action, target, "conflict", sides)
+                await self.audit.record_by(actor, tenant, action, target, "conflict", sides)
             raise
         if dry_run:
             return result
@@ -179,7 +178,7 @@ class ControlPlane:
             change = StatusChange(state=state, revision=result.revision, slo=objectives_of(document.spec.slo))
             await self.statuses.update(*document.key, change)
         detail: dict[str, object] = {"revision": result.revision, "changes": [c.path for c in result.changes]}
-        await self._audit(actor, tenant, action, target, result.action, detail)
+        await self.audit.record_by(actor, tenant, action, target, result.action, detail)
         return result
 
     async def delete_connector(
@@ -203,7 +202,7 @@ class ControlPlane:
                 raise
         except RevisionConflict as conflict:
             sides = {"expected": conflict.expected, "current": conflict.current}
-            await self._audit(actor, tenant, "connector_delete", target, "conflict", sides)
+            await self.audit.record_by(actor, tenant, "connector_delete", target, "conflict", sides)
             raise
         await self.statuses.remove(tenant, name)
         wiped: list[str] = []
@@ -215,7 +214,7 @@ class ControlPlane:
                 await self.secrets.delete(tenant, secret)  # moved: its sealed record is in the trash entry
         detail: dict[str, object] = {"revision": current.revision, "keptSecrets": kept}
         detail |= {"wipedSecrets": wiped} if purge else {"trashedSecrets": only}
-        await self._audit(actor, tenant, "connector_delete", target, "purged" if purge else "trashed", detail)
+        await self.audit.record_by(actor, tenant, "connector_delete", target, "purged" if purge else "trashed", detail)
         return Deleted(current, wiped, kept, trashed)
 
     async def restore_connector(
@@ -231,14 +230,16 @@ class ControlPlane:
         try:
             revision = await self._restore(entry)
         except RestoreConflict as conflict:
-            await self._audit(actor, tenant, "connector_restore", target, "conflict", {"reason": str(conflict)})
+            await self.audit.record_by(
+                actor, tenant, "connector_restore", target, "conflict", {"reason": str(conflict)}
+            )
             raise
         if revision is None:
             return None
         state: State = "provisioning" if entry.document.spec.enabled else "disabled"
         await self.statuses.update(tenant, name, StatusChange(state=state, revision=revision))
         detail = {"revision": revision, "deletedRevision": entry.revision, "restoredSecrets": entry.secret_names}
-        await self._audit(actor, tenant, "connector_restore", target, "restored", detail)
+        await self.audit.record_by(actor, tenant, "connector_restore", target, "restored", detail)
         return Restored(revision, entry)
 
     async def purge_trash(self, now: datetime, retention: timedelta) -> list[TrashedConnector]:
@@ -255,7 +256,9 @@ class ControlPlane:
                     "wipedSecrets": entry.secret_names,
                 }
                 target = f"{entry.tenant}/{entry.name}"
-                await self._audit(Actor(PURGE_KEY_ID), entry.tenant, "connector_purge", target, "purged", detail)
+                await self.audit.record_by(
+                    Actor(PURGE_KEY_ID), entry.tenant, "connector_purge", target, "purged", detail
+                )
         return purged
 
     async def _current(self, tenant: str, name: str, expected_revision: int | None) -> StoredSpec | None:
@@ -336,14 +339,14 @@ class ControlPlane:
     async def set_secret(self, tenant: str, name: str, value: bytes, actor: Actor) -> SecretVersionInfo:
         """Store a new version of a secret; the audit record names it and its version, never its value."""
         info = await self.secrets.set(tenant, name, value)
-        await self._audit(actor, tenant, "secret_set", f"{tenant}/{name}", "stored", {"version": info.version})
+        await self.audit.record_by(actor, tenant, "secret_set", f"{tenant}/{name}", "stored", {"version": info.version})
         return info
 
     async def wipe_secret(self, tenant: str, name: str, actor: Actor) -> bool:
         """Delete every version of a secret; False if there was none."""
         wiped = await self.secrets.delete(tenant, name)
         if wiped:
-            await self._audit(actor, tenant, "secret_wipe", f"{tenant}/{name}", "wiped", {})
+            await self.audit.record_by(actor, tenant, "secret_wipe", f"{tenant}/{name}", "wiped", {})
         return wiped
 
     async def create_key(
@@ -352,29 +355,15 @@ class ControlPlane:
         """A new API key: the token (shown once) and its record."""
         token, key = await self.keys.create(tenant, scopes, description)
         detail = {"scopes": sorted(key.scopes), "operator": tenant is None}
-        await self._audit(actor, tenant or HUB_WIDE, "key_create", key.id, "created", detail)
+        await self.audit.record_by(actor, tenant or HUB_WIDE, "key_create", key.id, "created", detail)
         return token, key
 
     async def revoke_key(self, key_id: str, actor: Actor) -> ApiKey | None:
         """Revoke a key; None if unknown."""
         key = await self.keys.revoke(key_id)
         if key is not None:
-            await self._audit(actor, key.tenant or HUB_WIDE, "key_revoke", key.id, "revoked", {})
+            await self.audit.record_by(actor, key.tenant or HUB_WIDE, "key_revoke", key.id, "revoked", {})
         return key
-
-    async def _audit(
-        self, actor: Actor, tenant: str, action: str, target: str, outcome: str, detail: Mapping[str, object]
-    ) -> None:
-        await self.audit.record(
-            tenant=tenant,
-            action=action,
-            target=target,
-            outcome=outcome,
-            request_id=actor.request_id,
-            key_id=actor.key_id,
-            started=actor.started,
-            detail=detail,
-        )
 
 
 def _target(document: SpecDocument) -> str:
