@@ -279,16 +279,8 @@ class Dispatcher:
         assert target.http is not None
         policy = self._catalog.current.policy(route.tenant)
         egress = policy.egress if policy is not None else NO_GRANTS
-        if target.http.timeout.total_seconds() < self._heartbeat_s:
-            return await self._http.send(
-                target.http,
-                invocation.body,
-                invocation.id,
-                egress=egress,
-                extra_attributes=invocation.extra,
-                traceparent=traceparent,
-            )
-        async with _heartbeat(invocation.still_working, self._heartbeat_s):
+        short = target.http.timeout.total_seconds() < self._heartbeat_s  # done before JetStream would wonder
+        async with contextlib.nullcontext() if short else _heartbeat(invocation.still_working, self._heartbeat_s):
             return await self._http.send(
                 target.http,
                 invocation.body,

@@ -74,8 +74,8 @@ class Job:
         """Pending, or running with a lease that expired (its runner died)."""
         return self.state == "pending" or (self.state == "running" and self.lease_until < now)
 
-    def to_json(self) -> bytes:
-        record = {
+    def _record(self) -> dict[str, Any]:
+        return {
             "id": self.id,
             "kind": self.kind,
             "tenant": self.tenant,
@@ -93,7 +93,9 @@ class Job:
             "result": self.result,
             "error": self.error,
         }
-        return orjson.dumps(record)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self._record())
 
     @classmethod
     def from_json(cls, data: bytes) -> Job:
@@ -120,22 +122,13 @@ class Job:
 
     def public(self) -> dict[str, Any]:
         """The record as the API and the CLI show it (times in RFC 3339, no lease internals)."""
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "tenant": self.tenant,
-            "params": self.params,
-            "state": self.state,
-            "progress": {"done": self.progress.done, "failed": self.progress.failed, "total": self.progress.total},
-            "checkpoint": self.checkpoint,
+        record = self._record()
+        del record["leaseUntil"]
+        started, finished = self.started_at, self.finished_at
+        return record | {
             "createdAt": rfc3339(self.created_at),
-            "startedAt": rfc3339(self.started_at) if self.started_at else None,
-            "finishedAt": rfc3339(self.finished_at) if self.finished_at else None,
-            "owner": self.owner,
-            "cancelRequested": self.cancel_requested,
-            "createdBy": self.created_by,
-            "result": self.result,
-            "error": self.error,
+            "startedAt": rfc3339(started) if started else None,
+            "finishedAt": rfc3339(finished) if finished else None,
         }
 
 
