@@ -105,6 +105,7 @@ from events.streams import AUDIT_STREAM, DLQ_STREAM, EVENTS_STREAM, INVOCATIONS_
 from events.subjects import EVENTS_PREFIX, event_subject
 from hub.app.embedded import RunningServer, start_nats, start_valkey
 from hub.gate.consumers import DISPATCH_DURABLE, POLICY_DURABLE
+from hub.runtime import natsflush
 
 TENANT = "bench"
 CONNECTOR = "gh"
@@ -584,7 +585,7 @@ async def run_phase(
         await wait_ready(js, contender, proc, log)
         collector = Collector()
         sub = await ctx.sub_nc.subscribe(contender.out_subject, cb=collector.on_message)
-        await ctx.sub_nc.flush()
+        await natsflush.flush(ctx.sub_nc, 5.0)
         try:
             if args.warmup:
                 warm = make_events(args.warmup, f"{phase}-warmup")

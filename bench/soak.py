@@ -79,6 +79,7 @@ from adapters.webhooks.standard_webhooks import StandardWebhooksAdapter
 from events.streams import AUDIT_STREAM, DLQ_STREAM, EVENTS_STREAM, INVOCATIONS_STREAM
 from events.subjects import AUDIT_PREFIX
 from hub.app.embedded import RunningServer, free_port, start_nats, start_valkey
+from hub.runtime import natsflush
 
 SOAK_SUBJECT = "bench.soak.out"
 POLICY_AUDIT = "policy audit records"
@@ -640,7 +641,7 @@ async def soak(
     try:
         deliveries = Deliveries()
         await nc.subscribe(SOAK_SUBJECT, cb=deliveries.on_message)
-        await nc.flush()
+        await natsflush.flush(nc, 5.0)
         _, endpoints, _ = soak_specs()
         stats = LoadStats()
         servers = {"nats-server": nats_server, "valkey-server": valkey_server}

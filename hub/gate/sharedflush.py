@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from nats.aio.client import Client as NATS
 
+from hub.runtime import natsflush
 from hub.runtime.groupcommit import GroupCommit
 
 
@@ -31,5 +32,5 @@ class SharedFlush:
         await self._rounds.submit(timeout_s)
 
     async def _flush(self, timeouts: list[float]) -> list[BaseException | None]:
-        await self._nc.flush(timeouts[0])  # type: ignore[arg-type]  # annotated int; any float works
+        await natsflush.flush(self._nc, timeouts[0])
         return [None] * len(timeouts)

@@ -28,6 +28,7 @@ from nats.js.api import RawStreamMsg
 from events.envelope import Envelope, rfc3339
 from events.streams import AUDIT_STREAM, DLQ_STREAM, EVENTS_STREAM, INVOCATIONS_STREAM
 from events.subjects import event_subject
+from hub.runtime import natsflush
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -100,7 +101,7 @@ class SubjectTarget:
 async def subscribe_target(nc: NATS, subject: str) -> SubjectTarget:
     target = SubjectTarget()
     await nc.subscribe(subject, cb=target.handler)
-    await nc.flush()
+    await natsflush.flush(nc, 5.0)
     return target
 
 

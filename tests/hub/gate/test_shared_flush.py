@@ -15,6 +15,7 @@ from nats.aio.msg import Msg
 
 from hub.app.embedded import RunningServer
 from hub.gate.sharedflush import SharedFlush
+from hub.runtime import natsflush
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.integration
@@ -40,7 +41,7 @@ async def test_concurrent_flushes_share_round_trips(
     listener = await nats.connect(nats_server.url)
     try:
         await listener.subscribe("shared.flush", cb=on_message)
-        await listener.flush()
+        await natsflush.flush(listener, 5.0)
         flushes = 0
         real_flush = nc.flush
 
