@@ -49,7 +49,7 @@ async def retention(call: Call) -> web.Response:
         raise Denied(403, "operator_only", "stream retention spans every tenant: only an operator key reads it")
     if call.admin.nc is None:
         raise ApiError(503, "unavailable", "this process has no connection to the bus's streams")
-    return json_response(await retention_report(call.admin.nc.jetstream(), call.admin.settings, call.plane.trash))
+    return json_response(await retention_report(call.admin.nc, call.admin.settings, call.plane.trash))
 
 
 ENDPOINTS: tuple[Endpoint, ...] = (

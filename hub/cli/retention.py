@@ -29,11 +29,15 @@ def _size(count: int) -> str:
 
 def render(report: dict[str, Any]) -> str:
     """The report as a table."""
-    lines = [f"{'stream':<16} {'max age':>8} {'max bytes':>10} {'bytes':>11} {'messages':>9}"]
+    lines = [f"{'stream':<16} {'max age':>8} {'max bytes':>10} {'bytes':>11} {'messages':>9} {'subjects':>9}"]
     for row in report["streams"]:
         cap = _size(row["maxBytes"]) if row["maxBytes"] else "-"
-        size = (_size(row["bytes"]), str(row["messages"])) if row["exists"] else ("(missing)", "-")
-        lines.append(f"{row['stream']:<16} {row['maxAge']:>8} {cap:>10} {size[0]:>11} {size[1]:>9}")
+        size = (
+            (_size(row["bytes"]), str(row["messages"]), str(row["subjects"]))
+            if row["exists"]
+            else ("(missing)", "-", "-")
+        )
+        lines.append(f"{row['stream']:<16} {row['maxAge']:>8} {cap:>10} {size[0]:>11} {size[1]:>9} {size[2]:>9}")
     deleted = report["deletedConnectors"]
     lines.append(f"audit records are kept at least {report['auditMinAge']} (HUB_AUDIT_MIN_AGE)")
     lines.append(
@@ -50,7 +54,7 @@ def _retention(run: Invocation) -> int:
         try:
             js = nc.jetstream()
             trash = Trash(await kv_bucket(js, TRASH_BUCKET, replicas=settings.stream_replicas))
-            return await retention_report(js, settings, trash)
+            return await retention_report(nc, settings, trash)
         finally:
             await nc.close()
 

@@ -16,5 +16,5 @@ async def retention_page(call: Call) -> web.StreamResponse:
     if not call.viewer.is_operator:
         raise Refusal(403, "operator_only", "Stream retention spans every tenant: only an operator key reads it.")
     console = call.console
-    report = await retention_report(console.js, console.settings, console.plane.trash)
+    report = await retention_report(console.nc, console.settings, console.plane.trash)
     return call.render("retention.html", title="Retention", report=report)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import orjson
 
-from events.streams import AUDIT_STREAM, STREAMS
+from events.streams import AUDIT_STREAM, JOURNEYS_STREAM, PREFIXES, STREAMS
 from hub.app.embedded import RunningServer
 from hub.control.plane import Actor
 from schemas.connector import ConnectorDocument
@@ -73,6 +73,20 @@ async def test_retention_shows_streams_and_the_deleted_retention(
     report = orjson.loads(cli(nats_server, tmp_path, "retention", "--json").stdout)
     assert [row["stream"] for row in report["streams"]] == list(STREAMS)
     assert all(row["exists"] for row in report["streams"])
+
+
+async def test_retention_counts_each_streams_subjects_which_size_its_index_in_nats_server(
+    nats_server: RunningServer, tmp_path: Path, control: ControlUnderTest
+) -> None:
+    js = control.nc.jetstream()
+    for event in ("e1", "e1", "e2"):  # two journeys, one of two records
+        await js.publish(f"{PREFIXES[JOURNEYS_STREAM]}.acme.gh.{event}", b"{}")
+    report = orjson.loads(cli(nats_server, tmp_path, "retention", "--json").stdout)
+    journeys = next(row for row in report["streams"] if row["stream"] == JOURNEYS_STREAM)
+    assert (journeys["messages"], journeys["subjects"]) == (3, 2)
+    table = cli(nats_server, tmp_path, "retention").stdout.splitlines()
+    assert table[0].split()[-1] == "subjects"
+    assert next(line for line in table if line.startswith(JOURNEYS_STREAM)).split()[-2:] == ["3", "2"]
 
 
 def test_an_audit_retention_below_its_floor_is_refused(nats_server: RunningServer, tmp_path: Path) -> None:

@@ -147,7 +147,8 @@ async def test_delete_and_restore_need_csrf_and_the_manage_scope(console: Consol
 
 async def test_retention_lists_every_stream_for_operators_only(console: ConsoleUnderTest) -> None:
     js = console.nc.jetstream()
-    await js.publish(f"{PREFIXES[DLQ_STREAM]}.a.gh.route", b"x" * 100)
+    for route in ("route", "route", "other"):
+        await js.publish(f"{PREFIXES[DLQ_STREAM]}.a.gh.{route}", b"x" * 100)
     await console.plane.delete_connector("a", "gh", Actor("test"))
     tenant = console.new_browser()
     await tenant.sign_in(console.keys["a"])
@@ -162,7 +163,7 @@ async def test_retention_lists_every_stream_for_operators_only(console: ConsoleU
     assert set(rows) == set(STREAMS)
     dlq = (await js.stream_info(DLQ_STREAM)).state
     cells = re.findall(r"<td>([^<]*)</td>", rows[DLQ_STREAM])
-    assert cells[2:] == [f"{dlq.bytes:,}", "1"]
+    assert cells[2:] == [f"{dlq.bytes:,}", "3", "2"]  # bytes, messages, distinct subjects
     assert cells[0] != "no limit"
     assert "<dt>Deleted connectors restorable for</dt><dd>7d</dd>" in page.text
     assert "<dt>Deleted connectors kept now</dt><dd>1</dd>" in page.text
