@@ -1,7 +1,7 @@
 """History benchmark: list and show latency over a large HUB_EVENTS, on a fresh embedded nats-server.
 
     .venv/bin/python bench/history.py [--events N] [--connectors C] [--data-bytes B] [--queries Q]
-                                      [--fill-cap S] [--json PATH] [--keep]
+                                      [--fill-cap S] [--prefault-gb G] [--json PATH] [--keep]
 
 It starts its own nats-server (JetStream on file storage; `sync_interval` left at the server's
 default while filling, since the figures are about reads) in a temporary directory, creates the
@@ -21,6 +21,12 @@ Then, on a quiet server, it measures with the hub's own reader (hub/history/even
 
 and prints p50/p95/max of each and whether they meet the targets (list p95 < 200 ms, show p95 <
 20 ms). The fill stops at --fill-cap seconds (the figures then say how many events there were).
+
+A random show makes nats-server load blocks into new buffers, so the report also prints what new
+memory costs on this machine (bench/fresh_memory.py): on a VM that hands freed memory back to its
+host, that cost, not the hub's reads, sets the p95. --prefault-gb touches and frees that much memory
+just before measuring; it changes the figures only where the kernel keeps freed pages a while
+(docs/scaling.md, "History lookups on a VM").
 Everything listens on loopback; the server is stopped by its PID at the end, also on error or
 Ctrl-C.
 """
@@ -41,6 +47,7 @@ from typing import Any
 
 import nats
 import orjson
+from fresh_memory import describe, first_touch_us, page_reporting, prefault
 from ingest import padded_json, percentile
 
 from events.envelope import Envelope, rfc3339
@@ -167,10 +174,19 @@ async def bench(url: str, args: argparse.Namespace) -> dict[str, Any]:
         journeys = await settled_journeys(nc, 2 * stored)
         events = (await nc.jetstream().stream_info(EVENTS_STREAM)).state
         print(f"# filled {stored} events ({events.bytes / 1e6:.0f} MB) and {journeys} journey records in {fill_s:.0f}s")
+        memory = {"first_touch_us": round(first_touch_us(), 2), "page_reporting": page_reporting()}
+        if args.prefault_gb:
+            print(f"# touched and freed {args.prefault_gb:g} GB in {prefault(args.prefault_gb):.1f}s", flush=True)
         timings = await measure(nc, stored, args)
     finally:
         await nc.close()
-    return {"events": stored, "journey_records": journeys, "events_mb": round(events.bytes / 1e6), "timings": timings}
+    return {
+        "events": stored,
+        "journey_records": journeys,
+        "events_mb": round(events.bytes / 1e6),
+        "memory": memory,
+        "timings": timings,
+    }
 
 
 def report(figures: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
@@ -187,9 +203,13 @@ def report(figures: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         "journey_records": figures["journey_records"],
         "events_mb": figures["events_mb"],
         "queries": args.queries,
+        "prefault_gb": args.prefault_gb,
+        "memory": figures["memory"],
     }
     print()
     print(f"{figures['events']} events over {args.connectors} connectors, {args.queries} queries each")
+    memory = figures["memory"]
+    print(describe(memory["first_touch_us"], memory["page_reporting"]))
     print(f"{'':<44}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}  target")
     for name, values in figures["timings"].items():
         p50, p95 = percentile(values, 0.50), percentile(values, 0.95)
@@ -210,6 +230,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--in-flight", type=int, default=1_000, help="publishes awaiting PubAck (default 1000)")
     parser.add_argument("--queries", type=int, default=300, help="lists and shows each (default 300)")
     parser.add_argument("--fill-cap", type=float, default=1_200.0, help="seconds the fill may take (default 1200)")
+    parser.add_argument(
+        "--prefault-gb", type=float, default=0.0, help="GB to touch and free before measuring (default 0)"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (the server's data)")
     args = parser.parse_args(argv)
@@ -217,6 +240,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--connectors, --queries and --in-flight must be positive, --events at least --connectors")
     if not 0 < args.fill_cap <= 3_600:
         parser.error("--fill-cap must be in (0, 3600] s")
+    if not 0 <= args.prefault_gb <= 16:
+        parser.error("--prefault-gb must be in [0, 16]")
     return args
 
 
