@@ -46,7 +46,7 @@ def _nc(call: Call) -> NATS:
 
 
 async def _jobs(call: Call) -> JobStore:
-    return await JobStore.open(_nc(call).jetstream(), replicas=call.admin.settings.stream_replicas)
+    return await call.admin.jobs.get(_nc(call).jetstream(), replicas=call.admin.settings.stream_replicas)
 
 
 def _own_tenant(call: Call, asked: object) -> str | None:

@@ -32,7 +32,6 @@ from hub.history.rejected import (
 )
 from hub.ingest.connectors import Connector
 from hub.jobs import retry_rejected as retry_rejected_job
-from hub.jobs.store import JobStore
 
 _SEQ = re.compile(r"[1-9][0-9]{0,18}")
 NOT_KEPT = "no such rejected request"
@@ -154,7 +153,7 @@ KEPT = "/v1/rejected/{tenant}/{name}/{seq}"
 async def retry_all_rejected(call: Call) -> web.Response:
     """Retry every kept request the query selects (as `GET /v1/rejected` takes it) as a job."""
     query = _query(call)
-    store = await JobStore.open(_nats(call).jetstream(), replicas=call.admin.settings.stream_replicas)
+    store = await call.admin.jobs.get(_nats(call).jetstream(), replicas=call.admin.settings.stream_replicas)
     where = {"connector": query.connector, "reason": query.reason, "since": query.since, "until": query.until}
     job = await retry_rejected_job.start(store, query.tenant, where, created_by=call.actor.key_id)
     await call.plane.audit.record_by(

@@ -30,6 +30,7 @@ from hub.control.servicemap import ServiceEntry, build_service_map
 from hub.control.specstore import RevisionConflict, SpecDocument, StoredSpec
 from hub.control.status import ConnectorStatus
 from hub.errors import Problem
+from hub.jobs.store import OpenedJobStore
 from hub.poll.store import PollStore, SourceKey
 from hub.settings import Settings
 from schemas.connector import ConnectorDocument
@@ -62,6 +63,8 @@ class AdminContext:
     """The hub's Valkey connection (rejected-request retries dedupe through it); None: those answer 503."""
     settings: Settings = field(default_factory=Settings)
     """The hub's settings (replay rate, retention), as `limits` above."""
+    jobs: OpenedJobStore = field(default_factory=OpenedJobStore)
+    """The jobs bucket, opened at the first request that needs it (on `nc`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ templates; and the navigation, one row per page."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import jinja2
 from nats.aio.client import Client as NATS
@@ -16,6 +16,7 @@ from hub.control.checks import ServingLimits
 from hub.control.plane import ControlPlane
 from hub.control.rates import RateStore
 from hub.gate.breaker import BreakerState
+from hub.jobs.store import OpenedJobStore
 from hub.poll.store import PollStore
 from hub.settings import Settings
 
@@ -65,6 +66,8 @@ class ConsoleContext:
     """The dedupe store a retry claims in (None: retry is unavailable)."""
     rates: RateStore | None = None
     """Each connector's per-minute counts (None: the connectors page shows no rates)."""
+    jobs: OpenedJobStore = field(default_factory=OpenedJobStore)
+    """The jobs bucket, opened at the first page that needs it (on `nc`)."""
     breakers: Callable[[], Mapping[str, BreakerState] | None] = lambda: None
     """This process's circuit breakers by target key (None: it dispatches nothing). Breakers are per
     process: the connector page says whose it shows."""

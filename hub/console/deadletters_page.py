@@ -21,6 +21,7 @@ from aiohttp import web
 
 from events.deadletter import FailureClass
 from hub.console.call import Call, redirect
+from hub.console.jobs_page import job_store
 from hub.console.refusal import Refusal, invalid, not_found
 from hub.history.deadletters import (
     DeadLetterFilter,
@@ -31,7 +32,7 @@ from hub.history.deadletters import (
     redrive,
 )
 from hub.jobs import redrive as redrive_jobs
-from hub.jobs.store import Job, JobStore
+from hub.jobs.store import Job
 
 PAGE_SIZE = 50
 MAX_SELECTED = PAGE_SIZE
@@ -88,16 +89,12 @@ async def _visible(call: Call, value: str) -> DeadLetterRecord:
     return letter
 
 
-async def _jobs(call: Call) -> JobStore:
-    return await JobStore.open(call.console.nc.jetstream(), replicas=call.console.settings.stream_replicas)
-
-
 async def _shown_job(call: Call) -> Job | None:
     """The redrive job a redirect names, if this key may see it (else none is shown)."""
     job_id = call.request.query.get("job", "")
     if not _JOB.fullmatch(job_id):
         return None
-    stored = await (await _jobs(call)).get(job_id)
+    stored = await (await job_store(call)).get(job_id)
     if stored is None or (call.viewer.tenant is not None and stored.job.tenant != call.viewer.tenant):
         return None
     return stored.job
@@ -188,7 +185,7 @@ def _selected(call: Call) -> list[int]:
 async def redrive_many(call: Call) -> web.StreamResponse:
     """POST /console/deadletters/redrive: the selected ones (`seq` fields), or with `all` every one
     matching the filter fields, as a `redrive` job (one selected: redriven at once)."""
-    store = await _jobs(call)
+    store = await job_store(call)
     if call.field("all"):
         fields = {name: call.field(name) for name in FILTER_FIELDS}
         job = await redrive_jobs.start_by_filter(store, _filter(call, fields), created_by=call.actor.key_id)

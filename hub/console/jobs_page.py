@@ -24,7 +24,7 @@ NOTICES = {
 
 async def job_store(call: Call) -> JobStore:
     """The jobs bucket (created when missing, as the API opens it)."""
-    return await JobStore.open(call.console.nc.jetstream(), replicas=call.console.settings.stream_replicas)
+    return await call.console.jobs.get(call.console.nc.jetstream(), replicas=call.console.settings.stream_replicas)
 
 
 async def visible_job(call: Call) -> Job:

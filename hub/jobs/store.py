@@ -209,6 +209,23 @@ class JobStore:
                 return changed
 
 
+class OpenedJobStore:
+    """The jobs store of a long-lived server context, opened at its first use and kept: opening asks
+    nats-server for the bucket's info, a round trip every request would otherwise pay."""
+
+    def __init__(self) -> None:
+        self._store: JobStore | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self, js: JetStreamContext, *, replicas: int = 1) -> JobStore:
+        """The store (the bucket created when missing, at the first call only)."""
+        if self._store is None:
+            async with self._lock:
+                if self._store is None:
+                    self._store = await JobStore.open(js, replicas=replicas)
+        return self._store
+
+
 class Claim:
     """A job this runner claimed: its writes keep the lease and fail with LostJob once it is lost."""
 

@@ -188,3 +188,18 @@ async def test_actions_need_the_invoke_scope_and_are_audited(api: Api) -> None:
         ("deadletter_discard", "discarded"),
         ("job_cancel", "requested"),
     ]
+
+
+async def test_the_api_opens_the_jobs_bucket_once_not_at_every_request(api: Api, nats_server: RunningServer) -> None:
+    """Opening the bucket asks nats-server for its info: a process pays that round trip once."""
+    job = await replay.start(api.jobs, replay.ReplayRequest(Selection(tenant="a"), "subject"), created_by="t")
+    watcher = await nats.connect(nats_server.url)
+    try:
+        infos = await watcher.subscribe("$JS.API.STREAM.INFO.KV_hub-jobs")
+        await watcher.flush()
+        for key in ("a", "a", "a", "operator"):
+            assert (await api.api.call("GET", f"/v1/jobs/{job.id}", api.keys[key])).status == 200
+        await watcher.flush()
+        assert infos.pending_msgs == 1
+    finally:
+        await watcher.close()
