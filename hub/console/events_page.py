@@ -10,7 +10,7 @@ API's `GET /v1/events` calls it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -20,6 +20,7 @@ from events.directget import HistoryUnavailable
 from events.subjects import is_name
 from hub.console.call import Call
 from hub.console.refusal import Refusal, not_found
+from hub.console.selection import SelectionFields, typed_values
 from hub.history.events import EventItem, EventPage, EventQuery, HistoryError, NotFound, list_events, parse_time
 
 ORDERS = {"newest": True, "oldest": False}
@@ -29,21 +30,15 @@ BASE = "/console/events"
 
 
 @dataclass(frozen=True, slots=True)
-class EventFilters:
+class EventFilters(SelectionFields):
     """The filter form's fields as typed ('' when empty); a listing is a link of them."""
 
-    tenant: str = ""
-    connector: str = ""
-    type: str = ""
-    since: str = ""
-    until: str = ""
-    id: str = ""
     order: str = "newest"
 
     @classmethod
     def of(cls, query: Mapping[str, str]) -> EventFilters:
         """From a query string; values cut to MAX_FIELD_CHARS (the reader checks them)."""
-        values = {name: query.get(name, "").strip()[:MAX_FIELD_CHARS] for name in cls.__dataclass_fields__}
+        values = typed_values(query, (f.name for f in fields(cls)), MAX_FIELD_CHARS)
         return cls(**values | {"order": values["order"] or "newest"})
 
     def link(self, path: str = BASE, **extra: str) -> str:

@@ -12,7 +12,7 @@ the events the dry run counted (none stored after the job starts).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from aiohttp import web
@@ -23,6 +23,7 @@ from hub.console.call import Call, redirect
 from hub.console.events_page import asked_tenant
 from hub.console.jobs_page import job_store
 from hub.console.refusal import Refusal, invalid
+from hub.console.selection import SelectionFields, typed_values
 from hub.gate.catalog import GateCatalog, catalog_of
 from hub.history.events import HistoryError, parse_time
 from hub.jobs import replay
@@ -32,7 +33,6 @@ from schemas.connector import ConnectorDocument
 
 MAX_FIELD_CHARS = 512
 RECENT_JOBS = 20
-FIELDS = ("tenant", "connector", "type", "since", "until", "id", "mode")
 MODE_LABELS = {
     "gate": "through the gate (current routes and policy)",
     "subject": "to the shadow subject (hub.replay.<tenant>.<connector>.<type>)",
@@ -40,22 +40,16 @@ MODE_LABELS = {
 
 
 @dataclass(frozen=True, slots=True)
-class ReplayForm:
+class ReplayForm(SelectionFields):
     """The form's fields as typed ('' when empty)."""
 
-    tenant: str = ""
-    connector: str = ""
-    type: str = ""
-    since: str = ""
-    until: str = ""
-    id: str = ""
     mode: str = "gate"
 
     @classmethod
-    def of(cls, fields: Mapping[str, Any]) -> ReplayForm:
-        values = {name: fields.get(name, "") for name in FIELDS}
-        text = {k: v.strip()[:MAX_FIELD_CHARS] if isinstance(v, str) else "" for k, v in values.items()}
-        return cls(**text | {"mode": text["mode"] or "gate"})
+    def of(cls, source: Mapping[str, Any]) -> ReplayForm:
+        """From a query string or a posted form; values cut to MAX_FIELD_CHARS."""
+        values = typed_values(source, (f.name for f in fields(cls)), MAX_FIELD_CHARS)
+        return cls(**values | {"mode": values["mode"] or "gate"})
 
 
 def _moment(name: str, text: str) -> str | None:
