@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from hub.admin.errors import Denied
-from hub.control.apikeys import SCOPES, ApiKey, ApiKeyStore
+from hub.control.apikeys import SCOPES, ApiKey, ApiKeyStore, reaches
 
 INSECURE_KEY_ID = "insecure-no-auth"
 HOST_NOT_LOOPBACK = "host_not_loopback"
@@ -64,7 +64,7 @@ class Principal:
 
     def reaches(self, tenant: str) -> bool:
         """Whether the key may act for this tenant at all."""
-        return self.tenant is None or self.tenant == tenant
+        return reaches(self.tenant, tenant)
 
     def require_tenant(self, tenant: str) -> None:
         """The same 404 as an unknown connector for a tenant out of reach."""

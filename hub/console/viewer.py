@@ -1,9 +1,9 @@
 """Who is looking: the API key behind a console session, held to the admin API's rules.
 
-The checks are the admin API's `Principal` ones (hub/admin/auth.py) over the same `ApiKey` record:
-a tenant out of reach gets the same 404 as an unknown connector, a missing scope a 403 naming it.
-The console cannot import the admin package (the two sit side by side in the layers), so the three
-rules are restated here, on the key's own `covers`.
+The checks are the admin API's `Principal` ones (hub/admin/auth.py), with the same rules of reach
+and scope (`ApiKey.covers` and `allows`, hub/control/apikeys.py): a tenant out of reach gets the
+same 404 as an unknown connector, a missing scope a 403 naming it. Only the refusals differ: the
+console answers with a page, not the API's JSON.
 """
 
 from __future__ import annotations

@@ -40,6 +40,13 @@ SCOPES: tuple[str, ...] = (
 OPERATOR: Final = None
 """The `tenant` of an operator key, which covers every tenant."""
 
+
+def reaches(key_tenant: str | None, tenant: str) -> bool:
+    """Whether a key of `key_tenant` may act on `tenant`: an operator key on every tenant, others on
+    their own only. The one rule the admin API's principal and the console's viewer both apply."""
+    return key_tenant is OPERATOR or key_tenant == tenant
+
+
 TOKEN_PREFIX = "chk_"  # noqa: S105 - the public prefix of every token, not a secret
 _ID_HEX_CHARS = 16
 _SECRET_BYTES = 32
@@ -69,8 +76,8 @@ class ApiKey:
         return self.revoked_at is None and scope in self.scopes
 
     def covers(self, tenant: str) -> bool:
-        """Whether the key may act on `tenant`: an operator key covers every tenant, others only their own."""
-        return self.tenant is OPERATOR or self.tenant == tenant
+        """Whether the key may act on `tenant` (`reaches`)."""
+        return reaches(self.tenant, tenant)
 
     def to_dict(self) -> dict[str, Any]:
         """The listing form (camelCase); never holds the token or its hash."""

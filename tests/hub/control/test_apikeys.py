@@ -12,7 +12,7 @@ import pytest
 from nats.js.kv import KeyValue
 
 from hub.app.embedded import RunningServer
-from hub.control.apikeys import OPERATOR, SCOPES, ApiKeyError, ApiKeyStore
+from hub.control.apikeys import OPERATOR, SCOPES, ApiKeyError, ApiKeyStore, reaches
 from hub.control.buckets import API_KEYS_BUCKET, kv_bucket
 
 READ = "connector.catalog.read"
@@ -179,3 +179,10 @@ async def test_listing_filters_by_tenant(store: ApiKeyStore) -> None:
     assert await store.list("globex") == [globex]
     assert await store.list("initech") == []
     assert set(await store.list()) == {acme, globex, operator}
+
+
+def test_an_operator_key_reaches_every_tenant_and_a_tenant_key_its_own_only() -> None:
+    assert reaches(OPERATOR, "acme")
+    assert reaches("acme", "acme")
+    assert not reaches("acme", "globex")
+    assert not reaches("acme", "acme-2")
