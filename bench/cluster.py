@@ -32,13 +32,11 @@ import contextlib
 import json
 import os
 import platform
-import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -48,6 +46,7 @@ from typing import Any
 
 import nats
 import uvloop
+from entry import bench_workdir, run_bench, run_loop
 from ingest import (
     CLK_TCK,
     HUB_STREAM,
@@ -55,7 +54,6 @@ from ingest import (
     Contender,
     PhaseResult,
     PhaseSummary,
-    _interrupt,
     accepted_per_s,
     child_env,
     cpu_of,
@@ -222,9 +220,7 @@ def start_hub(cleanup: contextlib.ExitStack, name: str, stack_dir: Path, nats_ur
 def running_stack(keep: bool, phases: list[str]) -> Iterator[Stack]:
     """Start Valkey, the single node, the cluster and every contender; stop each by PID on the way out."""
     with contextlib.ExitStack() as cleanup:
-        workdir = Path(tempfile.mkdtemp(prefix="hub-bench-cluster-"))
-        if not keep:
-            cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
+        workdir = bench_workdir(cleanup, "hub-bench-cluster-", keep)
         valkey = start_valkey(workdir / "servers")
         cleanup.callback(valkey.stop)
         single = start_nats(workdir / "servers", sync_interval="always")
@@ -458,25 +454,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM cleans up like Ctrl-C
-    try:
+
+    def measure() -> list[ClusterPhaseResult]:
         with running_stack(args.keep, args.phases) as stack:
-            if args.keep:
-                print(f"# data and logs in {stack.workdir}")
-            try:
-                results = uvloop.run(bench(stack, args))
-            finally:
-                signal.signal(signal.SIGTERM, _interrupt)  # closing the loop reset it to the default
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("interrupted; servers stopped", file=sys.stderr)
-        return 130
-    except RuntimeError as exc:
-        print(f"bench failed: {exc}", file=sys.stderr)
-        return 1
-    figures = report(results, args)
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
-    return 0
+            return run_loop(uvloop.run, bench(stack, args))
+
+    return run_bench(measure, lambda results: report(results, args), args.json)
 
 
 if __name__ == "__main__":

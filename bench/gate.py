@@ -59,17 +59,14 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
-import json
 import math
 import os
 import platform
 import re
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -81,11 +78,11 @@ from typing import Any
 import nats
 import nats.errors
 import orjson
+from entry import run_bench, run_loop, start_servers
 from ingest import (
     BENCH_DIR,
     CLK_TCK,
     DUPLICATE_WINDOW_S,
-    _interrupt,
     child_env,
     cpu_ticks,
     padded_json,
@@ -103,7 +100,7 @@ from nats.js.errors import NotFoundError
 from events.envelope import Envelope, rfc3339
 from events.streams import AUDIT_STREAM, DLQ_STREAM, EVENTS_STREAM, INVOCATIONS_STREAM, JOURNEYS_STREAM
 from events.subjects import EVENTS_PREFIX, event_subject
-from hub.app.embedded import RunningServer, start_nats, start_valkey
+from hub.app.embedded import RunningServer
 from hub.gate.consumers import DISPATCH_DURABLE, POLICY_DURABLE
 from hub.runtime import natsflush
 
@@ -856,36 +853,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM cleans up like Ctrl-C
-    try:
+
+    def measure() -> list[PhaseResult]:
         with contextlib.ExitStack() as cleanup:
-            workdir = Path(tempfile.mkdtemp(prefix="hub-bench-gate-"))
-            if args.keep:
-                print(f"# data and logs in {workdir}")
-            else:
-                cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
-            nats_server = start_nats(workdir / "servers", sync_interval="always")
-            cleanup.callback(nats_server.stop)
-            valkey_server = start_valkey(workdir / "servers")
-            cleanup.callback(valkey_server.stop)
+            servers = start_servers(cleanup, "hub-bench-gate-", args.keep)
 
             def register_stop(proc: subprocess.Popen[bytes]) -> None:
                 cleanup.callback(stop, proc)  # a second stop of an exited process is a no-op
 
-            try:
-                results = asyncio.run(bench(workdir, nats_server, valkey_server, args, register_stop))
-            finally:
-                signal.signal(signal.SIGTERM, _interrupt)  # closing the loop reset it to the default
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("interrupted; processes stopped", file=sys.stderr)
-        return 130
-    except RuntimeError as exc:
-        print(f"bench failed: {exc}", file=sys.stderr)
-        return 1
-    figures = report(results, args)
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
-    return 0
+            return run_loop(asyncio.run, bench(servers.workdir, servers.nats, servers.valkey, args, register_stop))
+
+    return run_bench(measure, lambda results: report(results, args), args.json)
 
 
 if __name__ == "__main__":

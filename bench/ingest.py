@@ -36,7 +36,6 @@ import asyncio
 import base64
 import contextlib
 import io
-import json
 import math
 import os
 import platform
@@ -47,7 +46,6 @@ import statistics
 import subprocess
 import sys
 import tarfile
-import tempfile
 import time
 import urllib.request
 import uuid
@@ -55,12 +53,12 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import nats
 import orjson
 import uvloop
+from entry import run_bench, run_loop, start_servers
 from loadgen import LoadResult, Request, run_load
 from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
@@ -68,7 +66,7 @@ from nats.js.api import StorageType, StreamConfig
 from adapters.base import SigningSecret, TestRequest
 from adapters.webhooks.github import GitHubAdapter
 from adapters.webhooks.standard_webhooks import StandardWebhooksAdapter
-from hub.app.embedded import RunningServer, die_with_parent, free_port, start_nats, start_valkey
+from hub.app.embedded import RunningServer, die_with_parent, free_port
 
 BENCH_DIR = Path(__file__).resolve().parent
 BODY_BYTES = 4096
@@ -347,18 +345,12 @@ def start_contender(
 def running_stack(keep: bool, phases: list[str], compare: str | None = None) -> Iterator[Stack]:
     """Start NATS, Valkey and every phase's server; stop each by PID on the way out."""
     with contextlib.ExitStack() as cleanup:
-        workdir = Path(tempfile.mkdtemp(prefix="hub-bench-"))
-        if not keep:
-            cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
-        nats_server = start_nats(workdir / "servers", sync_interval="always")
-        cleanup.callback(nats_server.stop)
-        valkey_server = start_valkey(workdir / "servers")
-        cleanup.callback(valkey_server.stop)
+        servers = start_servers(cleanup, "hub-bench-", keep)
         contenders = {
-            name: start_contender(cleanup, name, workdir, nats_server.url, valkey_server.url, compare)
+            name: start_contender(cleanup, name, servers.workdir, servers.nats.url, servers.valkey.url, compare)
             for name in phases
         }
-        yield Stack(workdir, nats_server, valkey_server, contenders)
+        yield Stack(servers.workdir, servers.nats, servers.valkey, contenders)
 
 
 # --- measuring -----------------------------------------------------------------------------------
@@ -613,31 +605,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM cleans up like Ctrl-C
-    try:
+
+    def measure() -> list[PhaseResult]:
         with running_stack(args.keep, args.phases, args.compare) as stack:
-            if args.keep:
-                print(f"# data and logs in {stack.workdir}")
-            try:
-                results = uvloop.run(bench(stack, args))
-            finally:
-                signal.signal(signal.SIGTERM, _interrupt)  # closing the loop reset it to the default
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("interrupted; servers stopped", file=sys.stderr)
-        return 130
-    except RuntimeError as exc:
-        print(f"bench failed: {exc}", file=sys.stderr)
-        return 1
-    figures = report(results, args)
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
-    return 0
+            return run_loop(uvloop.run, bench(stack, args))
+
+    return run_bench(measure, lambda results: report(results, args), args.json)
 
 
 if __name__ == "__main__":

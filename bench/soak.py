@@ -36,11 +36,9 @@ import json
 import math
 import os
 import platform
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter, deque
@@ -52,13 +50,13 @@ import aiohttp
 import nats
 import orjson
 import yaml
+from entry import run_bench, run_loop, start_servers
 from ingest import (
     CLK_TCK,
     CONNECTORS_YAML,
     GITHUB_SECRET,
     ID_HEADER,
     STANDARD_SECRET,
-    _interrupt,
     child_env,
     cpu_ticks,
     github_request,
@@ -78,7 +76,7 @@ from adapters.webhooks.github import GitHubAdapter
 from adapters.webhooks.standard_webhooks import StandardWebhooksAdapter
 from events.streams import AUDIT_STREAM, DLQ_STREAM, EVENTS_STREAM, INVOCATIONS_STREAM
 from events.subjects import AUDIT_PREFIX
-from hub.app.embedded import RunningServer, free_port, start_nats, start_valkey
+from hub.app.embedded import RunningServer, free_port
 from hub.runtime import natsflush
 
 SOAK_SUBJECT = "bench.soak.out"
@@ -927,40 +925,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM cleans up like Ctrl-C
     samples: list[Sample] = []
-    try:
+
+    def measure() -> tuple[Hub, LoadStats, EndState]:
         with contextlib.ExitStack() as cleanup:
-            workdir = Path(tempfile.mkdtemp(prefix="hub-bench-soak-"))
-            if args.keep:
-                print(f"# data and logs in {workdir}")
-            else:
-                cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
-            nats_server = start_nats(workdir / "servers", sync_interval="always")
-            cleanup.callback(nats_server.stop)
-            valkey_server = start_valkey(workdir / "servers")
-            cleanup.callback(valkey_server.stop)
-            hub = start_hub(cleanup, workdir, nats_server, valkey_server, args.workers)
+            servers = start_servers(cleanup, "hub-bench-soak-", args.keep)
+            nats_server, valkey_server = servers.nats, servers.valkey
+            hub = start_hub(cleanup, servers.workdir, nats_server, valkey_server, args.workers)
             pids = ", ".join(f"{label} {pid}" for label, pid in hub.measured.items())
             print(
                 f"# hub ({pids}), nats-server {nats_server.pid}, valkey-server {valkey_server.pid}; "
                 f"{args.duration:g} s at {args.rate:g}/s",
                 flush=True,
             )
-            try:
-                stats, end = asyncio.run(soak(hub, nats_server, valkey_server, args, samples))
-            finally:
-                signal.signal(signal.SIGTERM, _interrupt)  # closing the loop reset it to the default
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("interrupted; processes stopped", file=sys.stderr)
-        return 130
-    except (RuntimeError, TimeoutError) as exc:
-        print(f"soak failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    figures = report(hub, samples, stats, end, args)
-    if args.json:
-        args.json.write_text(json.dumps(_json_safe(figures), indent=2, allow_nan=False) + "\n")
-    return 0
+            stats, end = run_loop(asyncio.run, soak(hub, nats_server, valkey_server, args, samples))
+            return hub, stats, end
+
+    def figures(results: tuple[Hub, LoadStats, EndState]) -> dict[str, Any]:
+        hub, stats, end = results
+        return report(hub, samples, stats, end, args)
+
+    return run_bench(
+        measure,
+        figures,
+        args.json,
+        errors=(RuntimeError, TimeoutError),
+        to_json=lambda figures: json.dumps(_json_safe(figures), indent=2, allow_nan=False),
+    )
 
 
 def _json_safe(value: Any) -> Any:
