@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -116,13 +117,14 @@ class ConsoleUnderTest:
         return Browser(self.base, session)
 
 
-@pytest.fixture
-async def console(
-    nats_server: RunningServer, valkey_server: RunningServer, monkeypatch: pytest.MonkeyPatch
+@contextlib.asynccontextmanager
+async def console_under_test(
+    nats_server: RunningServer, valkey_server: RunningServer, *, read_only: list[str], console_redis: bool
 ) -> AsyncIterator[ConsoleUnderTest]:
-    """Tenants a and b each with a github connector `gh` using the store secret `gh-secret`; keys `a`,
-    `b`, `a-read` (catalog.read only) and `operator`."""
-    monkeypatch.setenv("HUB_MASTER_KEY", MASTER_KEY)
+    """The admin API with the console mounted, on real servers: tenants a and b each with a github
+    connector `gh` using the store secret `gh-secret`; keys `a`, `b`, `a-read` (`read_only` scopes)
+    and `operator`. With `console_redis`, the console has Valkey (rejected-request retry, rates).
+    HUB_MASTER_KEY must be set to MASTER_KEY."""
     settings = Settings(http_port=8080)
     nc = await nats.connect(nats_server.url)
     js = nc.jetstream()
@@ -131,7 +133,10 @@ async def console(
     redis = Redis.from_url(valkey_server.url)
     app = build_admin_app(AdminContext(plane, "http://hub.test", None, 300, poll_store=PollStore(redis)))
     breakers: dict[str, Any] = {"states": None}
-    mount_console(app, console_context(settings, plane, PollStore(redis), nc, breakers=lambda: breakers["states"]))
+    context = console_context(
+        settings, plane, PollStore(redis), nc, redis if console_redis else None, breakers=lambda: breakers["states"]
+    )
+    mount_console(app, context)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
@@ -139,21 +144,33 @@ async def console(
     base = f"http://{host}:{port}"
     session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
     under_test = ConsoleUnderTest(nc, plane, {}, Browser(base, session), base, [session], breakers)
-    for tenant in ("a", "b"):
-        await plane.secrets.set(tenant, "gh-secret", b"initial secret of " + tenant.encode())
-        document = webhook_connector(tenant, "gh", [{"secretRef": {"source": "store", "name": "gh-secret"}}])
-        await plane.apply(ConnectorDocument.model_validate(document), Actor("test"))
-    under_test.keys = {
-        "a": await under_test.key("a"),
-        "b": await under_test.key("b"),
-        "a-read": await under_test.key("a", ["connector.catalog.read"]),
-        "operator": await under_test.key(None),
-    }
     try:
+        for tenant in ("a", "b"):
+            await plane.secrets.set(tenant, "gh-secret", b"initial secret of " + tenant.encode())
+            document = webhook_connector(tenant, "gh", [{"secretRef": {"source": "store", "name": "gh-secret"}}])
+            await plane.apply(ConnectorDocument.model_validate(document), Actor("test"))
+        under_test.keys = {
+            "a": await under_test.key("a"),
+            "b": await under_test.key("b"),
+            "a-read": await under_test.key("a", read_only),
+            "operator": await under_test.key(None),
+        }
         yield under_test
     finally:
-        for session in under_test.sessions:
-            await session.close()
+        for client in under_test.sessions:
+            await client.close()
         await runner.cleanup()
         await nc.close()
         await redis.aclose()
+
+
+@pytest.fixture
+async def console(
+    nats_server: RunningServer, valkey_server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[ConsoleUnderTest]:
+    """`console_under_test` with `a-read` holding catalog.read only, the console without Valkey."""
+    monkeypatch.setenv("HUB_MASTER_KEY", MASTER_KEY)
+    async with console_under_test(
+        nats_server, valkey_server, read_only=["connector.catalog.read"], console_redis=False
+    ) as under_test:
+        yield under_test

@@ -9,31 +9,21 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
-import nats
 import orjson
 import pytest
-from aiohttp import web
 from redis.asyncio import Redis
 
 from events.deadletter import DeadLetter, FailureClass
-from events.streams import AUDIT_STREAM, INVOCATIONS_STREAM, ensure_streams
+from events.streams import AUDIT_STREAM, INVOCATIONS_STREAM
 from events.subjects import dlq_subject, rejected_subject
-from hub.admin.app import build_admin_app
-from hub.admin.routes import AdminContext
 from hub.app.embedded import RunningServer
-from hub.console.app import console_context, mount_console
-from hub.control.plane import Actor, ControlPlane
+from hub.control.plane import Actor
 from hub.control.rates import Counts, RateStore
-from hub.control.sealing import load_master_key
 from hub.history.deadletters import get_dead_letter
 from hub.ingress.rejected import RejectedRecord
 from hub.jobs.store import JobStore
-from hub.poll.store import PollStore
-from hub.settings import Settings
-from schemas.connector import ConnectorDocument
-from tests.hub.console.conftest import Browser, ConsoleUnderTest, Page
-from tests.hub.control.fixtures import MASTER_KEY, webhook_connector
+from tests.hub.console.conftest import ConsoleUnderTest, Page, console_under_test
+from tests.hub.control.fixtures import MASTER_KEY
 from tests.hub.gate.harness import stream_messages
 from tests.hub.ingress.signing import github_headers
 
@@ -48,42 +38,10 @@ SENDER_SECRET = "the secret the sender signs with"
 async def hub(
     nats_server: RunningServer, valkey_server: RunningServer, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[ConsoleUnderTest]:
-    """As tests/hub/console/conftest.py's `console`, with Valkey (retry, rates): tenants a and b each
-    with a github connector `gh` (store secret `gh-secret`); keys `a`, `b`, `a-read`, `operator`."""
+    """tests/hub/console/conftest.py's console with Valkey (retry, rates), `a-read` holding READ_ONLY."""
     monkeypatch.setenv("HUB_MASTER_KEY", MASTER_KEY)
-    settings = Settings(http_port=8080)
-    nc = await nats.connect(nats_server.url)
-    js = nc.jetstream()
-    await ensure_streams(js, settings.stream_settings())
-    plane = await ControlPlane.open(js, load_master_key(MASTER_KEY, None))
-    redis = Redis.from_url(valkey_server.url)
-    app = build_admin_app(AdminContext(plane, "http://hub.test", None, 300, poll_store=PollStore(redis)))
-    mount_console(app, console_context(settings, plane, PollStore(redis), nc, redis))
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
-    base = f"http://{host}:{port}"
-    session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-    under_test = ConsoleUnderTest(nc, plane, {}, Browser(base, session), base, [session])
-    for tenant in ("a", "b"):
-        await plane.secrets.set(tenant, "gh-secret", b"initial secret of " + tenant.encode())
-        document = webhook_connector(tenant, "gh", [{"secretRef": {"source": "store", "name": "gh-secret"}}])
-        await plane.apply(ConnectorDocument.model_validate(document), Actor("test"))
-    under_test.keys = {
-        "a": await under_test.key("a"),
-        "b": await under_test.key("b"),
-        "a-read": await under_test.key("a", READ_ONLY),
-        "operator": await under_test.key(None),
-    }
-    try:
+    async with console_under_test(nats_server, valkey_server, read_only=READ_ONLY, console_redis=True) as under_test:
         yield under_test
-    finally:
-        for client in under_test.sessions:
-            await client.close()
-        await runner.cleanup()
-        await nc.close()
-        await redis.aclose()
 
 
 async def dead_letter(hub: ConsoleUnderTest, tenant: str, route: str = "hook", error: str = "http 503") -> int:
