@@ -7,11 +7,14 @@ the test failed. The servers come from `hub.app.embedded`, which uses the pip-in
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import nats
 import pytest
+from nats.aio.client import Client as NATS
 
+from events.streams import StreamSettings, ensure_streams
 from hub.app.embedded import RunningServer, start_nats, start_valkey
 
 
@@ -32,6 +35,15 @@ def nats_server(tmp_path: Path) -> Iterator[RunningServer]:
 def valkey_server(tmp_path: Path) -> Iterator[RunningServer]:
     """A valkey-server for this test only."""
     yield from _serve(start_valkey(tmp_path / "embedded-valkey"))
+
+
+@pytest.fixture
+async def streams_nc(nats_server: RunningServer) -> AsyncIterator[NATS]:
+    """A connection to `nats_server`, the hub's streams created (default settings)."""
+    client = await nats.connect(nats_server.url)
+    await ensure_streams(client.jetstream(), StreamSettings())
+    yield client
+    await client.close()
 
 
 @pytest.fixture

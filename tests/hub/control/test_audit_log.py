@@ -3,26 +3,19 @@ a denied request is audited under a tenant that is a valid subject token (real n
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import nats
 import orjson
 import pytest
 from nats.aio.client import Client as NATS
 
-from events.streams import AUDIT_STREAM, StreamSettings, ensure_streams
+from events.streams import AUDIT_STREAM
 from events.subjects import HUB_WIDE, audit_subject
-from hub.app.embedded import RunningServer
 from hub.control.audit import AuditLog, denial_tenant
 from hub.control.plane import Actor
 
 
 @pytest.fixture
-async def nc(nats_server: RunningServer) -> AsyncIterator[NATS]:
-    client = await nats.connect(nats_server.url)
-    await ensure_streams(client.jetstream(), StreamSettings())
-    yield client
-    await client.close()
+def nc(streams_nc: NATS) -> NATS:
+    return streams_nc
 
 
 async def _last(nc: NATS, tenant: str, action: str) -> dict[str, object]:

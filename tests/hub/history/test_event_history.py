@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import AsyncIterator
 
-import nats
 import pytest
 from nats.aio.client import Client as NATS
 
 from events.envelope import Envelope
-from events.streams import StreamSettings, ensure_streams
-from hub.app.embedded import RunningServer
 from hub.history.events import (
     EventItem,
     EventQuery,
@@ -31,11 +27,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def nc(nats_server: RunningServer) -> AsyncIterator[NATS]:
-    client = await nats.connect(nats_server.url)
-    await ensure_streams(client.jetstream(), StreamSettings())
-    yield client
-    await client.close()
+def nc(streams_nc: NATS) -> NATS:
+    return streams_nc
 
 
 async def store(nc: NATS, events: list[Envelope]) -> None:

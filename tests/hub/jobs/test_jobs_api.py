@@ -27,6 +27,7 @@ from hub.history.deadletters import get_dead_letter
 from hub.jobs import replay
 from hub.jobs.selection import Selection
 from hub.jobs.store import JobStore
+from hub.runtime.natsflush import flush
 from hub.settings import Settings
 from tests.hub.control.fixtures import AdminApi, Reply
 from tests.hub.gate.harness import envelope, publish_event, stream_messages
@@ -196,7 +197,7 @@ async def test_the_api_opens_the_jobs_bucket_once_not_at_every_request(api: Api,
     watcher = await nats.connect(nats_server.url)
     try:
         infos = await watcher.subscribe("$JS.API.STREAM.INFO.KV_hub-jobs")
-        await watcher.flush()
+        await flush(watcher, 5)  # the subscription is in place before the first request
         for key in ("a", "a", "a", "operator"):
             assert (await api.api.call("GET", f"/v1/jobs/{job.id}", api.keys[key])).status == 200
         await watcher.flush()
